@@ -1,0 +1,7 @@
+/** Infrastructure shared by every role (not a role's internals). */
+export * from './errors';
+export * from './log';
+export * from './zmq';
+export * from './admin';
+export * from './process';
+export * from './version';

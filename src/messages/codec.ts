@@ -1,0 +1,339 @@
+/**
+ * Encode and decode of every message. The per-type functions are generated once, at module
+ * load, from the schema table (layout.ts), so the hot path is straight-line code with no
+ * per-field dispatch. A message is frames: frame 0 is the struct (exactly header_length
+ * bytes); trailing frames carry variable-length data and are passed through without copy.
+ *
+ * decode() only ever throws DecodeError. It checks every length against the frame before
+ * reading and every count against the frames present before allocating.
+ */
+import { isUtf8 } from 'node:buffer';
+import { DecodeError, EncodeError } from './errors';
+import { GENERIC_HEADER_SIZE, LAYOUT_BY_ID, LAYOUTS, Layout, PlacedField } from './layout';
+import { MAX_FRAMES, MAX_MESSAGE_BYTES, MessageName, TailDef } from './schema';
+import { Message, MessageInput, MessageOf } from './types';
+import { readUuid, writeUuid } from './uuid';
+
+const TWO32 = 4294967296;
+
+// ---- helpers the generated code calls ---------------------------------------------------
+
+const H = {
+  badField(type: string, name: string, value: unknown, want: string): never {
+    let shown: string;
+    try {
+      shown = typeof value === 'string' ? JSON.stringify(value) : Buffer.isBuffer(value) ? `<${value.length} bytes>` : String(value);
+    } catch {
+      shown = typeof value;
+    }
+    throw new EncodeError(value === undefined ? 'MISSING_FIELD' : 'BAD_FIELD', `${type}.${name} must be ${want}, got ${shown}`);
+  },
+  putUuid(b: Buffer, off: number, v: unknown, type: string, name: string): void {
+    if (!writeUuid(b, off, v as string)) H.badField(type, name, v, 'a UUID like 123e4567-e89b-42d3-a456-426614174000');
+  },
+  u64(b: Buffer, off: number, type: number, name: string): number {
+    const lo = b.readUInt32LE(off);
+    const hi = b.readUInt32LE(off + 4);
+    if (hi > 0x1fffff) throw new DecodeError('VALUE_OUT_OF_RANGE', `${name} is above 2^53-1`, type);
+    return hi * TWO32 + lo;
+  },
+  en(v: number, allowed: Set<number>, type: number, name: string): number {
+    if (!allowed.has(v)) throw new DecodeError('VALUE_OUT_OF_RANGE', `${name} = ${v} is not one of ${[...allowed].join(', ')}`, type);
+    return v;
+  },
+  nz(type: number, off: number): never {
+    throw new DecodeError('NONZERO_PADDING', `padding byte at offset ${off} is not zero`, type);
+  },
+  utf8(fr: Buffer, max: number, type: number, name: string): string {
+    if (fr.length > max) throw new DecodeError('TOO_LARGE', `${name} is ${fr.length} bytes, the limit is ${max}`, type);
+    if (!isUtf8(fr)) throw new DecodeError('BAD_UTF8', `${name} is not valid UTF-8`, type);
+    return fr.toString('utf8');
+  },
+  utf8Enc(s: unknown, max: number, type: string, name: string): Buffer {
+    if (typeof s !== 'string') H.badField(type, name, s, 'a string');
+    const b = Buffer.from(s as string, 'utf8');
+    if (b.length > max) H.badField(type, name, `<${b.length} bytes>`, `at most ${max} bytes of UTF-8`);
+    return b;
+  },
+  uuidList(fr: Buffer, n: number, type: number, name: string): string[] {
+    if (fr.length !== n * 16) throw new DecodeError('LENGTH_MISMATCH', `${name} is ${fr.length} bytes, expected ${n} UUIDs (${n * 16} bytes)`, type);
+    const out = new Array<string>(n);
+    for (let i = 0; i < n; i++) out[i] = readUuid(fr, i * 16);
+    return out;
+  },
+  uuidListEnc(v: unknown, type: string, name: string): Buffer {
+    if (!Array.isArray(v)) H.badField(type, name, v, 'an array of UUIDs');
+    const a = v as unknown[];
+    const b = Buffer.allocUnsafe(a.length * 16);
+    for (let i = 0; i < a.length; i++) H.putUuid(b, i * 16, a[i], type, `${name}[${i}]`);
+    return b;
+  },
+};
+
+// ---- code generation -----------------------------------------------------------------------
+
+function fieldRange(f: PlacedField): [number, number, string] {
+  switch (f.kind) {
+    case 'u8':
+      return [0, 255, 'an integer 0..255'];
+    case 'u16':
+      return [0, 65535, 'an integer 0..65535'];
+    case 'u32':
+      return [0, TWO32 - 1, 'an integer 0..4294967295'];
+    case 'i32':
+      return [-(2 ** 31), 2 ** 31 - 1, 'an integer -2147483648..2147483647'];
+    default:
+      return [0, Number.MAX_SAFE_INTEGER, 'an integer 0..2^53-1'];
+  }
+}
+
+function derivedFrom(l: Layout, field: string): TailDef | undefined {
+  return l.def.tail.find((t) => t.lengthField === field || t.countField === field);
+}
+
+function genEncodeStruct(l: Layout): string {
+  const T = JSON.stringify(l.name);
+  const lines: string[] = [`const b = Buffer.allocUnsafe(${l.size});`];
+  for (const [off, len] of l.padding) lines.push(len > 8 ? `b.fill(0, ${off}, ${off + len});` : Array.from({ length: len }, (_, i) => `b[${off + i}] = 0;`).join(' '));
+  for (const f of l.fields) {
+    const N = JSON.stringify(f.name);
+    if (f.name === 'message_type') {
+      lines.push(`b[${f.offset}] = ${l.def.id};`);
+      continue;
+    }
+    if (f.name === 'header_length') {
+      lines.push(`b.writeUInt32LE(${l.size}, ${f.offset}); b.writeUInt32LE(0, ${f.offset + 4});`);
+      continue;
+    }
+    const tail = derivedFrom(l, f.name);
+    let get = `m[${N}]`;
+    if (tail) get = `(m[${N}] === undefined && m[${JSON.stringify(tail.name)}] != null ? m[${JSON.stringify(tail.name)}].length : m[${N}])`;
+    lines.push(`v = ${get};`);
+    if (f.kind === 'uuid') {
+      lines.push(`H.putUuid(b, ${f.offset}, v, ${T}, ${N});`);
+      continue;
+    }
+    if (f.kind === 'sha256') {
+      lines.push(`if (!(v instanceof Uint8Array) || v.length !== 32) H.badField(${T}, ${N}, v, '32 bytes (a SHA-256 digest)');`);
+      lines.push(`b.set(v, ${f.offset});`);
+      continue;
+    }
+    const [lo, hi, want] = fieldRange(f);
+    lines.push(`if (typeof v !== 'number' || !(v >= ${lo} && v <= ${hi}) || Math.floor(v) !== v) H.badField(${T}, ${N}, v, ${JSON.stringify(want)});`);
+    if (f.enum) {
+      const vals = Object.values(f.enum);
+      lines.push(`if (${vals.map((x) => `v !== ${x}`).join(' && ')}) H.badField(${T}, ${N}, v, ${JSON.stringify('one of ' + Object.entries(f.enum).map(([k, x]) => `${x} (${k})`).join(', '))});`);
+    }
+    switch (f.kind) {
+      case 'u8':
+        lines.push(`b[${f.offset}] = v;`);
+        break;
+      case 'u16':
+        lines.push(`b[${f.offset}] = v & 255; b[${f.offset + 1}] = v >>> 8;`);
+        break;
+      case 'u32':
+        lines.push(`b.writeUInt32LE(v, ${f.offset});`);
+        break;
+      case 'i32':
+        lines.push(`b.writeInt32LE(v, ${f.offset});`);
+        break;
+      case 'u64':
+        lines.push(`lo = v >>> 0; b.writeUInt32LE(lo, ${f.offset}); b.writeUInt32LE((v - lo) / ${TWO32}, ${f.offset + 4});`);
+        break;
+    }
+  }
+  lines.push('return b;');
+  return `return function encodeStruct_${l.name}(m) { let v, lo;\n${lines.join('\n')}\n};`;
+}
+
+function genEncodeTail(l: Layout): string {
+  const T = JSON.stringify(l.name);
+  const lines: string[] = ['const out = [b0]; let v;'];
+  for (const t of l.def.tail) {
+    const N = JSON.stringify(t.name);
+    lines.push(`v = m[${N}];`);
+    switch (t.kind) {
+      case 'bytes': {
+        const lf = l.fields.find((x) => x.name === t.lengthField)!;
+        lines.push(`if (!(v instanceof Uint8Array)) H.badField(${T}, ${N}, v, 'bytes (a Buffer)');`);
+        lines.push(`if (m[${JSON.stringify(lf.name)}] !== undefined && m[${JSON.stringify(lf.name)}] !== v.length) H.badField(${T}, ${JSON.stringify(lf.name)}, m[${JSON.stringify(lf.name)}], 'the length of ${t.name} (' + v.length + ')');`);
+        lines.push(`out.push(Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength));`);
+        break;
+      }
+      case 'utf8':
+        lines.push(`out.push(H.utf8Enc(v, ${t.maxBytes}, ${T}, ${N}));`);
+        break;
+      case 'utf8list': {
+        const cf = JSON.stringify(t.countField);
+        lines.push(`if (!Array.isArray(v)) H.badField(${T}, ${N}, v, 'an array of strings');`);
+        lines.push(`if (m[${cf}] !== undefined && m[${cf}] !== v.length) H.badField(${T}, ${cf}, m[${cf}], 'the length of ${t.name} (' + v.length + ')');`);
+        lines.push(`for (let i = 0; i < v.length; i++) out.push(H.utf8Enc(v[i], ${t.maxBytes}, ${T}, ${N} + '[' + i + ']'));`);
+        break;
+      }
+      case 'uuidlist': {
+        const cf = JSON.stringify(t.countField);
+        lines.push(`if (Array.isArray(v) && m[${cf}] !== undefined && m[${cf}] !== v.length) H.badField(${T}, ${cf}, m[${cf}], 'the length of ${t.name} (' + v.length + ')');`);
+        lines.push(`out.push(H.uuidListEnc(v, ${T}, ${N}));`);
+        break;
+      }
+    }
+  }
+  lines.push('return out;');
+  return `return function encodeTail_${l.name}(m, b0) {\n${lines.join('\n')}\n};`;
+}
+
+function genDecode(l: Layout): string {
+  const ID = l.def.id;
+  const lines: string[] = [];
+  // padding: one OR per run, checked before any field is read
+  for (const [off, len] of l.padding) {
+    const bytes = Array.from({ length: len }, (_, i) => `b[${off + i}]`).join(' | ');
+    lines.push(`if (${bytes}) H.nz(${ID}, ${off});`);
+  }
+  const props: string[] = [`type: ${JSON.stringify(l.name)}`];
+  for (const f of l.fields) {
+    if (f.name === 'message_type' || f.name === 'header_length') continue;
+    const N = JSON.stringify(f.name);
+    let expr: string;
+    switch (f.kind) {
+      case 'u8':
+        expr = `b[${f.offset}]`;
+        break;
+      case 'u16':
+        expr = `(b[${f.offset}] | (b[${f.offset + 1}] << 8))`;
+        break;
+      case 'u32':
+        expr = `b.readUInt32LE(${f.offset})`;
+        break;
+      case 'i32':
+        expr = `b.readInt32LE(${f.offset})`;
+        break;
+      case 'u64':
+        expr = `H.u64(b, ${f.offset}, ${ID}, ${N})`;
+        break;
+      case 'uuid':
+        expr = `readUuid(b, ${f.offset})`;
+        break;
+      case 'sha256':
+        expr = `Buffer.from(b.subarray(${f.offset}, ${f.offset + 32}))`;
+        break;
+    }
+    if (f.enum) expr = `H.en(${expr}, ENUM_${f.name}, ${ID}, ${N})`;
+    lines.push(`const f_${f.name} = ${expr};`);
+    props.push(`${N}: f_${f.name}`);
+  }
+  // trailing frames: count them from the struct first, then check each against its field
+  const fixed = l.def.tail.filter((t) => t.kind !== 'utf8list').length;
+  const lists = l.def.tail.filter((t) => t.kind === 'utf8list').map((t) => `f_${t.countField}`);
+  lines.push('if (frames === null) return {' + props.join(', ') + '};');
+  lines.push(`const want = 1 + ${fixed}${lists.map((x) => ' + ' + x).join('')};`);
+  lines.push(`if (frames.length !== want) throw new DecodeError('BAD_FRAME_COUNT', 'expected ' + want + ' frames, got ' + frames.length, ${ID});`);
+  lines.push('let k = 1;');
+  for (const t of l.def.tail) {
+    const N = JSON.stringify(t.name);
+    switch (t.kind) {
+      case 'bytes':
+        lines.push(`const t_${t.name} = frames[k++];`);
+        lines.push(`if (t_${t.name}.length !== f_${t.lengthField}) throw new DecodeError('LENGTH_MISMATCH', ${N} + ' is ' + t_${t.name}.length + ' bytes but ${t.lengthField} says ' + f_${t.lengthField}, ${ID});`);
+        break;
+      case 'utf8':
+        lines.push(`const t_${t.name} = H.utf8(frames[k++], ${t.maxBytes}, ${ID}, ${N});`);
+        break;
+      case 'utf8list':
+        lines.push(`const t_${t.name} = new Array(f_${t.countField});`);
+        lines.push(`for (let i = 0; i < f_${t.countField}; i++) t_${t.name}[i] = H.utf8(frames[k++], ${t.maxBytes}, ${ID}, ${N});`);
+        break;
+      case 'uuidlist':
+        lines.push(`const t_${t.name} = H.uuidList(frames[k++], f_${t.countField}, ${ID}, ${N});`);
+        break;
+    }
+    props.push(`${N}: t_${t.name}`);
+  }
+  lines.push('return {' + props.join(', ') + '};');
+  return `return function decode_${l.name}(b, frames) {\n${lines.join('\n')}\n};`;
+}
+
+interface Compiled {
+  readonly layout: Layout;
+  readonly encodeStruct: (m: unknown) => Buffer;
+  readonly encodeTail: (m: unknown, b0: Buffer) => Buffer[];
+  readonly decode: (b: Buffer, frames: Buffer[] | null) => Message;
+}
+
+function compile(l: Layout): Compiled {
+  const enums = l.fields.filter((f) => f.enum).map((f) => `ENUM_${f.name}`);
+  const enumSets = l.fields.filter((f) => f.enum).map((f) => new Set(Object.values(f.enum!)));
+  const mk = (src: string) => new Function('H', 'DecodeError', 'readUuid', ...enums, src)(H, DecodeError, readUuid, ...enumSets);
+  return {
+    layout: l,
+    encodeStruct: mk(genEncodeStruct(l)),
+    encodeTail: mk(genEncodeTail(l)),
+    decode: mk(genDecode(l)),
+  };
+}
+
+const COMPILED = new Map<MessageName, Compiled>([...LAYOUTS].map(([n, l]) => [n, compile(l)]));
+const COMPILED_BY_ID: (Compiled | undefined)[] = LAYOUT_BY_ID.map((l) => (l ? COMPILED.get(l.name) : undefined));
+
+function compiledFor(type: unknown): Compiled {
+  const c = typeof type === 'string' ? COMPILED.get(type as MessageName) : undefined;
+  if (!c) throw new EncodeError('UNKNOWN_TYPE', `no message type named ${JSON.stringify(type)} (see 'grid codec types')`);
+  return c;
+}
+
+// ---- public API --------------------------------------------------------------------------------
+
+/** Encodes a message into its frames: [struct, ...trailing frames]. Throws EncodeError. */
+export function encode<N extends MessageName>(m: MessageInput<N>): Buffer[] {
+  const c = compiledFor((m as unknown as { type: unknown }).type);
+  const frames = c.encodeTail(m, c.encodeStruct(m));
+  if (frames.length > MAX_FRAMES) throw new EncodeError('TOO_LARGE', `${c.layout.name} would have ${frames.length} frames; the limit is ${MAX_FRAMES}`);
+  let total = 0;
+  for (const fr of frames) total += fr.length;
+  if (total > MAX_MESSAGE_BYTES) throw new EncodeError('TOO_LARGE', `${c.layout.name} would be ${total} bytes; the limit is ${MAX_MESSAGE_BYTES}`);
+  return frames;
+}
+
+/** Encodes frame 0 only (the struct). Length and count fields must be given. */
+export function encodeStruct<N extends MessageName>(m: MessageInput<N>): Buffer {
+  return compiledFor((m as unknown as { type: unknown }).type).encodeStruct(m);
+}
+
+function checkHeader(f0: Buffer | undefined): Compiled {
+  if (!f0) throw new DecodeError('NO_FRAMES', 'the message has no frames');
+  if (f0.length < GENERIC_HEADER_SIZE) throw new DecodeError('TRUNCATED', `frame 0 is ${f0.length} bytes, shorter than the ${GENERIC_HEADER_SIZE}-byte generic header`);
+  const type = f0[0]!;
+  const c = COMPILED_BY_ID[type];
+  if (!c) throw new DecodeError('UNKNOWN_TYPE', `message_type ${type} is not a known message type`, type);
+  const lo = f0.readUInt32LE(24);
+  const hi = f0.readUInt32LE(28);
+  const size = c.layout.size;
+  if (hi !== 0 || lo !== size) throw new DecodeError('BAD_HEADER_LENGTH', `header_length is ${hi * TWO32 + lo}, but sizeof(${c.layout.name}) is ${size}`, type);
+  if (f0.length < size) throw new DecodeError('TRUNCATED', `frame 0 is ${f0.length} bytes, header_length says ${size}`, type);
+  if (f0.length > size) throw new DecodeError('TRAILING_BYTES', `frame 0 is ${f0.length} bytes, ${f0.length - size} more than header_length (${size})`, type);
+  return c;
+}
+
+/**
+ * Decodes a whole message. Trailing frames are returned as given (no copy). Throws only
+ * DecodeError, whatever the bytes.
+ */
+export function decode(frames: Buffer[]): Message {
+  if (frames.length > MAX_FRAMES) throw new DecodeError('TOO_LARGE', `the message has ${frames.length} frames; the limit is ${MAX_FRAMES}`);
+  let total = 0;
+  for (const fr of frames) total += fr.length;
+  if (total > MAX_MESSAGE_BYTES) throw new DecodeError('TOO_LARGE', `the message is ${total} bytes; the limit is ${MAX_MESSAGE_BYTES}`);
+  const c = checkHeader(frames[0]);
+  return c.decode(frames[0]!, frames);
+}
+
+/** Decodes frame 0 only: the struct's fields, without trailing frames. Throws only DecodeError. */
+export function decodeStruct(f0: Buffer): Message {
+  const c = checkHeader(f0);
+  return c.decode(f0, null);
+}
+
+/** Narrows a decoded message to one type, or undefined. */
+export function as<N extends MessageName>(m: Message, type: N): MessageOf<N> | undefined {
+  return m.type === type ? (m as MessageOf<N>) : undefined;
+}

@@ -1,0 +1,477 @@
+/**
+ * The one schema table of the wire protocol. Every message type is one entry here; the
+ * struct layout (offsets, padding, sizeof), the encoder, the decoder, the C header and the
+ * docs all derive from it. See docs/protocol.md.
+ *
+ * Layout rule: exactly what a C compiler on x86-64 / AArch64 produces for the struct: each
+ * field at the next offset that is a multiple of its alignment, the struct's size rounded up
+ * to its largest alignment, little-endian, padding bytes zero. Every struct embeds the
+ * generic header (struct generic_message) first.
+ */
+
+/** Kinds of fixed struct fields. */
+export type FieldKind =
+  | 'u8'
+  | 'u16'
+  | 'u32'
+  | 'i32'
+  /** uint64_t on the wire; a JS number in TypeScript, so values above 2^53-1 are refused. */
+  | 'u64'
+  /** A 128-bit UUID as two uint64_t: NAME_upper (most significant 64 bits) then NAME_lower. */
+  | 'uuid'
+  /** uint8_t NAME[32]: a SHA-256 digest. */
+  | 'sha256';
+
+/** Kinds of trailing frames (frames 1..n) that carry variable-length data. */
+export type TailKind =
+  /** One frame of raw bytes whose length equals the struct field `lengthField`. */
+  | 'bytes'
+  /** One frame of UTF-8 text, at most `maxBytes` long. */
+  | 'utf8'
+  /** `countField` frames, each one UTF-8 string of at most `maxBytes`. */
+  | 'utf8list'
+  /** One frame of `countField` packed UUIDs, each laid out as a uuid struct field. */
+  | 'uuidlist';
+
+export interface FieldDef {
+  readonly name: string;
+  readonly kind: FieldKind;
+  /** For u8 fields that hold an enum: the allowed values. */
+  readonly enum?: Readonly<Record<string, number>>;
+  readonly doc?: string;
+}
+
+export interface TailDef {
+  readonly name: string;
+  readonly kind: TailKind;
+  /** bytes: the struct field that holds this frame's length. */
+  readonly lengthField?: string;
+  /** utf8list, uuidlist: the struct field that holds the number of items. */
+  readonly countField?: string;
+  /** utf8, utf8list: the largest allowed string in bytes. */
+  readonly maxBytes?: number;
+  readonly doc?: string;
+}
+
+export interface MessageDef {
+  readonly id: number;
+  readonly family: 'seed' | 'core' | 'storage' | 'job' | 'dispatch';
+  readonly doc: string;
+  readonly fields: readonly FieldDef[];
+  readonly tail: readonly TailDef[];
+}
+
+// ---- limits (named, documented in docs/protocol.md) -------------------------------------
+
+/** Largest message (all frames together) a node accepts: 64 MiB. */
+export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** Most frames one message may have (frame 0 included). */
+export const MAX_FRAMES = 100_001;
+/** Largest name (file name, program name, argument) in bytes. */
+export const MAX_NAME_BYTES = 4096;
+/** Largest free text (error message, log tail) in bytes. */
+export const MAX_TEXT_BYTES = 64 * 1024;
+/** Protocol version every node announces; a mismatch is refused. */
+export const PROTOCOL_VERSION = 1;
+
+// ---- enums -------------------------------------------------------------------------------
+
+/** worker_status.state */
+export const WorkerState = { idle: 0, busy: 1, draining: 2 } as const;
+/** task_result.outcome, task_status_response.outcome */
+export const TaskOutcome = {
+  none: 0,
+  ok: 1,
+  exit_nonzero: 2,
+  timeout: 3,
+  memory_limit: 4,
+  output_limit: 5,
+  worker_error: 6,
+  lost: 7,
+  cancelled: 8,
+} as const;
+/** task_status_response.state */
+export const TaskState = { pending: 0, running: 1, succeeded: 2, failed: 3, cancelled: 4 } as const;
+/** job_status_response.state */
+export const JobState = { running: 0, succeeded: 1, failed: 2, cancelled: 3 } as const;
+/** file_put_response.status */
+export const PutStatus = { partial: 0, stored: 1, already_stored: 2 } as const;
+/** 0 or 1 */
+export const Bool = { false: 0, true: 1 } as const;
+
+const f = <N extends string, K extends FieldKind>(name: N, kind: K, doc?: string, en?: Record<string, number>) => ({
+  name,
+  kind,
+  doc,
+  enum: en,
+});
+
+/** The generic header every message starts with (seed 004). */
+export const GENERIC_HEADER: readonly FieldDef[] = [
+  f('message_type', 'u8', 'the registry number of this message type'),
+  f('node_uuid', 'uuid', 'the sending node'),
+  f('header_length', 'u64', 'sizeof the whole struct, = length of frame 0'),
+];
+
+const nameList = <N extends string, C extends string>(name: N, countField: C, doc?: string) => ({
+  name,
+  kind: 'utf8list' as const,
+  countField,
+  maxBytes: MAX_NAME_BYTES,
+  doc,
+});
+const uuidList = <N extends string, C extends string>(name: N, countField: C, doc?: string) => ({
+  name,
+  kind: 'uuidlist' as const,
+  countField,
+  doc,
+});
+const text = <N extends string>(name: N, doc?: string) => ({ name, kind: 'utf8' as const, maxBytes: MAX_TEXT_BYTES, doc });
+
+/**
+ * The registry. Numbers are stable forever: never reuse or renumber one (docs/protocol.md,
+ * "Versioning"). Fields are listed after the generic header, in struct order.
+ */
+export const MESSAGES = {
+  // ---- the seed's five structs: exactly the seed's fields, in the seed's order ----------
+  generic_message: {
+    id: 1,
+    family: 'seed',
+    doc: 'A bare header. Used as a heartbeat (balancer to worker, master to balancer).',
+    fields: [],
+    tail: [],
+  },
+  worker_request: {
+    id: 2,
+    family: 'seed',
+    doc: 'Seed request to run an inline program over input paths. Frame 1: program bytes; then one frame per input path.',
+    fields: [f('job_uuid', 'uuid'), f('program_length', 'u64'), f('num_input_files', 'u64')],
+    tail: [
+      { name: 'program', kind: 'bytes', lengthField: 'program_length' },
+      nameList('input_files', 'num_input_files'),
+    ],
+  },
+  worker_status: {
+    id: 3,
+    family: 'seed',
+    doc: 'Worker heartbeat with its state; job_uuid is the job of a running task, or nil when idle.',
+    fields: [f('job_uuid', 'uuid'), f('state', 'u8', 'WorkerState', WorkerState)],
+    tail: [],
+  },
+  file_request: {
+    id: 4,
+    family: 'seed',
+    doc: 'Ask a storage node for a whole (small) file. Answered by file_response or error_reply.',
+    fields: [f('file_uuid', 'uuid')],
+    tail: [],
+  },
+  file_response: {
+    id: 5,
+    family: 'seed',
+    doc: 'A whole file. Frame 1: the file bytes (file_length of them).',
+    fields: [f('file_uuid', 'uuid'), f('file_length', 'u64')],
+    tail: [{ name: 'data', kind: 'bytes', lengthField: 'file_length' }],
+  },
+
+  // ---- core --------------------------------------------------------------------------------
+  error_reply: {
+    id: 6,
+    family: 'core',
+    doc: 'A request failed. error_code is a stable number (docs/protocol.md, "Error codes"); frame 1 says what went wrong and what to do.',
+    fields: [f('request_uuid', 'uuid'), f('error_code', 'u16')],
+    tail: [text('message')],
+  },
+  ack_reply: {
+    id: 7,
+    family: 'core',
+    doc: 'A request that returns nothing succeeded.',
+    fields: [f('request_uuid', 'uuid')],
+    tail: [],
+  },
+
+  // ---- storage -----------------------------------------------------------------------------
+  file_stat_request: {
+    id: 20,
+    family: 'storage',
+    doc: 'Does the storage node hold this file, and how long is it?',
+    fields: [f('request_uuid', 'uuid'), f('file_uuid', 'uuid')],
+    tail: [],
+  },
+  file_stat_response: {
+    id: 21,
+    family: 'storage',
+    doc: 'Answer to file_stat_request; sha256 is all zero when exists = 0.',
+    fields: [
+      f('request_uuid', 'uuid'),
+      f('file_uuid', 'uuid'),
+      f('file_length', 'u64'),
+      f('exists', 'u8', '0 or 1', Bool),
+      f('sha256', 'sha256'),
+    ],
+    tail: [],
+  },
+  file_put_request: {
+    id: 22,
+    family: 'storage',
+    doc: 'Upload one chunk of a file at offset; the chunk with final = 1 commits the file after its SHA-256 is verified. file_uuid is derived from sha256 (content addressing). Frame 1: the chunk.',
+    fields: [
+      f('request_uuid', 'uuid'),
+      f('file_uuid', 'uuid'),
+      f('file_length', 'u64'),
+      f('offset', 'u64'),
+      f('chunk_length', 'u32'),
+      f('final', 'u8', '1 on the last chunk', Bool),
+      f('sha256', 'sha256', 'SHA-256 of the whole file'),
+    ],
+    tail: [{ name: 'data', kind: 'bytes', lengthField: 'chunk_length' }],
+  },
+  file_put_response: {
+    id: 23,
+    family: 'storage',
+    doc: 'Answer to file_put_request.',
+    fields: [
+      f('request_uuid', 'uuid'),
+      f('file_uuid', 'uuid'),
+      f('received', 'u64', 'bytes of the file held so far'),
+      f('status', 'u8', 'PutStatus', PutStatus),
+    ],
+    tail: [],
+  },
+  file_read_request: {
+    id: 24,
+    family: 'storage',
+    doc: 'Read length bytes of a file from offset.',
+    fields: [f('request_uuid', 'uuid'), f('file_uuid', 'uuid'), f('offset', 'u64'), f('length', 'u32')],
+    tail: [],
+  },
+  file_read_response: {
+    id: 25,
+    family: 'storage',
+    doc: 'Answer to file_read_request; length may be short at the end of the file. Frame 1: the bytes.',
+    fields: [
+      f('request_uuid', 'uuid'),
+      f('file_uuid', 'uuid'),
+      f('offset', 'u64'),
+      f('file_length', 'u64'),
+      f('length', 'u32'),
+    ],
+    tail: [{ name: 'data', kind: 'bytes', lengthField: 'length' }],
+  },
+
+  // ---- jobs (client <-> master) -------------------------------------------------------------
+  job_submit_request: {
+    id: 40,
+    family: 'job',
+    doc: 'Submit a job. job_uuid is chosen by the client, so a retried submit is applied once.',
+    fields: [
+      f('request_uuid', 'uuid'),
+      f('job_uuid', 'uuid'),
+      f('program_file_uuid', 'uuid'),
+      f('num_inputs', 'u32'),
+      f('chunk_size', 'u32', 'inputs per task'),
+      f('max_retries', 'u32', 'retries of a failed task'),
+      f('task_timeout_ms', 'u32'),
+      f('memory_limit_mb', 'u32'),
+      f('num_args', 'u32'),
+      f('output_limit_bytes', 'u64'),
+    ],
+    tail: [
+      uuidList('input_file_uuids', 'num_inputs'),
+      nameList('input_names', 'num_inputs', 'the base name of each input'),
+      nameList('args', 'num_args', 'arguments passed as GRID_ARGS'),
+      { name: 'program_name', kind: 'utf8', maxBytes: MAX_NAME_BYTES },
+    ],
+  },
+  job_submit_response: {
+    id: 41,
+    family: 'job',
+    doc: 'The job is durably stored (accepted).',
+    fields: [
+      f('request_uuid', 'uuid'),
+      f('job_uuid', 'uuid'),
+      f('task_count', 'u32'),
+      f('created', 'u8', '0 when the job already existed (a retried submit)', Bool),
+    ],
+    tail: [],
+  },
+  job_status_request: {
+    id: 42,
+    family: 'job',
+    doc: 'State and counts of one job.',
+    fields: [f('request_uuid', 'uuid'), f('job_uuid', 'uuid')],
+    tail: [],
+  },
+  job_status_response: {
+    id: 43,
+    family: 'job',
+    doc: 'Answer to job_status_request.',
+    fields: [
+      f('request_uuid', 'uuid'),
+      f('job_uuid', 'uuid'),
+      f('state', 'u8', 'JobState', JobState),
+      f('task_count', 'u32'),
+      f('tasks_pending', 'u32'),
+      f('tasks_running', 'u32'),
+      f('tasks_succeeded', 'u32'),
+      f('tasks_failed', 'u32'),
+      f('created_at_ms', 'u64'),
+      f('finished_at_ms', 'u64', '0 while running'),
+    ],
+    tail: [{ name: 'program_name', kind: 'utf8', maxBytes: MAX_NAME_BYTES }, text('error')],
+  },
+  job_list_request: {
+    id: 44,
+    family: 'job',
+    doc: 'The newest jobs, at most limit of them.',
+    fields: [f('request_uuid', 'uuid'), f('limit', 'u32')],
+    tail: [],
+  },
+  job_list_response: {
+    id: 45,
+    family: 'job',
+    doc: 'Answer to job_list_request, newest first.',
+    fields: [f('request_uuid', 'uuid'), f('num_jobs', 'u32')],
+    tail: [uuidList('job_uuids', 'num_jobs')],
+  },
+  task_status_request: {
+    id: 46,
+    family: 'job',
+    doc: 'Everything about one task of a job.',
+    fields: [f('request_uuid', 'uuid'), f('job_uuid', 'uuid'), f('task_index', 'u32')],
+    tail: [],
+  },
+  task_status_response: {
+    id: 47,
+    family: 'job',
+    doc: 'Answer to task_status_request.',
+    fields: [
+      f('request_uuid', 'uuid'),
+      f('job_uuid', 'uuid'),
+      f('worker_uuid', 'uuid', 'worker of the last attempt, nil if none'),
+      f('log_file_uuid', 'uuid', 'stored stdout+stderr of the last attempt, nil if none'),
+      f('task_index', 'u32'),
+      f('attempts', 'u32'),
+      f('exit_code', 'i32'),
+      f('duration_ms', 'u32'),
+      f('num_outputs', 'u32'),
+      f('num_inputs', 'u32'),
+      f('state', 'u8', 'TaskState', TaskState),
+      f('outcome', 'u8', 'TaskOutcome of the last attempt', TaskOutcome),
+    ],
+    tail: [
+      uuidList('output_file_uuids', 'num_outputs'),
+      nameList('output_names', 'num_outputs'),
+      nameList('input_names', 'num_inputs'),
+      text('error'),
+      text('log_tail'),
+    ],
+  },
+  job_cancel_request: {
+    id: 48,
+    family: 'job',
+    doc: 'Cancel a running job. Answered by ack_reply.',
+    fields: [f('request_uuid', 'uuid'), f('job_uuid', 'uuid')],
+    tail: [],
+  },
+
+  // ---- dispatch (master <-> balancer <-> worker) ----------------------------------------
+  balancer_hello: {
+    id: 60,
+    family: 'dispatch',
+    doc: 'A balancer registers with the master to receive tasks; sent again after a reconnect.',
+    fields: [f('protocol_version', 'u16')],
+    tail: [],
+  },
+  worker_ready: {
+    id: 61,
+    family: 'dispatch',
+    doc: 'A worker joins a balancer with its slots, prefetch depth, versions and the files it has cached.',
+    fields: [
+      f('protocol_version', 'u16'),
+      f('slots', 'u16', 'tasks it runs at once'),
+      f('prefetch', 'u16', 'tasks it queues beyond its slots'),
+      f('num_cached', 'u32'),
+    ],
+    tail: [
+      { name: 'software_version', kind: 'utf8', maxBytes: MAX_NAME_BYTES },
+      uuidList('cached_file_uuids', 'num_cached'),
+    ],
+  },
+  worker_disconnect: {
+    id: 62,
+    family: 'dispatch',
+    doc: 'A worker leaves on purpose; its unfinished tasks are re-dispatched at once.',
+    fields: [],
+    tail: [],
+  },
+  task_dispatch: {
+    id: 63,
+    family: 'dispatch',
+    doc: 'Run one task (master to balancer, balancer to worker). Tasks never change once created.',
+    fields: [
+      f('job_uuid', 'uuid'),
+      f('program_file_uuid', 'uuid'),
+      f('task_index', 'u32'),
+      f('task_count', 'u32'),
+      f('attempt', 'u32', '0 for the first run'),
+      f('max_retries', 'u32'),
+      f('timeout_ms', 'u32'),
+      f('memory_limit_mb', 'u32'),
+      f('num_inputs', 'u32'),
+      f('num_args', 'u32'),
+      f('output_limit_bytes', 'u64'),
+    ],
+    tail: [
+      uuidList('input_file_uuids', 'num_inputs'),
+      nameList('input_names', 'num_inputs'),
+      nameList('args', 'num_args'),
+      { name: 'program_name', kind: 'utf8', maxBytes: MAX_NAME_BYTES },
+    ],
+  },
+  task_started: {
+    id: 64,
+    family: 'dispatch',
+    doc: 'A worker started an attempt of a task (worker to balancer, balancer to master).',
+    fields: [f('job_uuid', 'uuid'), f('worker_uuid', 'uuid'), f('task_index', 'u32'), f('attempt', 'u32')],
+    tail: [],
+  },
+  task_result: {
+    id: 65,
+    family: 'dispatch',
+    doc: 'How an attempt ended (worker to balancer; balancer to master with final = 1 when no retry follows). Sent until acknowledged by result_ack.',
+    fields: [
+      f('job_uuid', 'uuid'),
+      f('worker_uuid', 'uuid'),
+      f('log_file_uuid', 'uuid', 'nil when the log could not be stored'),
+      f('task_index', 'u32'),
+      f('attempt', 'u32'),
+      f('exit_code', 'i32', '-1 when killed by a signal'),
+      f('duration_ms', 'u32'),
+      f('num_outputs', 'u32'),
+      f('outcome', 'u8', 'TaskOutcome', TaskOutcome),
+      f('final', 'u8', '1 when this settles the task', Bool),
+    ],
+    tail: [
+      uuidList('output_file_uuids', 'num_outputs'),
+      nameList('output_names', 'num_outputs'),
+      text('error'),
+      text('log_tail'),
+    ],
+  },
+  result_ack: {
+    id: 66,
+    family: 'dispatch',
+    doc: 'The receiver recorded a task_result; the sender may forget it.',
+    fields: [f('job_uuid', 'uuid'), f('task_index', 'u32'), f('attempt', 'u32')],
+    tail: [],
+  },
+  task_cancel: {
+    id: 67,
+    family: 'dispatch',
+    doc: 'Stop every task of a job (master to balancer, balancer to worker).',
+    fields: [f('job_uuid', 'uuid')],
+    tail: [],
+  },
+} as const satisfies Record<string, MessageDef>;
+
+export type MessageName = keyof typeof MESSAGES;
