@@ -5,3 +5,4 @@ export * from './zmq';
 export * from './admin';
 export * from './process';
 export * from './version';
+export * from './config';

@@ -1,0 +1,95 @@
+/**
+ * Config files shared by every role: JSON with `//` comment lines (so `grid init` can write
+ * a commented sample), merged under command-line flags, validated by the role.
+ */
+import fs from 'node:fs';
+import { configError } from './errors';
+
+/** Strips whole-line and trailing `//` comments that are outside strings, then parses JSON. */
+export function parseJsonc(text: string, source: string): Record<string, unknown> {
+  const lines = text.split('\n').map((line) => {
+    let inStr = false;
+    for (let i = 0; i < line.length; i++) {
+      const c = line[i];
+      if (c === '\\' && inStr) {
+        i++;
+        continue;
+      }
+      if (c === '"') inStr = !inStr;
+      if (!inStr && c === '/' && line[i + 1] === '/') return line.slice(0, i);
+    }
+    return line;
+  });
+  let v: unknown;
+  try {
+    v = JSON.parse(lines.join('\n'));
+  } catch (e) {
+    throw configError(`config file ${source} is not valid JSON: ${(e as Error).message}`, 'fix the file, or write a fresh sample with `grid init --role ROLE`');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw configError(`config file ${source} must hold one JSON object`);
+  return v as Record<string, unknown>;
+}
+
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(path, 'utf8');
+  } catch (e) {
+    throw configError(`cannot read config file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return parseJsonc(text, path);
+}
+
+/**
+ * Merges defaults, then the config file, then flags that were given (undefined = not given),
+ * and checks that every key is known, so a typo in a config file is an error, not a silent
+ * default.
+ */
+export function mergeConfig<T extends object>(defaults: T, file: Record<string, unknown>, flags: Partial<Record<keyof T, unknown>>, source: string): T {
+  const out = { ...defaults } as Record<string, unknown>;
+  for (const [k, v] of Object.entries(file)) {
+    if (!(k in defaults)) throw configError(`unknown setting "${k}" in ${source}`, `known settings: ${Object.keys(defaults).join(', ')}`);
+    out[k] = v;
+  }
+  for (const [k, v] of Object.entries(flags)) if (v !== undefined) out[k] = v;
+  return out as T;
+}
+
+/** Checks an integer setting; numbers given as strings (flags) are converted. */
+export function intSetting(cfg: Record<string, unknown>, key: string, min: number, max: number): number {
+  const raw = cfg[key];
+  const v = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw configError(`setting ${key} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  }
+  cfg[key] = v;
+  return v;
+}
+
+export function stringSetting(cfg: Record<string, unknown>, key: string): string {
+  const v = cfg[key];
+  if (typeof v !== 'string' || v === '') throw configError(`setting ${key} must be a non-empty string, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** A ZeroMQ TCP endpoint like tcp://127.0.0.1:7700 (port 0 = pick a free one). */
+export function endpointSetting(cfg: Record<string, unknown>, key: string): string {
+  const v = stringSetting(cfg, key);
+  if (!/^tcp:\/\/[^:/\s]+:\d{1,5}$/.test(v)) throw configError(`setting ${key} must be an endpoint like tcp://127.0.0.1:7700, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** A node's id, kept in its data dir so it is stable across restarts. */
+export function persistentNodeId(dataDir: string, newId: () => string): string {
+  fs.mkdirSync(dataDir, { recursive: true });
+  const file = `${dataDir}/node-id`;
+  try {
+    const id = fs.readFileSync(file, 'utf8').trim();
+    if (/^[0-9a-f-]{36}$/.test(id)) return id;
+  } catch {
+    // first start
+  }
+  const id = newId();
+  fs.writeFileSync(file, id + '\n');
+  return id;
+}
