@@ -1,5 +1,5 @@
 /** Public surface of the master role. */
-import { Command } from 'commander';
-
-/** Registers `grid master` (filled in by the master role). */
-export function registerCommands(_program: Command): void {}
+export { registerCommands } from './main';
+export { sampleConfig, MASTER_DEFAULTS, loadMasterConfig } from './config';
+export type { MasterConfig } from './config';
+export { MasterNode } from './node';

@@ -1,0 +1,22 @@
+/** `grid master`: runs one master node until SIGINT/SIGTERM. */
+import { Command } from 'commander';
+import { announceReady, onShutdown } from '../common';
+import { loadMasterConfig } from './config';
+import { MasterNode } from './node';
+
+export function registerCommands(program: Command): void {
+  program
+    .command('master')
+    .description('run a master node: jobs, tasks and results in SQLite; pushes tasks to the balancer')
+    .option('--data-dir <dir>', 'folder for jobs.db, node id and logs (default ./.grid/master)')
+    .option('--bind <endpoint>', 'ZeroMQ endpoint for clients and balancers (default tcp://127.0.0.1:7700)')
+    .option('--admin-port <port>', 'admin HTTP port for /healthz and /status; 0 = any free port (default 7710)')
+    .option('--config <file>', 'JSON config file (see grid init --role master); flags override it')
+    .action(async (o: { dataDir?: string; bind?: string; adminPort?: string; config?: string }) => {
+      const cfg = loadMasterConfig({ dataDir: o.dataDir, bind: o.bind, adminPort: o.adminPort }, o.config);
+      const node = new MasterNode(cfg);
+      const { endpoint, adminPort } = await node.start();
+      onShutdown(() => node.stop());
+      announceReady({ role: 'master', nodeId: node.nodeId, endpoints: { clients: endpoint }, adminPort, dataDir: cfg.dataDir });
+    });
+}
