@@ -1,5 +1,6 @@
 /** Public surface of the storage role. */
-import { Command } from 'commander';
-
-/** Registers `grid storage` (filled in by the storage role). */
-export function registerCommands(_program: Command): void {}
+export { StorageClient } from './client';
+export type { StorageClientOptions, StatResult, PutResult } from './client';
+export { registerCommands } from './main';
+export { sampleConfig, STORAGE_DEFAULTS, STORAGE_CLIENT_DEFAULTS, loadStorageConfig } from './config';
+export type { StorageConfig, StorageClientConfig } from './config';
