@@ -1,0 +1,728 @@
+/**
+ * The balancer's dispatch logic as a pure state machine (docs/balancer.md). No sockets, no
+ * timers, no clock: every input carries `nowMs`, and every call returns one batch of
+ * outputs (messages to send and events to log) that the shell executes in order.
+ *
+ * Ordering contract with the shell: outputs are executed in array order. The machine
+ * relies on one thing only: messages to one peer are sent in the order they appear (so a
+ * worker sees result_ack before anything that follows it, and the master sees a non-final
+ * result of an attempt before the final result of a later attempt).
+ *
+ * Inputs: `start`, `onMaster(msg)`, `onWorker(workerId, msg)`, `tick`. Workers are named by
+ * the node_uuid they send; the shell maps that to a ZeroMQ routing id.
+ */
+import {
+  ERROR_CODES,
+  Message,
+  MessageInput,
+  MessageOf,
+  NIL_UUID,
+  TaskOutcome,
+  WorkerState,
+} from '../messages';
+import { assert } from '../common/errors';
+import { DispatchLimits } from './config';
+
+export interface DispatchOptions extends DispatchLimits {
+  /** this balancer's node id, stamped on every message it sends */
+  nodeUuid: string;
+  /** what workers must announce in worker_ready */
+  protocolVersion: number;
+  softwareVersion: string;
+}
+
+/** Events: what happened, for logs and tests. Namespaced, one shape per name. */
+export type DispatchEvent =
+  | { type: 'master:hello'; reason: 'start' | 'unanswered' | 'silent' | 'room'; }
+  | { type: 'master:heard'; first: boolean }
+  | { type: 'master:lost'; silentMs: number }
+  | { type: 'master:error'; code: number; message: string }
+  | { type: 'master:unexpected'; msgType: string }
+  | { type: 'worker:joined'; workerId: string; slots: number; prefetch: number; cached: number; rejoined: boolean }
+  | { type: 'worker:refused'; workerId: string; code: number; reason: string }
+  | { type: 'worker:lost'; workerId: string; reason: 'silent' | 'disconnect' | 'rejoined'; tasks: number }
+  | { type: 'worker:unknown'; workerId: string; msgType: string }
+  | { type: 'worker:unexpected'; workerId: string; msgType: string }
+  | { type: 'worker:error'; workerId: string; code: number; message: string }
+  | { type: 'task:queued'; jobUuid: string; taskIndex: number; attempt: number }
+  | { type: 'task:duplicate'; jobUuid: string; taskIndex: number }
+  | { type: 'task:refused'; jobUuid: string; taskIndex: number; reason: string }
+  | { type: 'task:dispatched'; jobUuid: string; taskIndex: number; attempt: number; workerId: string; cacheHits: number }
+  | { type: 'task:started'; jobUuid: string; taskIndex: number; attempt: number; workerId: string }
+  | { type: 'task:retry'; jobUuid: string; taskIndex: number; attempt: number; outcome: number; delayMs: number; failedOn: string }
+  | { type: 'task:settled'; jobUuid: string; taskIndex: number; attempt: number; outcome: number; workerId: string }
+  | { type: 'task:cancelled'; jobUuid: string; dropped: number; running: number }
+  | { type: 'result:ignored'; jobUuid: string; taskIndex: number; attempt: number; workerId: string; why: 'duplicate' | 'stale' }
+  | { type: 'result:refused'; jobUuid: string; taskIndex: number; attempt: number; reason: string }
+  | { type: 'result:acked'; jobUuid: string; taskIndex: number; attempt: number };
+
+export type DispatchOutput =
+  | { kind: 'toWorker'; workerId: string; msg: MessageInput }
+  | { kind: 'toMaster'; msg: MessageInput }
+  | { kind: 'event'; event: DispatchEvent };
+
+type TaskSpec = MessageOf<'task_dispatch'>;
+
+interface HeldTask {
+  readonly key: string;
+  readonly spec: TaskSpec;
+  attempt: number;
+  state: 'queued' | 'backoff' | 'running';
+  /** backoff: not dispatched before this time */
+  notBeforeMs: number;
+  workerId?: string;
+  dispatchedAtMs: number;
+  started: boolean;
+  /** workers an earlier attempt failed or was lost on, so a retry prefers another one */
+  failedOn: string[];
+}
+
+interface WorkerRec {
+  readonly id: string;
+  slots: number;
+  prefetch: number;
+  /** task keys sent to this worker and not finished */
+  readonly assigned: Set<string>;
+  /** LRU of file ids (oldest first) the worker probably has cached */
+  readonly cache: Map<string, true>;
+  lastSeenMs: number;
+  readonly joinedMs: number;
+  state: number;
+  jobUuid: string;
+  dispatched: number;
+  results: number;
+}
+
+interface Unacked {
+  readonly msg: MessageInput<'task_result'>;
+  readonly taskKey: string;
+  readonly final: boolean;
+  lastSentMs: number;
+}
+
+export interface DispatchCounters {
+  tasksReceived: number;
+  tasksDuplicate: number;
+  tasksRefused: number;
+  dispatched: number;
+  retries: number;
+  settledOk: number;
+  settledFailed: number;
+  workersJoined: number;
+  workersLost: number;
+  workersRefused: number;
+  resultsForwarded: number;
+  resultsResent: number;
+  resultsIgnored: number;
+  resultsRefused: number;
+  jobsCancelled: number;
+  masterHellos: number;
+}
+
+export interface DispatchStatus {
+  master: { state: MasterState; lastHeardMsAgo: number | null };
+  workers: {
+    workerId: string;
+    slots: number;
+    prefetch: number;
+    load: number;
+    state: string;
+    lastSeenMsAgo: number;
+    joinedMsAgo: number;
+    dispatched: number;
+    results: number;
+    cachedFiles: number;
+  }[];
+  tasksHeld: number;
+  tasksQueued: number;
+  tasksBackoff: number;
+  tasksRunning: number;
+  unackedResults: number;
+  counters: DispatchCounters;
+}
+
+export type MasterState = 'hello-pending' | 'connected';
+
+const taskKey = (jobUuid: string, taskIndex: number): string => `${jobUuid}/${taskIndex}`;
+const resultKey = (jobUuid: string, taskIndex: number, attempt: number): string => `${jobUuid}/${taskIndex}/${attempt}`;
+const U32_MAX = 0xffffffff;
+const STATE_NAMES = Object.fromEntries(Object.entries(WorkerState).map(([k, v]) => [v, k])) as Record<number, string>;
+
+export class Dispatcher {
+  private readonly tasks = new Map<string, HeldTask>();
+  /** tasks ready to dispatch, in arrival order (Map keeps insertion order) */
+  private readonly queue = new Map<string, HeldTask>();
+  /** tasks waiting out a retry backoff */
+  private readonly backoff = new Map<string, HeldTask>();
+  private readonly byJob = new Map<string, Set<string>>();
+  /** workers in join order (ties in dispatch go to the earlier one) */
+  private readonly workers = new Map<string, WorkerRec>();
+  /** results for the master, ordered by lastSentMs (re-inserted on every send) */
+  private readonly unacked = new Map<string, Unacked>();
+  /** tasks settled here whose final result the master has not acknowledged yet */
+  private readonly settledUnacked = new Set<string>();
+  private masterState: MasterState = 'hello-pending';
+  private masterHeardMs: number | null = null;
+  private helloSentMs = -Infinity;
+  private masterBeatSentMs = -Infinity;
+  private workerBeatSentMs = -Infinity;
+  /** task_dispatch was dropped at the bound: ask the master again once there is room */
+  private droppedSinceHello = false;
+  private started = false;
+  readonly counters: DispatchCounters = {
+    tasksReceived: 0,
+    tasksDuplicate: 0,
+    tasksRefused: 0,
+    dispatched: 0,
+    retries: 0,
+    settledOk: 0,
+    settledFailed: 0,
+    workersJoined: 0,
+    workersLost: 0,
+    workersRefused: 0,
+    resultsForwarded: 0,
+    resultsResent: 0,
+    resultsIgnored: 0,
+    resultsRefused: 0,
+    jobsCancelled: 0,
+    masterHellos: 0,
+  };
+
+  constructor(readonly o: DispatchOptions) {}
+
+  private get livenessMs(): number {
+    return this.o.livenessMissed * this.o.heartbeatIntervalMs;
+  }
+
+  // ---- inputs ------------------------------------------------------------------------------
+
+  /** First call: says hello to the master. */
+  start(nowMs: number): DispatchOutput[] {
+    assert(!this.started, 'Dispatcher.start called twice');
+    this.started = true;
+    const out: DispatchOutput[] = [];
+    this.hello(out, nowMs, 'start');
+    return out;
+  }
+
+  /** Any message that arrived on the master connection. */
+  onMaster(m: Message, nowMs: number): DispatchOutput[] {
+    const out: DispatchOutput[] = [];
+    // Any message from the master proves it is there and has our hello (docs/architecture.md,
+    // "Master -> balancer"): it only talks to a balancer that said hello.
+    const first = this.masterState !== 'connected';
+    this.masterHeardMs = nowMs;
+    if (first) {
+      this.masterState = 'connected';
+      this.emit(out, { type: 'master:heard', first: true });
+    }
+    switch (m.type) {
+      case 'generic_message':
+        break;
+      case 'task_dispatch':
+        this.onTaskDispatch(out, m);
+        break;
+      case 'result_ack':
+        this.onResultAck(out, m);
+        break;
+      case 'task_cancel':
+        this.onCancel(out, m.job_uuid);
+        break;
+      case 'error_reply':
+        this.emit(out, { type: 'master:error', code: m.error_code, message: m.message });
+        break;
+      default:
+        this.emit(out, { type: 'master:unexpected', msgType: m.type });
+    }
+    this.dispatchPass(out, nowMs);
+    return out;
+  }
+
+  /** A message from a worker, named by the node_uuid it carries. */
+  onWorker(workerId: string, m: Message, nowMs: number): DispatchOutput[] {
+    const out: DispatchOutput[] = [];
+    if (m.type === 'worker_ready') {
+      this.onReady(out, workerId, m, nowMs);
+      this.dispatchPass(out, nowMs);
+      return out;
+    }
+    const w = this.workers.get(workerId);
+    if (m.type === 'error_reply') {
+      this.emit(out, { type: 'worker:error', workerId, code: m.error_code, message: m.message });
+      if (w) w.lastSeenMs = nowMs;
+      return out;
+    }
+    const workerTypes = ['worker_status', 'task_started', 'task_result', 'worker_disconnect'];
+    if (!workerTypes.includes(m.type)) {
+      this.emit(out, { type: 'worker:unexpected', workerId, msgType: m.type });
+      this.toWorker(out, workerId, errorReply(this.o.nodeUuid, ERROR_CODES.UNEXPECTED, `the balancer does not take ${m.type} messages from workers; send it to the node that serves it`));
+      return out;
+    }
+    if (!w) {
+      // Chosen rule (docs/balancer.md): a worker we do not know (never joined, or declared
+      // lost) is told to re-register; its results are still acknowledged so it can forget
+      // them, but they are stale (the attempt was already counted as lost).
+      if (m.type === 'worker_disconnect') return out;
+      if (m.type === 'task_result') {
+        this.ackWorker(out, workerId, m);
+        this.ignoredResult(out, workerId, m);
+      }
+      this.emit(out, { type: 'worker:unknown', workerId, msgType: m.type });
+      this.toWorker(out, workerId, errorReply(this.o.nodeUuid, ERROR_CODES.UNAVAILABLE, `unknown worker ${workerId} (never joined or declared lost after ${this.livenessMs} ms of silence); send worker_ready to re-register`));
+      return out;
+    }
+    w.lastSeenMs = nowMs;
+    switch (m.type) {
+      case 'worker_status':
+        w.state = m.state;
+        w.jobUuid = m.job_uuid;
+        break;
+      case 'task_started':
+        this.onStarted(out, w, m);
+        break;
+      case 'task_result':
+        this.onResult(out, w, m, nowMs);
+        break;
+      case 'worker_disconnect':
+        this.loseWorker(out, w, 'disconnect', nowMs);
+        break;
+    }
+    this.dispatchPass(out, nowMs);
+    return out;
+  }
+
+  /** Time passes: liveness, heartbeats, backoffs ending, result re-sends, hellos. */
+  tick(nowMs: number): DispatchOutput[] {
+    const out: DispatchOutput[] = [];
+    this.tickMaster(out, nowMs);
+    for (const w of [...this.workers.values()]) {
+      if (nowMs - w.lastSeenMs > this.livenessMs) this.loseWorker(out, w, 'silent', nowMs);
+    }
+    if (nowMs - this.workerBeatSentMs >= this.o.heartbeatIntervalMs) {
+      this.workerBeatSentMs = nowMs;
+      for (const w of this.workers.values()) this.toWorker(out, w.id, { type: 'generic_message', node_uuid: this.o.nodeUuid });
+    }
+    for (const t of [...this.backoff.values()]) {
+      if (t.notBeforeMs <= nowMs) {
+        this.backoff.delete(t.key);
+        t.state = 'queued';
+        this.queue.set(t.key, t);
+      }
+    }
+    if (this.masterState === 'connected') {
+      // unacked is ordered by lastSentMs, so stop at the first one not yet due
+      for (const [k, u] of [...this.unacked]) {
+        if (nowMs - u.lastSentMs < this.o.resultResendMs) break;
+        this.unacked.delete(k);
+        u.lastSentMs = nowMs;
+        this.unacked.set(k, u);
+        this.counters.resultsResent++;
+        out.push({ kind: 'toMaster', msg: u.msg });
+      }
+    }
+    this.dispatchPass(out, nowMs);
+    return out;
+  }
+
+  // ---- master side -------------------------------------------------------------------------
+
+  private hello(out: DispatchOutput[], nowMs: number, reason: 'start' | 'unanswered' | 'silent' | 'room'): void {
+    this.helloSentMs = nowMs;
+    this.droppedSinceHello = false;
+    this.counters.masterHellos++;
+    this.emit(out, { type: 'master:hello', reason });
+    out.push({ kind: 'toMaster', msg: { type: 'balancer_hello', node_uuid: this.o.nodeUuid, protocol_version: this.o.protocolVersion } });
+  }
+
+  private tickMaster(out: DispatchOutput[], nowMs: number): void {
+    if (!this.started) return;
+    if (this.masterState === 'hello-pending') {
+      // Until any master message answers, say hello every interval.
+      if (nowMs - this.helloSentMs >= this.o.heartbeatIntervalMs) this.hello(out, nowMs, 'unanswered');
+      return;
+    }
+    const silentMs = nowMs - (this.masterHeardMs ?? nowMs);
+    if (silentMs > this.livenessMs) {
+      this.masterState = 'hello-pending';
+      this.emit(out, { type: 'master:lost', silentMs });
+      this.hello(out, nowMs, 'silent');
+      return;
+    }
+    if (this.droppedSinceHello && this.heldCount() <= this.o.maxQueuedTasks / 2 && nowMs - this.helloSentMs >= this.o.heartbeatIntervalMs) {
+      // Tasks were dropped at the bound; now there is room, ask for them again.
+      this.hello(out, nowMs, 'room');
+      return;
+    }
+    if (nowMs - this.masterBeatSentMs >= this.o.heartbeatIntervalMs) {
+      this.masterBeatSentMs = nowMs;
+      out.push({ kind: 'toMaster', msg: { type: 'generic_message', node_uuid: this.o.nodeUuid } });
+    }
+  }
+
+  private heldCount(): number {
+    return this.tasks.size;
+  }
+
+  private onTaskDispatch(out: DispatchOutput[], m: TaskSpec): void {
+    this.counters.tasksReceived++;
+    const key = taskKey(m.job_uuid, m.task_index);
+    // Dedupe (the master re-sends every open task after each hello).
+    if (this.tasks.has(key) || this.settledUnacked.has(key)) {
+      this.counters.tasksDuplicate++;
+      this.emit(out, { type: 'task:duplicate', jobUuid: m.job_uuid, taskIndex: m.task_index });
+      return;
+    }
+    if (this.tasks.size >= this.o.maxQueuedTasks) {
+      this.counters.tasksRefused++;
+      this.droppedSinceHello = true;
+      this.emit(out, {
+        type: 'task:refused',
+        jobUuid: m.job_uuid,
+        taskIndex: m.task_index,
+        reason: `the balancer holds maxQueuedTasks = ${this.o.maxQueuedTasks} tasks; dropped, the master re-sends it after the next hello`,
+      });
+      return;
+    }
+    const t: HeldTask = { key, spec: m, attempt: m.attempt, state: 'queued', notBeforeMs: 0, dispatchedAtMs: 0, started: false, failedOn: [] };
+    this.tasks.set(key, t);
+    this.queue.set(key, t);
+    let s = this.byJob.get(m.job_uuid);
+    if (!s) this.byJob.set(m.job_uuid, (s = new Set()));
+    s.add(key);
+    this.emit(out, { type: 'task:queued', jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt });
+  }
+
+  private onResultAck(out: DispatchOutput[], m: MessageOf<'result_ack'>): void {
+    const k = resultKey(m.job_uuid, m.task_index, m.attempt);
+    const u = this.unacked.get(k);
+    if (!u) return;
+    this.unacked.delete(k);
+    if (u.final) this.settledUnacked.delete(u.taskKey);
+    this.emit(out, { type: 'result:acked', jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt });
+  }
+
+  private onCancel(out: DispatchOutput[], jobUuid: string): void {
+    const keys = this.byJob.get(jobUuid);
+    this.counters.jobsCancelled++;
+    let dropped = 0;
+    let runningTasks = 0;
+    const running = new Set<string>();
+    for (const key of [...(keys ?? [])]) {
+      const t = this.tasks.get(key)!;
+      if (t.state === 'running') {
+        runningTasks++;
+        running.add(t.workerId!);
+        this.workers.get(t.workerId!)?.assigned.delete(key);
+      } else dropped++;
+      this.forget(t);
+    }
+    for (const wid of running) this.toWorker(out, wid, { type: 'task_cancel', node_uuid: this.o.nodeUuid, job_uuid: jobUuid });
+    this.emit(out, { type: 'task:cancelled', jobUuid, dropped, running: runningTasks });
+  }
+
+  private toMasterResult(out: DispatchOutput[], msg: MessageInput<'task_result'>, taskKeyStr: string, nowMs: number): void {
+    const k = resultKey(msg.job_uuid, msg.task_index, msg.attempt);
+    const final = msg.final === 1;
+    this.unacked.delete(k);
+    this.unacked.set(k, { msg, taskKey: taskKeyStr, final, lastSentMs: nowMs });
+    if (final) this.settledUnacked.add(taskKeyStr);
+    this.counters.resultsForwarded++;
+    out.push({ kind: 'toMaster', msg });
+  }
+
+  // ---- worker side -------------------------------------------------------------------------
+
+  private onReady(out: DispatchOutput[], workerId: string, m: MessageOf<'worker_ready'>, nowMs: number): void {
+    if (m.protocol_version !== this.o.protocolVersion || m.software_version !== this.o.softwareVersion) {
+      this.refuseWorker(
+        out,
+        workerId,
+        ERROR_CODES.VERSION_MISMATCH,
+        `worker ${workerId} runs protocol ${m.protocol_version} / software ${JSON.stringify(m.software_version)}, this balancer runs protocol ${this.o.protocolVersion} / software ${JSON.stringify(this.o.softwareVersion)}; run the same grid version on every node`,
+      );
+      return;
+    }
+    if (m.slots < 1) {
+      this.refuseWorker(out, workerId, ERROR_CODES.BAD_REQUEST, `worker ${workerId} announced 0 slots; a worker needs at least 1 slot to take tasks`);
+      return;
+    }
+    const old = this.workers.get(workerId);
+    // A worker that says ready again has restarted or lost us: whatever it held is lost.
+    if (old) this.loseWorker(out, old, 'rejoined', nowMs);
+    if (this.workers.size >= this.o.maxWorkers) {
+      this.refuseWorker(out, workerId, ERROR_CODES.UNAVAILABLE, `the balancer has maxWorkers = ${this.o.maxWorkers} workers; try again later or raise maxWorkers`);
+      return;
+    }
+    const w: WorkerRec = {
+      id: workerId,
+      slots: m.slots,
+      prefetch: m.prefetch,
+      assigned: new Set(),
+      cache: new Map(),
+      lastSeenMs: nowMs,
+      joinedMs: nowMs,
+      state: WorkerState.idle,
+      jobUuid: NIL_UUID,
+      dispatched: 0,
+      results: 0,
+    };
+    const cached = m.cached_file_uuids;
+    // keep the last maxCachedFilesPerWorker of the announced list (bounded LRU)
+    for (let i = Math.max(0, cached.length - this.o.maxCachedFilesPerWorker); i < cached.length; i++) this.touchCache(w, cached[i]!);
+    this.workers.set(workerId, w);
+    this.counters.workersJoined++;
+    this.emit(out, { type: 'worker:joined', workerId, slots: m.slots, prefetch: m.prefetch, cached: w.cache.size, rejoined: !!old });
+    // Greet at once so the worker knows it is heard before its first task arrives.
+    this.toWorker(out, workerId, { type: 'generic_message', node_uuid: this.o.nodeUuid });
+  }
+
+  private refuseWorker(out: DispatchOutput[], workerId: string, code: number, reason: string): void {
+    this.counters.workersRefused++;
+    this.emit(out, { type: 'worker:refused', workerId, code, reason });
+    this.toWorker(out, workerId, errorReply(this.o.nodeUuid, code, reason));
+  }
+
+  private onStarted(out: DispatchOutput[], w: WorkerRec, m: MessageOf<'task_started'>): void {
+    const t = this.tasks.get(taskKey(m.job_uuid, m.task_index));
+    if (!t || t.state !== 'running' || t.workerId !== w.id || t.attempt !== m.attempt) return;
+    t.started = true;
+    this.emit(out, { type: 'task:started', jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt, workerId: w.id });
+    out.push({ kind: 'toMaster', msg: { ...m, node_uuid: this.o.nodeUuid, worker_uuid: w.id } });
+  }
+
+  private onResult(out: DispatchOutput[], w: WorkerRec, m: MessageOf<'task_result'>, nowMs: number): void {
+    const key = taskKey(m.job_uuid, m.task_index);
+    const t = this.tasks.get(key);
+    if (!t || t.state !== 'running' || t.workerId !== w.id || t.attempt !== m.attempt) {
+      this.ackWorker(out, w.id, m);
+      this.ignoredResult(out, w.id, m);
+      return;
+    }
+    if (this.unacked.size >= this.o.maxUnackedResults) {
+      // Backpressure: not acknowledged, so the worker keeps it and re-sends it later.
+      this.counters.resultsRefused++;
+      this.emit(out, {
+        type: 'result:refused',
+        jobUuid: m.job_uuid,
+        taskIndex: m.task_index,
+        attempt: m.attempt,
+        reason: `maxUnackedResults = ${this.o.maxUnackedResults} results wait for the master's acknowledgement; the worker re-sends this one`,
+      });
+      return;
+    }
+    this.ackWorker(out, w.id, m);
+    w.results++;
+    w.assigned.delete(key);
+    const ok = m.outcome === TaskOutcome.ok;
+    const retry = !ok && t.attempt < t.spec.max_retries;
+    const fwd: MessageInput<'task_result'> = { ...m, node_uuid: this.o.nodeUuid, worker_uuid: w.id, final: retry ? 0 : 1 };
+    this.toMasterResult(out, fwd, key, nowMs);
+    if (retry) this.retry(out, t, m.outcome, w.id, nowMs, true);
+    else this.settle(out, t, m.outcome, w.id);
+  }
+
+  private ignoredResult(out: DispatchOutput[], workerId: string, m: MessageOf<'task_result'>): void {
+    this.counters.resultsIgnored++;
+    const why = this.unacked.has(resultKey(m.job_uuid, m.task_index, m.attempt)) ? 'duplicate' : 'stale';
+    this.emit(out, { type: 'result:ignored', jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt, workerId, why });
+  }
+
+  private ackWorker(out: DispatchOutput[], workerId: string, m: MessageOf<'task_result'>): void {
+    this.toWorker(out, workerId, { type: 'result_ack', node_uuid: this.o.nodeUuid, job_uuid: m.job_uuid, task_index: m.task_index, attempt: m.attempt });
+  }
+
+  /** Worker silent, disconnected or re-joined: each unfinished task's attempt is `lost`. */
+  private loseWorker(out: DispatchOutput[], w: WorkerRec, reason: 'silent' | 'disconnect' | 'rejoined', nowMs: number): void {
+    this.workers.delete(w.id);
+    this.counters.workersLost++;
+    this.emit(out, { type: 'worker:lost', workerId: w.id, reason, tasks: w.assigned.size });
+    for (const key of w.assigned) {
+      const t = this.tasks.get(key)!;
+      assert(t.state === 'running' && t.workerId === w.id, `task ${key} assigned to ${w.id} is running there`);
+      const retry = t.attempt < t.spec.max_retries;
+      const why = reason === 'silent' ? `silent for more than ${this.livenessMs} ms` : reason === 'disconnect' ? 'disconnected' : 'restarted (sent worker_ready again)';
+      const msg: MessageInput<'task_result'> = {
+        type: 'task_result',
+        node_uuid: this.o.nodeUuid,
+        job_uuid: t.spec.job_uuid,
+        worker_uuid: w.id,
+        log_file_uuid: NIL_UUID,
+        task_index: t.spec.task_index,
+        attempt: t.attempt,
+        exit_code: -1,
+        duration_ms: Math.min(U32_MAX, Math.max(0, nowMs - t.dispatchedAtMs)),
+        outcome: TaskOutcome.lost,
+        final: retry ? 0 : 1,
+        output_file_uuids: [],
+        output_names: [],
+        error: `worker ${w.id} was lost (${why}) while holding this attempt`,
+        log_tail: '',
+      };
+      // Lost results bypass maxUnackedResults: they are bounded by maxQueuedTasks instead.
+      this.toMasterResult(out, msg, key, nowMs);
+      // A lost attempt is not the task's fault: re-queue at once (no backoff), elsewhere.
+      if (retry) this.retry(out, t, TaskOutcome.lost, w.id, nowMs, false);
+      else this.settle(out, t, TaskOutcome.lost, w.id);
+    }
+    w.assigned.clear();
+  }
+
+  private retry(out: DispatchOutput[], t: HeldTask, outcome: number, workerId: string, nowMs: number, withBackoff: boolean): void {
+    const failed = t.attempt;
+    const delayMs = withBackoff ? Math.min(this.o.retryBackoffMaxMs, this.o.retryBackoffBaseMs * 2 ** failed) : 0;
+    t.attempt = failed + 1;
+    t.workerId = undefined;
+    t.started = false;
+    if (!t.failedOn.includes(workerId)) t.failedOn.push(workerId);
+    if (t.failedOn.length > 16) t.failedOn.shift(); // bounded: only the recent ones matter
+    this.counters.retries++;
+    if (delayMs > 0) {
+      t.state = 'backoff';
+      t.notBeforeMs = nowMs + delayMs;
+      this.backoff.set(t.key, t);
+    } else {
+      t.state = 'queued';
+      this.queue.set(t.key, t);
+    }
+    this.emit(out, { type: 'task:retry', jobUuid: t.spec.job_uuid, taskIndex: t.spec.task_index, attempt: t.attempt, outcome, delayMs, failedOn: workerId });
+  }
+
+  private settle(out: DispatchOutput[], t: HeldTask, outcome: number, workerId: string): void {
+    if (outcome === TaskOutcome.ok) this.counters.settledOk++;
+    else this.counters.settledFailed++;
+    this.forget(t);
+    this.emit(out, { type: 'task:settled', jobUuid: t.spec.job_uuid, taskIndex: t.spec.task_index, attempt: t.attempt, outcome, workerId });
+  }
+
+  private forget(t: HeldTask): void {
+    this.tasks.delete(t.key);
+    this.queue.delete(t.key);
+    this.backoff.delete(t.key);
+    const s = this.byJob.get(t.spec.job_uuid);
+    s?.delete(t.key);
+    if (s && s.size === 0) this.byJob.delete(t.spec.job_uuid);
+  }
+
+  // ---- dispatch ----------------------------------------------------------------------------
+
+  /**
+   * Hands queued tasks, oldest first, to workers with free capacity (slots + prefetch).
+   * Each step either dispatches one task or stops because no worker has room, so the pass
+   * costs O(dispatched x workers).
+   */
+  private dispatchPass(out: DispatchOutput[], nowMs: number): void {
+    for (const t of this.queue.values()) {
+      const w = this.pickWorker(t);
+      if (!w) return;
+      this.queue.delete(t.key);
+      t.state = 'running';
+      t.workerId = w.id;
+      t.dispatchedAtMs = nowMs;
+      t.started = false;
+      w.assigned.add(t.key);
+      w.dispatched++;
+      assert(w.assigned.size <= w.slots + w.prefetch, `worker ${w.id} within capacity`);
+      let hits = 0;
+      for (const f of t.spec.input_file_uuids) {
+        if (w.cache.has(f)) hits++;
+        this.touchCache(w, f);
+      }
+      this.counters.dispatched++;
+      this.emit(out, { type: 'task:dispatched', jobUuid: t.spec.job_uuid, taskIndex: t.spec.task_index, attempt: t.attempt, workerId: w.id, cacheHits: hits });
+      this.toWorker(out, w.id, { ...t.spec, node_uuid: this.o.nodeUuid, attempt: t.attempt });
+    }
+  }
+
+  /**
+   * The best worker with room for `t`: one that has not failed it, then most cached inputs,
+   * then least load, then earliest joined. undefined when no worker has room.
+   */
+  private pickWorker(t: HeldTask): WorkerRec | undefined {
+    let best: WorkerRec | undefined;
+    let bestFresh = false;
+    let bestHits = -1;
+    for (const w of this.workers.values()) {
+      if (w.assigned.size >= w.slots + w.prefetch) continue;
+      const fresh = !t.failedOn.includes(w.id);
+      let hits = 0;
+      if (w.cache.size > 0) for (const f of t.spec.input_file_uuids) if (w.cache.has(f)) hits++;
+      const better =
+        !best ||
+        (fresh && !bestFresh) ||
+        (fresh === bestFresh && (hits > bestHits || (hits === bestHits && w.assigned.size < best.assigned.size)));
+      if (better) {
+        best = w;
+        bestFresh = fresh;
+        bestHits = hits;
+      }
+    }
+    return best;
+  }
+
+  private touchCache(w: WorkerRec, fileUuid: string): void {
+    if (this.o.maxCachedFilesPerWorker === 0) return;
+    w.cache.delete(fileUuid);
+    w.cache.set(fileUuid, true);
+    if (w.cache.size > this.o.maxCachedFilesPerWorker) w.cache.delete(w.cache.keys().next().value!);
+  }
+
+  // ---- helpers -----------------------------------------------------------------------------
+
+  private toWorker(out: DispatchOutput[], workerId: string, msg: MessageInput): void {
+    out.push({ kind: 'toWorker', workerId, msg });
+  }
+
+  private emit(out: DispatchOutput[], event: DispatchEvent): void {
+    out.push({ kind: 'event', event });
+  }
+
+  // ---- queries (for /status and tests) -----------------------------------------------------
+
+  get masterConnected(): boolean {
+    return this.masterState === 'connected';
+  }
+
+  /** Where a task is, or undefined when not held. */
+  taskInfo(jobUuid: string, taskIndex: number): { state: HeldTask['state']; attempt: number; workerId?: string; notBeforeMs: number } | undefined {
+    const t = this.tasks.get(taskKey(jobUuid, taskIndex));
+    return t && { state: t.state, attempt: t.attempt, workerId: t.workerId, notBeforeMs: t.notBeforeMs };
+  }
+
+  workerLoad(workerId: string): number | undefined {
+    return this.workers.get(workerId)?.assigned.size;
+  }
+
+  workerIds(): string[] {
+    return [...this.workers.keys()];
+  }
+
+  status(nowMs: number): DispatchStatus {
+    let running = 0;
+    for (const w of this.workers.values()) running += w.assigned.size;
+    return {
+      master: { state: this.masterState, lastHeardMsAgo: this.masterHeardMs === null ? null : nowMs - this.masterHeardMs },
+      workers: [...this.workers.values()].map((w) => ({
+        workerId: w.id,
+        slots: w.slots,
+        prefetch: w.prefetch,
+        load: w.assigned.size,
+        state: STATE_NAMES[w.state] ?? String(w.state),
+        lastSeenMsAgo: nowMs - w.lastSeenMs,
+        joinedMsAgo: nowMs - w.joinedMs,
+        dispatched: w.dispatched,
+        results: w.results,
+        cachedFiles: w.cache.size,
+      })),
+      tasksHeld: this.tasks.size,
+      tasksQueued: this.queue.size,
+      tasksBackoff: this.backoff.size,
+      tasksRunning: running,
+      unackedResults: this.unacked.size,
+      counters: { ...this.counters },
+    };
+  }
+}
+
+function errorReply(nodeUuid: string, code: number, message: string): MessageInput<'error_reply'> {
+  return { type: 'error_reply', node_uuid: nodeUuid, request_uuid: NIL_UUID, error_code: code, message: message.slice(0, 4000) };
+}
