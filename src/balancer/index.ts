@@ -1,5 +1,8 @@
 /** Public surface of the balancer role. */
-import { Command } from 'commander';
-
-/** Registers `grid balancer` (filled in by the balancer role). */
-export function registerCommands(_program: Command): void {}
+export { registerCommands } from './main';
+export { sampleConfig, BALANCER_DEFAULTS, loadBalancerConfig, validateDispatchLimits } from './config';
+export type { BalancerConfig, DispatchLimits } from './config';
+export { BalancerNode } from './node';
+export type { BalancerStatus } from './node';
+export { Dispatcher } from './dispatch';
+export type { DispatchEvent, DispatchOutput, DispatchOptions, DispatchStatus, DispatchCounters } from './dispatch';

@@ -1,0 +1,23 @@
+/** `grid balancer`: runs one balancer node until SIGINT/SIGTERM. */
+import { Command } from 'commander';
+import { announceReady, onShutdown } from '../common';
+import { loadBalancerConfig } from './config';
+import { BalancerNode } from './node';
+
+export function registerCommands(program: Command): void {
+  program
+    .command('balancer')
+    .description('run a balancer: takes tasks from the master and dispatches them to workers (Paranoid Pirate)')
+    .option('--master <endpoint>', "the master's ZeroMQ endpoint (default tcp://127.0.0.1:7700)")
+    .option('--bind <endpoint>', 'ZeroMQ endpoint workers connect to; port 0 = any free port (default tcp://127.0.0.1:7701)')
+    .option('--admin-port <port>', 'admin HTTP port for /healthz and /status; 0 = any free port (default 7711)')
+    .option('--data-dir <dir>', 'folder for the node id and logs (default ./.grid/balancer)')
+    .option('--config <file>', 'JSON config file (see grid init --role balancer); flags override it')
+    .action(async (o: { master?: string; bind?: string; adminPort?: string; dataDir?: string; config?: string }) => {
+      const cfg = loadBalancerConfig({ master: o.master, bind: o.bind, adminPort: o.adminPort, dataDir: o.dataDir }, o.config);
+      const node = new BalancerNode(cfg);
+      const { endpoint, adminPort } = await node.start();
+      onShutdown(() => node.stop());
+      announceReady({ role: 'balancer', nodeId: node.nodeId, endpoints: { workers: endpoint }, adminPort, master: cfg.master, dataDir: cfg.dataDir });
+    });
+}

@@ -1,0 +1,183 @@
+/**
+ * The balancer node: the I/O shell around the pure Dispatcher. A ROUTER (RpcServer) serves
+ * workers, a DEALER (RpcClient, used only for one-way sends) talks to the master, one
+ * ticker calls dispatcher.tick(Date.now()), and every output batch is executed in order.
+ */
+import path from 'node:path';
+import { Logger } from 'pino';
+import { Message, MessageInput, PROTOCOL_VERSION, isUuid, newUuid } from '../messages';
+import { AdminServer, GridError, RpcClient, RpcServer, SOFTWARE_VERSION, createLogger, persistentNodeId } from '../common';
+import { BalancerConfig } from './config';
+import { DispatchEvent, DispatchOutput, DispatchStatus, Dispatcher } from './dispatch';
+
+/** Log level of each event: what an operator must see at info, problems at warn. */
+const EVENT_LEVEL: Record<DispatchEvent['type'], 'debug' | 'info' | 'warn'> = {
+  'master:hello': 'info',
+  'master:heard': 'info',
+  'master:lost': 'warn',
+  'master:error': 'warn',
+  'master:unexpected': 'warn',
+  'worker:joined': 'info',
+  'worker:refused': 'warn',
+  'worker:lost': 'warn',
+  'worker:unknown': 'info',
+  'worker:unexpected': 'warn',
+  'worker:error': 'warn',
+  'task:queued': 'debug',
+  'task:duplicate': 'debug',
+  'task:refused': 'warn',
+  'task:dispatched': 'debug',
+  'task:started': 'debug',
+  'task:retry': 'info',
+  'task:settled': 'info',
+  'task:cancelled': 'info',
+  'result:ignored': 'info',
+  'result:refused': 'warn',
+  'result:acked': 'debug',
+};
+
+export interface BalancerStatus extends DispatchStatus {
+  role: 'balancer';
+  nodeId: string;
+  endpoint: string;
+  master: DispatchStatus['master'] & { endpoint: string };
+  server: RpcServer['stats'];
+}
+
+export class BalancerNode {
+  readonly nodeId: string;
+  readonly log: Logger;
+  readonly dispatcher: Dispatcher;
+  private readonly server: RpcServer;
+  private readonly admin: AdminServer;
+  private masterLink?: RpcClient;
+  /** worker node_uuid -> its current ZeroMQ routing id (changes when it reconnects) */
+  private readonly peers = new Map<string, Buffer>();
+  private ticker?: NodeJS.Timeout;
+  private stopped = false;
+  /** listeners for events, for tests and the dev supervisor */
+  readonly eventListeners: ((e: DispatchEvent) => void)[] = [];
+
+  constructor(
+    readonly cfg: BalancerConfig,
+    log?: Logger,
+  ) {
+    this.nodeId = persistentNodeId(cfg.dataDir, newUuid);
+    this.log = log ?? createLogger({ role: 'balancer', nodeId: this.nodeId, file: path.join(cfg.dataDir, 'logs', `balancer-${this.nodeId}.log`) });
+    this.dispatcher = new Dispatcher({
+      nodeUuid: this.nodeId,
+      protocolVersion: PROTOCOL_VERSION,
+      softwareVersion: SOFTWARE_VERSION,
+      heartbeatIntervalMs: cfg.heartbeatIntervalMs,
+      livenessMissed: cfg.livenessMissed,
+      retryBackoffBaseMs: cfg.retryBackoffBaseMs,
+      retryBackoffMaxMs: cfg.retryBackoffMaxMs,
+      resultResendMs: cfg.resultResendMs,
+      maxUnackedResults: cfg.maxUnackedResults,
+      maxQueuedTasks: cfg.maxQueuedTasks,
+      maxWorkers: cfg.maxWorkers,
+      maxCachedFilesPerWorker: cfg.maxCachedFilesPerWorker,
+    });
+    this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, handler: (m, peer) => this.fromWorker(m, peer) });
+    this.admin = new AdminServer({
+      host: '127.0.0.1',
+      port: cfg.adminPort,
+      health: () => (this.dispatcher.masterConnected ? null : `no word from the master at ${cfg.master} yet (saying balancer_hello every ${cfg.heartbeatIntervalMs} ms)`),
+      status: () => this.status(),
+    });
+  }
+
+  /** Binds the worker endpoint and the admin port, connects to the master, starts ticking. */
+  async start(): Promise<{ endpoint: string; adminPort: number }> {
+    const endpoint = await this.server.start();
+    const adminPort = await this.admin.start();
+    this.masterLink = new RpcClient({ endpoint: this.cfg.master, nodeUuid: this.nodeId, log: this.log, onUnsolicited: (m) => this.fromMaster(m) });
+    this.execute(this.dispatcher.start(Date.now()));
+    this.ticker = setInterval(() => this.execute(this.dispatcher.tick(Date.now())), this.cfg.tickMs);
+    this.log.info({ endpoint, adminPort, master: this.cfg.master }, 'balancer serving');
+    return { endpoint, adminPort };
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.ticker) clearInterval(this.ticker);
+    this.masterLink?.close();
+    this.server.close();
+    await this.admin.close();
+    this.log.info('balancer stopped');
+  }
+
+  get endpoint(): string {
+    return this.server.endpoint;
+  }
+
+  status(): BalancerStatus {
+    const s = this.dispatcher.status(Date.now());
+    return { role: 'balancer', nodeId: this.nodeId, endpoint: this.server.endpoint, ...s, master: { ...s.master, endpoint: this.cfg.master }, server: this.server.stats };
+  }
+
+  private fromMaster(m: Message): void {
+    if (this.stopped) return;
+    this.execute(this.dispatcher.onMaster(m, Date.now()));
+  }
+
+  /** Every worker message goes through the dispatcher; replies are in its output batch. */
+  private fromWorker(m: Message, peer: Buffer): void {
+    if (this.stopped) return;
+    if (!isUuid(m.node_uuid)) throw new GridError('BAD_REQUEST', `node_uuid ${m.node_uuid} is not a UUID`, 'a worker names itself by a UUID in every message');
+    // The worker's routing id changes when its DEALER reconnects; the newest one wins.
+    this.peers.set(m.node_uuid, peer);
+    this.execute(this.dispatcher.onWorker(m.node_uuid, m, Date.now()));
+    this.forgetPeerIfGone(m.node_uuid);
+  }
+
+  /** Keeps the routing table bounded by the registered workers (after the batch was sent). */
+  private forgetPeerIfGone(workerId: string): void {
+    if (this.dispatcher.workerLoad(workerId) === undefined) this.peers.delete(workerId);
+  }
+
+  /** Runs one output batch in order (per-peer order is kept by the sockets' send queues). */
+  private execute(batch: DispatchOutput[]): void {
+    const gone: string[] = [];
+    for (const o of batch) {
+      switch (o.kind) {
+        case 'toWorker': {
+          const peer = this.peers.get(o.workerId);
+          if (peer) void this.server.sendTo(peer, o.msg);
+          break;
+        }
+        case 'toMaster':
+          this.sendMaster(o.msg);
+          break;
+        case 'event':
+          if (o.event.type === 'worker:lost') gone.push(o.event.workerId);
+          this.onEvent(o.event);
+          break;
+      }
+    }
+    for (const id of gone) this.forgetPeerIfGone(id);
+  }
+
+  private sendMaster(msg: MessageInput): void {
+    const failed = (e: Error) => {
+      // A full send queue or a closed socket: the dispatcher re-sends what matters (hello,
+      // unacked results), so this is logged, not fatal.
+      if (!this.stopped) this.log.warn({ err: e.message, type: (msg as { type: string }).type }, 'send to master failed');
+    };
+    try {
+      this.masterLink?.send(msg).catch(failed);
+    } catch (e) {
+      failed(e as Error); // encode() throws synchronously on a bad field
+    }
+  }
+
+  private onEvent(e: DispatchEvent): void {
+    const { type, ...fields } = e;
+    const renamed = 'jobUuid' in fields ? { ...fields, jobId: fields.jobUuid } : fields;
+    // an unanswered hello repeats every interval while the master is down: keep it out of info
+    const level = e.type === 'master:hello' && e.reason === 'unanswered' ? 'debug' : EVENT_LEVEL[type];
+    this.log[level]({ event: type, ...renamed }, type);
+    for (const l of this.eventListeners) l(e);
+  }
+}
