@@ -97,6 +97,8 @@ interface Unacked {
   readonly msg: MessageInput<'task_result'>;
   readonly taskKey: string;
   readonly final: boolean;
+  /** made up here for a lost worker's attempt, not reported by a worker */
+  readonly lost: boolean;
   lastSentMs: number;
 }
 
@@ -420,11 +422,11 @@ export class Dispatcher {
     this.emit(out, { type: 'task:cancelled', jobUuid, dropped, running: runningTasks });
   }
 
-  private toMasterResult(out: DispatchOutput[], msg: MessageInput<'task_result'>, taskKeyStr: string, nowMs: number): void {
+  private toMasterResult(out: DispatchOutput[], msg: MessageInput<'task_result'>, taskKeyStr: string, nowMs: number, lost: boolean): void {
     const k = resultKey(msg.job_uuid, msg.task_index, msg.attempt);
     const final = msg.final === 1;
     this.unacked.delete(k);
-    this.unacked.set(k, { msg, taskKey: taskKeyStr, final, lastSentMs: nowMs });
+    this.unacked.set(k, { msg, taskKey: taskKeyStr, final, lost, lastSentMs: nowMs });
     if (final) this.settledUnacked.add(taskKeyStr);
     this.counters.resultsForwarded++;
     out.push({ kind: 'toMaster', msg });
@@ -516,14 +518,15 @@ export class Dispatcher {
     const ok = m.outcome === TaskOutcome.ok;
     const retry = !ok && t.attempt < t.spec.max_retries;
     const fwd: MessageInput<'task_result'> = { ...m, node_uuid: this.o.nodeUuid, worker_uuid: w.id, final: retry ? 0 : 1 };
-    this.toMasterResult(out, fwd, key, nowMs);
+    this.toMasterResult(out, fwd, key, nowMs, false);
     if (retry) this.retry(out, t, m.outcome, w.id, nowMs, true);
     else this.settle(out, t, m.outcome, w.id);
   }
 
   private ignoredResult(out: DispatchOutput[], workerId: string, m: MessageOf<'task_result'>): void {
     this.counters.resultsIgnored++;
-    const why = this.unacked.has(resultKey(m.job_uuid, m.task_index, m.attempt)) ? 'duplicate' : 'stale';
+    const u = this.unacked.get(resultKey(m.job_uuid, m.task_index, m.attempt));
+    const why = u && !u.lost ? 'duplicate' : 'stale';
     this.emit(out, { type: 'result:ignored', jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt, workerId, why });
   }
 
@@ -559,7 +562,7 @@ export class Dispatcher {
         log_tail: '',
       };
       // Lost results bypass maxUnackedResults: they are bounded by maxQueuedTasks instead.
-      this.toMasterResult(out, msg, key, nowMs);
+      this.toMasterResult(out, msg, key, nowMs, true);
       // A lost attempt is not the task's fault: re-queue at once (no backoff), elsewhere.
       if (retry) this.retry(out, t, TaskOutcome.lost, w.id, nowMs, false);
       else this.settle(out, t, TaskOutcome.lost, w.id);

@@ -1,0 +1,384 @@
+// Scenario tests of the pure dispatch state machine with fake time (docs/balancer.md;
+// docs/architecture.md "Master -> balancer", "Balancer -> worker (Paranoid Pirate)",
+// "Results", "Cancel").
+import assert from 'node:assert/strict';
+import { ERROR_CODES, PROTOCOL_VERSION, TaskOutcome, newUuid } from '../../src/messages';
+import {
+  ackMsg,
+  checkOutputs,
+  connected,
+  dispatchedTo,
+  events,
+  heartbeat,
+  makeDispatcher,
+  readyMsg,
+  resultMsg,
+  statusMsg,
+  taskMsg,
+  toMaster,
+  toWorker,
+} from './helpers';
+
+const A = '00000000-0000-4000-8000-00000000000a';
+const B = '00000000-0000-4000-8000-00000000000b';
+const C = '00000000-0000-4000-8000-00000000000c';
+
+describe('balancer dispatch state machine', () => {
+  describe('master link (architecture.md "Master -> balancer")', () => {
+    it('says hello at start and every interval until the master answers, then heartbeats', () => {
+      const d = makeDispatcher();
+      const out0 = checkOutputs(d.start(0));
+      assert.equal(toMaster(out0, 'balancer_hello').length, 1);
+      assert.equal(toMaster(out0, 'balancer_hello')[0]!.protocol_version, PROTOCOL_VERSION);
+      assert.equal(toMaster(d.tick(999), 'balancer_hello').length, 0);
+      assert.equal(toMaster(d.tick(1000), 'balancer_hello').length, 1, 'unanswered hello repeats after one interval');
+      assert.equal(d.masterConnected, false);
+      const heard = d.onMaster(heartbeat(newUuid()), 1100);
+      assert.equal(events(heard, 'master:heard').length, 1);
+      assert.equal(d.masterConnected, true);
+      const t = d.tick(2000);
+      assert.equal(toMaster(t, 'balancer_hello').length, 0);
+      assert.equal(toMaster(t, 'generic_message').length, 1, 'heartbeat to the master');
+      assert.equal(toMaster(d.tick(2500), 'generic_message').length, 0, 'at most one heartbeat per interval');
+    });
+
+    it('re-sends hello after livenessMissed silent intervals and dedupes the re-sent tasks', () => {
+      const d = connected();
+      const job = newUuid();
+      d.onMaster(taskMsg(job, 0), 0);
+      assert.equal(toMaster(d.tick(3000), 'balancer_hello').length, 0, 'silent exactly 3000 ms is still alive');
+      const lost = d.tick(3001);
+      assert.equal(events(lost, 'master:lost').length, 1);
+      assert.deepEqual(events(lost, 'master:hello').map((e) => e.reason), ['silent']);
+      assert.equal(d.masterConnected, false);
+      // the (restarted) master answers with every open task: the one held is ignored
+      const again = d.onMaster(taskMsg(job, 0), 3100);
+      assert.equal(events(again, 'task:duplicate').length, 1);
+      assert.equal(d.status(3100).tasksHeld, 1);
+    });
+
+    it('logs an error_reply from the master (e.g. VERSION_MISMATCH) and keeps saying hello', () => {
+      const d = makeDispatcher();
+      d.start(0);
+      // an error_reply is still a message from the master: log it
+      const out = d.onMaster(
+        { type: 'error_reply', node_uuid: newUuid(), request_uuid: newUuid(), error_code: ERROR_CODES.VERSION_MISMATCH, message: 'balancer speaks protocol 9' },
+        10,
+      );
+      assert.equal(events(out, 'master:error')[0]!.code, ERROR_CODES.VERSION_MISMATCH);
+    });
+  });
+
+  describe('dispatch (architecture.md "Balancer -> worker")', () => {
+    it('fills slots + prefetch and no more, FIFO, then refills as results come back', () => {
+      const d = connected();
+      checkOutputs(d.onWorker(A, readyMsg(A, 2, 1), 0));
+      const job = newUuid();
+      const sent: number[] = [];
+      for (let i = 0; i < 5; i++) for (const x of dispatchedTo(d.onMaster(taskMsg(job, i), 0))) sent.push(x.m.task_index);
+      assert.deepEqual(sent, [0, 1, 2], 'capacity = slots + prefetch = 3, in task order');
+      assert.equal(d.workerLoad(A), 3);
+      assert.equal(d.status(0).tasksQueued, 2);
+      const out = checkOutputs(d.onWorker(A, resultMsg(A, job, 1, 0), 10));
+      assert.deepEqual(toWorker(out, A, 'result_ack').map((a) => a.task_index), [1]);
+      assert.deepEqual(dispatchedTo(out).map((x) => x.m.task_index), [3]);
+      assert.equal(d.workerLoad(A), 3);
+    });
+
+    it('prefers the worker caching most inputs; ties go to the least loaded', () => {
+      const d = connected();
+      const [f1, f2, f3] = [newUuid(), newUuid(), newUuid()];
+      d.onWorker(A, readyMsg(A, 4, 0), 0);
+      d.onWorker(B, readyMsg(B, 4, 0, [f1, f2]), 0);
+      const job = newUuid();
+      const o1 = dispatchedTo(d.onMaster(taskMsg(job, 0, { inputs: [f1, f2] }), 0));
+      assert.equal(o1[0]!.workerId, B, 'B announced f1 and f2');
+      const o2 = dispatchedTo(d.onMaster(taskMsg(job, 1, { inputs: [f3] }), 0));
+      assert.equal(o2[0]!.workerId, A, 'no cache hit anywhere: least loaded (A has 0, B has 1)');
+      // A learned f3 from what it was sent; now B and A have load 1 each
+      const o3 = dispatchedTo(d.onMaster(taskMsg(job, 2, { inputs: [f3, newUuid()] }), 0));
+      assert.equal(o3[0]!.workerId, A, 'A caches f3 since it was dispatched there');
+      const ev = events(d.onMaster(taskMsg(job, 3, { inputs: [f1] }), 0), 'task:dispatched');
+      assert.equal(ev[0]!.workerId, B);
+      assert.equal(ev[0]!.cacheHits, 1);
+    });
+
+    it('bounds the per-worker cache LRU (maxCachedFilesPerWorker)', () => {
+      const d = connected({ maxCachedFilesPerWorker: 2 });
+      const files = [newUuid(), newUuid(), newUuid()];
+      d.onWorker(A, readyMsg(A, 3, 0, files), 0);
+      assert.equal(d.status(0).workers[0]!.cachedFiles, 2);
+      d.onWorker(B, readyMsg(B, 3, 0), 0);
+      const job = newUuid();
+      // a task on a new file: no hits, equal load, join order -> A (A now has load 1)
+      assert.equal(dispatchedTo(d.onMaster(taskMsg(job, 0, { inputs: [newUuid()] }), 0))[0]!.workerId, A);
+      // files[0] was evicted (oldest of 3 with a bound of 2): least load wins -> B
+      assert.equal(dispatchedTo(d.onMaster(taskMsg(job, 1, { inputs: [files[0]!] }), 0))[0]!.workerId, B);
+      // files[2] is remembered: A wins although it is not less loaded than B
+      assert.equal(dispatchedTo(d.onMaster(taskMsg(job, 2, { inputs: [files[2]!] }), 0))[0]!.workerId, A);
+    });
+  });
+
+  describe('liveness (Paranoid Pirate)', () => {
+    it('heartbeats every worker each interval and declares a silent one lost: its tasks go elsewhere, attempts counted', () => {
+      const d = connected();
+      d.onWorker(A, readyMsg(A, 2, 0), 0);
+      const job = newUuid();
+      d.onMaster(taskMsg(job, 0, { maxRetries: 2 }), 0);
+      d.onMaster(taskMsg(job, 1, { maxRetries: 2 }), 0);
+      assert.equal(d.workerLoad(A), 2);
+      d.onWorker(B, readyMsg(B, 2, 0), 1500);
+      const beats = d.tick(1500);
+      assert.deepEqual(toWorker(beats, undefined, 'generic_message').length, 2, 'one heartbeat to each worker');
+      d.onWorker(B, statusMsg(B), 2900); // B keeps talking, A does not
+      assert.equal(events(d.tick(3000), 'worker:lost').length, 0);
+      const out = checkOutputs(d.tick(3001));
+      assert.deepEqual(events(out, 'worker:lost'), [{ type: 'worker:lost', workerId: A, reason: 'silent', tasks: 2 }]);
+      const lost = toMaster(out, 'task_result');
+      assert.deepEqual(lost.map((r) => [r.task_index, r.attempt, r.outcome, r.final, r.worker_uuid]), [
+        [0, 0, TaskOutcome.lost, 0, A],
+        [1, 0, TaskOutcome.lost, 0, A],
+      ]);
+      const re = dispatchedTo(out);
+      assert.deepEqual(re.map((x) => [x.workerId, x.m.task_index, x.m.attempt]), [
+        [B, 0, 1],
+        [B, 1, 1],
+      ]);
+      assert.deepEqual(d.workerIds(), [B]);
+    });
+
+    it('a lost task with no attempts left settles failed (final = 1)', () => {
+      const d = connected();
+      d.onWorker(A, readyMsg(A, 1, 0), 0);
+      const job = newUuid();
+      d.onMaster(taskMsg(job, 0, { maxRetries: 0 }), 0);
+      const out = d.onWorker(A, { type: 'worker_disconnect', node_uuid: A }, 10);
+      const r = toMaster(out, 'task_result');
+      assert.equal(r.length, 1);
+      assert.equal(r[0]!.final, 1);
+      assert.equal(r[0]!.outcome, TaskOutcome.lost);
+      assert.equal(events(out, 'task:settled').length, 1);
+      assert.equal(d.taskInfo(job, 0), undefined);
+    });
+
+    it('a worker that says worker_ready again loses what it held (restart) and is re-added', () => {
+      const d = connected();
+      d.onWorker(A, readyMsg(A, 1, 0), 0);
+      const job = newUuid();
+      d.onMaster(taskMsg(job, 0), 0);
+      const out = d.onWorker(A, readyMsg(A, 1, 0), 100);
+      assert.equal(events(out, 'worker:lost')[0]!.reason, 'rejoined');
+      assert.equal(events(out, 'worker:joined')[0]!.rejoined, true);
+      // only worker around, so the retry goes back to it, at attempt 1
+      assert.deepEqual(dispatchedTo(out).map((x) => [x.workerId, x.m.attempt]), [[A, 1]]);
+    });
+
+    it('asks an unknown (or declared lost) worker to re-register, acking but ignoring its results', () => {
+      const d = connected();
+      const s = d.onWorker(C, statusMsg(C), 0);
+      const err = toWorker(s, C, 'error_reply');
+      assert.equal(err[0]!.error_code, ERROR_CODES.UNAVAILABLE);
+      assert.match(err[0]!.message, /send worker_ready/);
+      const job = newUuid();
+      const r = d.onWorker(C, resultMsg(C, job, 0, 0), 0);
+      assert.equal(toWorker(r, C, 'result_ack').length, 1);
+      assert.equal(toMaster(r, 'task_result').length, 0);
+      assert.deepEqual(d.workerIds(), []);
+    });
+
+    it('refuses a worker of another protocol or software version with VERSION_MISMATCH naming both', () => {
+      const d = connected();
+      const o1 = d.onWorker(A, readyMsg(A, 1, 0, [], { protocol: PROTOCOL_VERSION + 1 }), 0);
+      const e1 = toWorker(o1, A, 'error_reply')[0]!;
+      assert.equal(e1.error_code, ERROR_CODES.VERSION_MISMATCH);
+      assert.match(e1.message, new RegExp(`protocol ${PROTOCOL_VERSION + 1}.*protocol ${PROTOCOL_VERSION}`));
+      const o2 = d.onWorker(B, readyMsg(B, 1, 0, [], { software: '0.0.9' }), 0);
+      const e2 = toWorker(o2, B, 'error_reply')[0]!;
+      assert.equal(e2.error_code, ERROR_CODES.VERSION_MISMATCH);
+      assert.match(e2.message, /"0\.0\.9".*"test-1\.0"/);
+      assert.deepEqual(d.workerIds(), []);
+      assert.equal(events(o2, 'worker:refused').length, 1);
+    });
+  });
+
+  describe('results and retries (architecture.md "Results")', () => {
+    it('forwards ok with final = 1, acks the worker, re-sends until the master acks', () => {
+      const d = connected();
+      d.onWorker(A, readyMsg(A, 1, 0), 0);
+      const job = newUuid();
+      d.onMaster(taskMsg(job, 0), 0);
+      const out = d.onWorker(A, resultMsg(A, job, 0, 0), 100);
+      assert.equal(toWorker(out, A, 'result_ack').length, 1);
+      const fwd = toMaster(out, 'task_result');
+      assert.deepEqual(fwd.map((r) => [r.final, r.outcome, r.worker_uuid]), [[1, TaskOutcome.ok, A]]);
+      // heartbeats keep the master alive, but no ack: re-sent after resultResendMs
+      d.onMaster(heartbeat(newUuid()), 2000);
+      assert.equal(toMaster(d.tick(2099), 'task_result').length, 0);
+      assert.equal(toMaster(d.tick(2100), 'task_result').length, 1);
+      // the master re-sends the task (e.g. after a hello) before it acked: still a duplicate
+      assert.equal(events(d.onMaster(taskMsg(job, 0), 2200), 'task:duplicate').length, 1);
+      d.onMaster(ackMsg(job, 0, 0), 2300);
+      d.onMaster(heartbeat(newUuid()), 4000);
+      assert.equal(toMaster(d.tick(4200), 'task_result').length, 0, 'acked results are forgotten');
+      assert.equal(d.status(4200).unackedResults, 0);
+    });
+
+    it('a failure with retries left goes to the master with final = 0, backs off, then retries on another worker', () => {
+      const d = connected();
+      d.onWorker(A, readyMsg(A, 2, 0), 0);
+      d.onWorker(B, readyMsg(B, 1, 0), 0);
+      const job = newUuid();
+      const first = dispatchedTo(d.onMaster(taskMsg(job, 0, { maxRetries: 2 }), 0));
+      assert.equal(first[0]!.workerId, A);
+      const out = d.onWorker(A, resultMsg(A, job, 0, 0, TaskOutcome.exit_nonzero), 100);
+      assert.deepEqual(toMaster(out, 'task_result').map((r) => [r.attempt, r.final]), [[0, 0]]);
+      assert.equal(dispatchedTo(out).length, 0, 'not before the backoff');
+      assert.equal(events(out, 'task:retry')[0]!.delayMs, 500, 'retryBackoffBaseMs * 2^0');
+      assert.equal(dispatchedTo(d.tick(599)).length, 0);
+      const again = dispatchedTo(d.tick(600));
+      assert.deepEqual(again.map((x) => [x.workerId, x.m.attempt]), [[B, 1]], 'B, although A is less loaded');
+      // attempt 1 fails on B: backoff 1000 ms, then A (B failed it last, A failed it first: both failed; A least loaded)
+      const out2 = d.onWorker(B, resultMsg(B, job, 0, 1, TaskOutcome.timeout), 700);
+      assert.equal(events(out2, 'task:retry')[0]!.delayMs, 1000);
+      assert.deepEqual(dispatchedTo(d.tick(1700)).map((x) => x.m.attempt), [2]);
+    });
+
+    it('caps the backoff at retryBackoffMaxMs', () => {
+      const d = connected({ retryBackoffBaseMs: 500, retryBackoffMaxMs: 1500 });
+      d.onWorker(A, readyMsg(A, 1, 0), 0);
+      const job = newUuid();
+      d.onMaster(taskMsg(job, 0, { maxRetries: 10, attempt: 5 }), 0);
+      const out = d.onWorker(A, resultMsg(A, job, 0, 5, TaskOutcome.exit_nonzero), 0);
+      assert.equal(events(out, 'task:retry')[0]!.delayMs, 1500);
+    });
+
+    it('the last allowed failure is forwarded with final = 1 and the task is forgotten', () => {
+      const d = connected();
+      d.onWorker(A, readyMsg(A, 1, 0), 0);
+      const job = newUuid();
+      d.onMaster(taskMsg(job, 0, { maxRetries: 1, attempt: 1 }), 0);
+      const out = d.onWorker(A, resultMsg(A, job, 0, 1, TaskOutcome.memory_limit), 10);
+      assert.deepEqual(toMaster(out, 'task_result').map((r) => [r.attempt, r.final, r.outcome]), [[1, 1, TaskOutcome.memory_limit]]);
+      assert.equal(events(out, 'task:settled').length, 1);
+      assert.equal(d.taskInfo(job, 0), undefined);
+      assert.equal(d.workerLoad(A), 0);
+    });
+
+    it('duplicate and stale results are acknowledged but ignored', () => {
+      const d = connected();
+      d.onWorker(A, readyMsg(A, 1, 0), 0);
+      d.onWorker(B, readyMsg(B, 1, 0), 0);
+      const job = newUuid();
+      d.onMaster(taskMsg(job, 0), 0);
+      d.onMaster(taskMsg(job, 1), 0);
+      d.onWorker(A, resultMsg(A, job, 0, 0), 10);
+      const dup = d.onWorker(A, resultMsg(A, job, 0, 0), 20);
+      assert.equal(toWorker(dup, A, 'result_ack').length, 1);
+      assert.equal(toMaster(dup, 'task_result').length, 0);
+      assert.equal(events(dup, 'result:ignored')[0]!.why, 'duplicate');
+      // task 1 on B: B is declared lost, the task goes to A at attempt 1; B's late result is stale
+      for (let t = 1000; t <= 3000; t += 1000) d.onWorker(A, statusMsg(A), t);
+      const lost = d.tick(3100);
+      assert.deepEqual(dispatchedTo(lost).map((x) => [x.workerId, x.m.task_index, x.m.attempt]), [[A, 1, 1]]);
+      const stale = d.onWorker(A, resultMsg(A, job, 1, 0), 3200);
+      assert.equal(toWorker(stale, A, 'result_ack').length, 1);
+      assert.equal(toMaster(stale, 'task_result').length, 0);
+      assert.equal(events(stale, 'result:ignored')[0]!.why, 'stale');
+      assert.equal(d.taskInfo(job, 1)!.attempt, 1);
+    });
+
+    it('forwards task_started from the worker holding the attempt only', () => {
+      const d = connected();
+      d.onWorker(A, readyMsg(A, 1, 0), 0);
+      d.onWorker(B, readyMsg(B, 1, 0), 0);
+      const job = newUuid();
+      d.onMaster(taskMsg(job, 0), 0);
+      const msg = { type: 'task_started' as const, node_uuid: A, job_uuid: job, worker_uuid: A, task_index: 0, attempt: 0 };
+      assert.deepEqual(toMaster(d.onWorker(A, msg, 5), 'task_started').map((m) => [m.job_uuid, m.worker_uuid]), [[job, A]]);
+      assert.equal(toMaster(d.onWorker(B, { ...msg, node_uuid: B, worker_uuid: B }, 5), 'task_started').length, 0);
+    });
+  });
+
+  describe('cancel (architecture.md "Cancel")', () => {
+    it("drops the job's queued tasks, tells the workers running them, and ignores their late results", () => {
+      const d = connected();
+      d.onWorker(A, readyMsg(A, 1, 0), 0);
+      d.onWorker(B, readyMsg(B, 1, 0), 0);
+      const job = newUuid();
+      const other = newUuid();
+      for (let i = 0; i < 3; i++) d.onMaster(taskMsg(job, i), 0);
+      d.onMaster(taskMsg(other, 0), 0);
+      assert.equal(d.status(0).tasksQueued, 2);
+      const out = d.onMaster({ type: 'task_cancel', node_uuid: newUuid(), job_uuid: job }, 10);
+      assert.deepEqual(
+        toWorker(out, undefined, 'task_cancel').map((m) => m.job_uuid),
+        [job, job],
+      );
+      assert.deepEqual(events(out, 'task:cancelled'), [{ type: 'task:cancelled', jobUuid: job, dropped: 1, running: 2 }]);
+      // the freed capacity goes to the other job at once
+      assert.deepEqual(dispatchedTo(out).map((x) => x.m.job_uuid), [other]);
+      const late = d.onWorker(B, resultMsg(B, job, 1, 0, TaskOutcome.cancelled), 20);
+      assert.equal(toWorker(late, B, 'result_ack').length, 1);
+      assert.equal(toMaster(late, 'task_result').length, 0);
+      assert.equal(d.status(20).tasksHeld, 1);
+    });
+  });
+
+  describe('bounds', () => {
+    it('drops task_dispatch over maxQueuedTasks with a reason, and asks again (hello) once there is room', () => {
+      const d = connected({ maxQueuedTasks: 2 });
+      d.onWorker(A, readyMsg(A, 1, 0), 0);
+      const job = newUuid();
+      d.onMaster(taskMsg(job, 0), 0);
+      d.onMaster(taskMsg(job, 1), 0);
+      const out = d.onMaster(taskMsg(job, 2), 0);
+      const ref = events(out, 'task:refused');
+      assert.equal(ref.length, 1);
+      assert.match(ref[0]!.reason, /maxQueuedTasks = 2/);
+      assert.equal(d.status(0).tasksHeld, 2);
+      d.onMaster(heartbeat(newUuid()), 900);
+      assert.equal(toMaster(d.tick(1000), 'balancer_hello').length, 0, 'no room yet');
+      d.onWorker(A, resultMsg(A, job, 0, 0), 1100);
+      d.onMaster(heartbeat(newUuid()), 1100);
+      const t = d.tick(1200);
+      assert.deepEqual(events(t, 'master:hello').map((e) => e.reason), ['room']);
+      assert.equal(events(d.onMaster(taskMsg(job, 2), 1300), 'task:queued').length, 1);
+    });
+
+    it('refuses workers over maxWorkers with UNAVAILABLE', () => {
+      const d = connected({ maxWorkers: 1 });
+      d.onWorker(A, readyMsg(A, 1, 0), 0);
+      const out = d.onWorker(B, readyMsg(B, 1, 0), 0);
+      assert.equal(toWorker(out, B, 'error_reply')[0]!.error_code, ERROR_CODES.UNAVAILABLE);
+      assert.deepEqual(d.workerIds(), [A]);
+    });
+
+    it('refuses a worker with 0 slots', () => {
+      const d = connected();
+      const out = d.onWorker(A, readyMsg(A, 0, 3), 0);
+      assert.equal(toWorker(out, A, 'error_reply')[0]!.error_code, ERROR_CODES.BAD_REQUEST);
+    });
+
+    it('over maxUnackedResults a worker result is not acked (the worker re-sends it later)', () => {
+      const d = connected({ maxUnackedResults: 1 });
+      d.onWorker(A, readyMsg(A, 2, 0), 0);
+      const job = newUuid();
+      d.onMaster(taskMsg(job, 0), 0);
+      d.onMaster(taskMsg(job, 1), 0);
+      d.onWorker(A, resultMsg(A, job, 0, 0), 10);
+      const out = d.onWorker(A, resultMsg(A, job, 1, 0), 10);
+      assert.equal(toWorker(out, A, 'result_ack').length, 0);
+      assert.equal(events(out, 'result:refused').length, 1);
+      d.onMaster(ackMsg(job, 0, 0), 20);
+      const again = d.onWorker(A, resultMsg(A, job, 1, 0), 30);
+      assert.equal(toWorker(again, A, 'result_ack').length, 1);
+      assert.equal(toMaster(again, 'task_result').length, 1);
+    });
+
+    it('answers a message type workers must not send with UNEXPECTED', () => {
+      const d = connected();
+      const out = d.onWorker(A, { type: 'job_list_request', node_uuid: A, request_uuid: newUuid(), limit: 1 }, 0);
+      assert.equal(toWorker(out, A, 'error_reply')[0]!.error_code, ERROR_CODES.UNEXPECTED);
+    });
+  });
+});
