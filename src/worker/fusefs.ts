@@ -1,0 +1,308 @@
+/**
+ * The worker's read-only FUSE file system (fuse-native): `/<file_uuid>/<name>` for every
+ * file the worker registered. Reads go through a ChunkCache to storage. Every write
+ * operation answers EROFS; any failure answers EIO; nothing here may throw into fuse-native.
+ *
+ * Never read this mount from the worker process itself synchronously: the FUSE handlers run
+ * on this process's event loop, so a blocking read from here would wait for itself forever.
+ * Task processes (children) read it.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { Logger } from 'pino';
+import { GridError } from '../common';
+import { ChunkCache, ChunkSource } from './chunkcache';
+
+// fuse-native ships no types.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const Fuse = require('fuse-native') as FuseStatic;
+
+interface FuseInstance {
+  mount(cb: (err: Error | null) => void): void;
+  unmount(cb: (err: Error | null) => void): void;
+}
+interface FuseStatic {
+  new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>): FuseInstance;
+  unmount(mnt: string, cb: (err: Error | null) => void): void;
+  ENOENT: number;
+  EROFS: number;
+  EIO: number;
+  ENOTDIR: number;
+  EISDIR: number;
+  EINVAL: number;
+}
+
+export interface GridFsOptions {
+  mount: string;
+  source: ChunkSource;
+  fuseChunkBytes: number;
+  chunkCacheBytes: number;
+  readAheadChunks: number;
+  fuseOpTimeoutMs: number;
+  log: Logger;
+}
+
+interface FileEntry {
+  length: number;
+  names: Set<string>;
+}
+
+const O_ACCMODE = 3;
+const DIR_MODE = 0o040555;
+const FILE_MODE = 0o100444;
+
+/** A name is one path component: not empty, no '/', no NUL, not '.' or '..'. */
+export function isSafeName(name: string): boolean {
+  return name.length > 0 && name.length <= 255 && !name.includes('/') && !name.includes('\0') && name !== '.' && name !== '..';
+}
+
+/** Paths that are mounted (FUSE or not) according to /proc/mounts. */
+export async function mountedPaths(): Promise<Set<string>> {
+  try {
+    const text = await fsp.readFile('/proc/mounts', 'utf8');
+    // mount points escape spaces etc. as octal (\040)
+    return new Set(text.split('\n').map((l) => (l.split(' ')[1] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))));
+  } catch {
+    return new Set();
+  }
+}
+
+/** Why FUSE cannot be used on this machine, with how to fix it; null when it looks usable. */
+export function fuseProblem(): string | null {
+  if (!fs.existsSync('/dev/fuse')) {
+    return 'FUSE is not available: /dev/fuse does not exist. Install FUSE (apt-get install fuse libfuse2), load the module (modprobe fuse), or in a container run with --device /dev/fuse --cap-add SYS_ADMIN; or start the worker with --staged to download inputs instead';
+  }
+  const hasFusermount = ['/bin/fusermount', '/usr/bin/fusermount', '/usr/local/bin/fusermount'].some((p) => fs.existsSync(p));
+  if (!hasFusermount) {
+    return 'FUSE is not available: fusermount is not installed. Install it (apt-get install fuse libfuse2), or start the worker with --staged to download inputs instead';
+  }
+  return null;
+}
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => execFile(cmd, args, (e) => (e ? reject(e) : resolve())));
+}
+
+export class GridFs {
+  readonly mount: string;
+  readonly cache: ChunkCache;
+  private readonly files = new Map<string, FileEntry>();
+  /** per file: where the last read ended, to spot sequential readers for read-ahead */
+  private readonly lastEnd = new Map<string, number>();
+  private fuse?: FuseInstance;
+  private mounted = false;
+  private readonly counts = { reads: 0, readBytes: 0, readErrors: 0, writeRefused: 0 };
+  private readonly log: Logger;
+
+  constructor(private readonly o: GridFsOptions) {
+    this.mount = path.resolve(o.mount);
+    this.log = o.log;
+    this.cache = new ChunkCache(o.source, { chunkBytes: o.fuseChunkBytes, maxBytes: o.chunkCacheBytes });
+  }
+
+  /** Makes `<mount>/<fileUuid>/<name>` (length bytes) readable. Returns its path. */
+  register(fileUuid: string, name: string, length: number): string {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(fileUuid)) throw new GridError('BAD_REQUEST', `not a file uuid: ${JSON.stringify(fileUuid)}`);
+    if (!isSafeName(name)) throw new GridError('BAD_REQUEST', `input name ${JSON.stringify(name)} is not a plain file name; use a base name without '/'`);
+    if (!Number.isSafeInteger(length) || length < 0) throw new GridError('BAD_REQUEST', `bad length ${length} for ${fileUuid}`);
+    let e = this.files.get(fileUuid);
+    if (!e) {
+      e = { length, names: new Set() };
+      this.files.set(fileUuid, e);
+    }
+    e.names.add(name);
+    return this.pathOf(fileUuid, name);
+  }
+
+  pathOf(fileUuid: string, name: string): string {
+    return path.join(this.mount, fileUuid, name);
+  }
+
+  registeredCount(): number {
+    return this.files.size;
+  }
+
+  /** Mounts, first removing a stale mount left at the path. Throws FUSE_UNAVAILABLE with a fix. */
+  async start(): Promise<void> {
+    const problem = fuseProblem();
+    if (problem) throw new GridError('FUSE_UNAVAILABLE', problem);
+    if ((await mountedPaths()).has(this.mount)) {
+      this.log.warn({ mount: this.mount }, 'stale mount found; unmounting it first');
+      await run('fusermount', ['-uz', this.mount]).catch((e: Error) => this.log.warn({ err: e.message }, 'fusermount -uz failed'));
+    }
+    await fsp.mkdir(this.mount, { recursive: true });
+    const fuse = new Fuse(this.mount, this.ops(), { force: true, mkdir: true, timeout: this.o.fuseOpTimeoutMs, fsname: 'grid', subtype: 'grid' });
+    await new Promise<void>((resolve, reject) =>
+      fuse.mount((err) => {
+        if (err) {
+          reject(
+            new GridError(
+              'FUSE_UNAVAILABLE',
+              `cannot mount FUSE at ${this.mount}: ${err.message}`,
+              'check that /dev/fuse is usable (apt-get install fuse libfuse2; in a container run with --device /dev/fuse --cap-add SYS_ADMIN), that the mount point is not in use, or start with --staged',
+            ),
+          );
+        } else resolve();
+      }),
+    );
+    this.fuse = fuse;
+    this.mounted = true;
+    this.log.info({ mount: this.mount }, 'FUSE mounted');
+  }
+
+  /** Unmounts; safe to call twice and when never mounted. */
+  async stop(): Promise<void> {
+    const fuse = this.fuse;
+    this.fuse = undefined;
+    if (!fuse || !this.mounted) return;
+    this.mounted = false;
+    await new Promise<void>((resolve) =>
+      fuse.unmount((err) => {
+        if (err) this.log.warn({ err: err.message }, 'FUSE unmount failed; trying fusermount -uz');
+        resolve();
+      }),
+    );
+    if ((await mountedPaths()).has(this.mount)) await run('fusermount', ['-uz', this.mount]).catch(() => undefined);
+    this.log.info({ mount: this.mount }, 'FUSE unmounted');
+  }
+
+  /** Null while the mount is in /proc/mounts, else why not (for /healthz). */
+  async health(): Promise<string | null> {
+    if (!this.mounted) return 'FUSE is not mounted';
+    return (await mountedPaths()).has(this.mount) ? null : `FUSE mount ${this.mount} is gone`;
+  }
+
+  stats(): Record<string, unknown> {
+    return { mount: this.mount, mounted: this.mounted, files: this.files.size, ...this.counts, cache: this.cache.stats() };
+  }
+
+  /** Splits a mount path into its uuid and name; null parts when absent. */
+  private parse(p: string): { uuid?: string; name?: string; extra: boolean } {
+    const parts = p.split('/').filter((s) => s !== '');
+    return { uuid: parts[0], name: parts[1], extra: parts.length > 2 };
+  }
+
+  private attr(mode: number, size: number): Record<string, unknown> {
+    const t = new Date(0);
+    return {
+      mtime: t,
+      atime: t,
+      ctime: t,
+      nlink: mode === DIR_MODE ? 2 : 1,
+      size,
+      blocks: Math.ceil(size / 512),
+      blksize: this.o.fuseChunkBytes,
+      mode,
+      uid: process.getuid?.() ?? 0,
+      gid: process.getgid?.() ?? 0,
+    };
+  }
+
+  private lookup(p: string): { dir: true } | { dir: false; uuid: string; entry: FileEntry } | null {
+    const { uuid, name, extra } = this.parse(p);
+    if (extra) return null;
+    if (!uuid) return { dir: true };
+    const e = this.files.get(uuid);
+    if (!e) return null;
+    if (name === undefined) return { dir: true };
+    return e.names.has(name) ? { dir: false, uuid, entry: e } : null;
+  }
+
+  private ops(): Record<string, unknown> {
+    const erofs = (...args: unknown[]) => {
+      this.counts.writeRefused++;
+      (args[args.length - 1] as (e: number) => void)(Fuse.EROFS);
+    };
+    const safe =
+      (name: string, fn: (...a: never[]) => void) =>
+      (...args: unknown[]) => {
+        const cb = args[args.length - 1] as (e: number, ...r: unknown[]) => void;
+        try {
+          (fn as (...a: unknown[]) => void)(...args);
+        } catch (e) {
+          this.log.error({ op: name, err: (e as Error).message }, 'FUSE operation failed');
+          cb(Fuse.EIO);
+        }
+      };
+    return {
+      readdir: safe('readdir', (p: string, cb: (e: number, names?: string[]) => void) => {
+        const { uuid, name } = this.parse(p);
+        if (!uuid) return cb(0, [...this.files.keys()]);
+        const e = this.files.get(uuid);
+        if (!e || name !== undefined) return cb(Fuse.ENOENT);
+        cb(0, [...e.names]);
+      }),
+      getattr: safe('getattr', (p: string, cb: (e: number, st?: unknown) => void) => {
+        const l = this.lookup(p);
+        if (!l) return cb(Fuse.ENOENT);
+        cb(0, l.dir ? this.attr(DIR_MODE, 4096) : this.attr(FILE_MODE, l.entry.length));
+      }),
+      open: safe('open', (p: string, flags: number, cb: (e: number, fd?: number) => void) => {
+        const l = this.lookup(p);
+        if (!l) return cb(Fuse.ENOENT);
+        if ((flags & O_ACCMODE) !== 0) {
+          this.counts.writeRefused++;
+          return cb(Fuse.EROFS);
+        }
+        cb(0, 0);
+      }),
+      release: (_p: string, _fd: number, cb: (e: number) => void) => cb(0),
+      read: safe('read', (p: string, _fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) => {
+        const l = this.lookup(p);
+        if (!l || l.dir) return cb(Fuse.ENOENT);
+        this.readInto(l.uuid, l.entry.length, buf, len, pos).then(
+          (n) => cb(n),
+          (e: Error) => {
+            this.counts.readErrors++;
+            this.log.warn({ fileUuid: l.uuid, pos, len, err: e.message }, 'FUSE read failed; answering EIO');
+            cb(Fuse.EIO);
+          },
+        );
+      }),
+      statfs: (_p: string, cb: (e: number, s?: unknown) => void) =>
+        cb(0, { bsize: 4096, frsize: 4096, blocks: 0, bfree: 0, bavail: 0, files: this.files.size, ffree: 0, favail: 0, fsid: 0, flag: 1, namemax: 255 }),
+      // every write operation: read-only file system
+      create: erofs,
+      write: erofs,
+      truncate: erofs,
+      ftruncate: erofs,
+      mkdir: erofs,
+      rmdir: erofs,
+      unlink: erofs,
+      rename: erofs,
+      link: erofs,
+      symlink: erofs,
+      mknod: erofs,
+      chmod: erofs,
+      chown: erofs,
+      utimens: erofs,
+      setxattr: erofs,
+      removexattr: erofs,
+    };
+  }
+
+  /** Copies [pos, pos+len) of a file into buf via the chunk cache; returns bytes copied. */
+  private async readInto(uuid: string, length: number, buf: Buffer, len: number, pos: number): Promise<number> {
+    const end = Math.min(length, pos + len);
+    if (pos >= end) return 0;
+    const cb = this.o.fuseChunkBytes;
+    const first = Math.floor(pos / cb);
+    const last = Math.floor((end - 1) / cb);
+    const sequential = this.lastEnd.get(uuid) === pos || pos === 0;
+    this.lastEnd.set(uuid, end);
+    if (sequential) for (let i = 1; i <= this.o.readAheadChunks; i++) this.cache.prefetch(uuid, last + i, length);
+    const chunks = await Promise.all(Array.from({ length: last - first + 1 }, (_, i) => this.cache.get(uuid, first + i, length)));
+    let copied = 0;
+    for (let i = 0; i < chunks.length; i++) {
+      const chunkStart = (first + i) * cb;
+      const from = Math.max(pos, chunkStart) - chunkStart;
+      const to = Math.min(end, chunkStart + cb) - chunkStart;
+      copied += chunks[i]!.copy(buf, copied, from, to);
+    }
+    this.counts.reads++;
+    this.counts.readBytes += copied;
+    return copied;
+  }
+}
