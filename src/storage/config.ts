@@ -36,6 +36,10 @@ export interface StorageConfig {
   scrubIntervalMs: number;
   /** most chunk bytes one scrub step verifies before yielding to requests, bytes */
   scrubBatchBytes: number;
+  /** file_put answers remembered by request_uuid, so a re-sent chunk gets its first answer */
+  putReplyCacheEntries: number;
+  /** most corrupt chunks listed in /status (the counts keep going) */
+  maxCorruptListed: number;
 }
 
 export const STORAGE_DEFAULTS: StorageConfig = {
@@ -51,6 +55,8 @@ export const STORAGE_DEFAULTS: StorageConfig = {
   stagingSweepIntervalMs: 60 * 1000,
   scrubIntervalMs: 6 * 60 * 60 * 1000,
   scrubBatchBytes: 16 * MiB,
+  putReplyCacheEntries: 4096,
+  maxCorruptListed: 100,
 };
 
 /** Frame 0 plus routing overhead stays far below this; the data frame gets the rest. */
@@ -71,7 +77,11 @@ export function validateStorageConfig(c: Record<string, unknown>): StorageConfig
   intSetting(c, 'stagingSweepIntervalMs', 100, 24 * 3600 * 1000);
   intSetting(c, 'scrubIntervalMs', 0, 365 * 24 * 3600 * 1000);
   intSetting(c, 'scrubBatchBytes', 1, 1 * GiB);
-  if ((c.maxReadBytes as number) < 1) throw configError('maxReadBytes must be at least 1');
+  intSetting(c, 'putReplyCacheEntries', 0, 10_000_000);
+  intSetting(c, 'maxCorruptListed', 0, 100_000);
+  if ((c.chunkSizeBytes as number) > (c.maxReadBytes as number) * 16) {
+    throw configError(`chunkSizeBytes (${c.chunkSizeBytes}) is more than 16 x maxReadBytes (${c.maxReadBytes}): every small read would load and hash a huge chunk`, 'use chunks of about 1 MiB');
+  }
   return c as unknown as StorageConfig;
 }
 
@@ -150,7 +160,11 @@ export function sampleConfig(): string {
   // how often a full scrub re-verifies every chunk's SHA-256, in milliseconds (0 = never; 6 hours)
   "scrubIntervalMs": ${d.scrubIntervalMs},
   // chunk bytes one scrub step verifies before it lets requests through, in bytes (16 MiB)
-  "scrubBatchBytes": ${d.scrubBatchBytes}
+  "scrubBatchBytes": ${d.scrubBatchBytes},
+  // upload answers remembered so a re-sent chunk gets its first answer (entries)
+  "putReplyCacheEntries": ${d.putReplyCacheEntries},
+  // most corrupt chunks listed by name in /status
+  "maxCorruptListed": ${d.maxCorruptListed}
 }
 `;
 }
