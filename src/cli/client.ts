@@ -1,4 +1,518 @@
-/** Client commands: submit, status, jobs, logs, cancel, results, dev, init, codec. */
+/**
+ * Client commands: submit, status, jobs, logs, cancel, results, init (and dev, codec).
+ * They talk to the master with job_* requests (MasterClient) and to storage with
+ * StorageClient; file data never goes through the master (docs/architecture.md).
+ *
+ * Output rules: stdout carries what scripts read (the job id, tables, --json), stderr
+ * carries progress; an operating error is one line `grid: CODE: what (what to do)`, exit 1.
+ * `submit --wait` and `results` exit 2 when the job did not succeed.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
 import { Command } from 'commander';
+import { GridError, Logger, createLogger } from '../common';
+import { JobState, NIL_UUID, TaskOutcome, TaskState, isUuid, newUuid } from '../messages';
+import * as masterRole from '../master';
+import * as balancerRole from '../balancer';
+import * as storageRole from '../storage';
+import * as workerRole from '../worker';
+import { StorageClient } from '../storage';
+import { checkJobIdArg, checkReadableFile, parseJobOptions, RawJobFlags } from './args';
+import { ClientConfig, loadClientConfig } from './config';
+import { registerDevCommand } from './dev';
+import { resolveEndpoints, ResolvedEndpoints } from './endpoints';
+import { JobStatus, MasterClient, TaskStatus } from './master-client';
+import { outputPath } from './paths';
+import { createProgress } from './progress';
 
-export function registerClientCommands(_program: Command): void {}
+/** Exit code of `submit --wait` and `results` when the job failed or was cancelled. */
+export const EXIT_JOB_NOT_SUCCEEDED = 2;
+
+const nameOf = <T extends Record<string, number>>(e: T, v: number): string => Object.keys(e).find((k) => e[k] === v) ?? `unknown(${v})`;
+export const jobStateName = (v: number): string => nameOf(JobState, v);
+export const taskStateName = (v: number): string => nameOf(TaskState, v);
+export const outcomeName = (v: number): string => nameOf(TaskOutcome, v);
+
+interface EndpointFlags {
+  master?: string;
+  storage?: string;
+  dataDir?: string;
+  json?: boolean;
+}
+
+/** What every client command works with; opened lazily, closed once at the end. */
+class Ctx {
+  readonly cfg: ClientConfig;
+  readonly ep: ResolvedEndpoints;
+  readonly log: Logger;
+  private m?: MasterClient;
+  private s?: StorageClient;
+  readonly nodeUuid = newUuid();
+
+  constructor(readonly flags: EndpointFlags) {
+    this.cfg = loadClientConfig();
+    this.ep = resolveEndpoints({ master: flags.master, storage: flags.storage, dataDir: flags.dataDir, env: process.env });
+    // the CLI is quiet unless asked (GRID_LOG_LEVEL=debug); errors reach the user as GridErrors
+    this.log = createLogger({ role: 'cli', nodeId: this.nodeUuid, level: process.env.GRID_LOG_LEVEL ?? 'silent' });
+  }
+
+  get master(): MasterClient {
+    this.m ??= new MasterClient({
+      endpoint: this.ep.master,
+      endpointFrom: this.ep.masterFrom,
+      log: this.log,
+      masterRetryWindowMs: this.cfg.masterRetryWindowMs,
+      masterRequestTimeoutMs: this.cfg.masterRequestTimeoutMs,
+    });
+    return this.m;
+  }
+
+  get storage(): StorageClient {
+    this.s ??= new StorageClient({
+      endpoint: this.ep.storage,
+      nodeUuid: this.nodeUuid,
+      log: this.log,
+      requestTimeoutMs: this.cfg.storageRequestTimeoutMs,
+      retries: this.cfg.storageRetries,
+    });
+    return this.s;
+  }
+
+  close(): void {
+    this.m?.close();
+    this.s?.close();
+  }
+
+  /** Runs `f` and always closes the sockets, so the process can exit. */
+  static async run(flags: EndpointFlags, f: (c: Ctx) => Promise<void>): Promise<void> {
+    const c = new Ctx(flags);
+    try {
+      await f(c);
+    } finally {
+      c.close();
+    }
+  }
+
+  /** A full job id from a full id or a unique prefix of a recent job's id. */
+  async jobId(arg: string): Promise<string> {
+    checkJobIdArg(arg);
+    const a = arg.toLowerCase();
+    if (isUuid(a)) return a;
+    const ids = await this.master.listJobs(this.cfg.maxJobsListed);
+    const hits = ids.filter((id) => id.startsWith(a));
+    if (hits.length === 1) return hits[0]!;
+    if (hits.length === 0) throw new GridError('NOT_FOUND', `no recent job id starts with ${arg}`, 'see `grid jobs`, or give the whole id');
+    throw new GridError('BAD_REQUEST', `${hits.length} recent jobs start with ${arg}`, 'give more of the id');
+  }
+}
+
+function out(line: string): void {
+  process.stdout.write(line + '\n');
+}
+function note(line: string): void {
+  process.stderr.write(line + '\n');
+}
+
+/** Runs `fn` over items with at most `limit` at once, keeping order of results. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T, i: number) => Promise<R>): Promise<R[]> {
+  const res = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      res[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return res;
+}
+
+export function jobJson(s: JobStatus): Record<string, unknown> {
+  return {
+    jobId: s.job_uuid,
+    state: jobStateName(s.state),
+    program: s.program_name,
+    taskCount: s.task_count,
+    tasksPending: s.tasks_pending,
+    tasksRunning: s.tasks_running,
+    tasksSucceeded: s.tasks_succeeded,
+    tasksFailed: s.tasks_failed,
+    createdAtMs: s.created_at_ms,
+    finishedAtMs: s.finished_at_ms || null,
+    error: s.error || null,
+  };
+}
+
+export function taskJson(t: TaskStatus): Record<string, unknown> {
+  return {
+    taskIndex: t.task_index,
+    state: taskStateName(t.state),
+    outcome: outcomeName(t.outcome),
+    attempts: t.attempts,
+    exitCode: t.exit_code,
+    durationMs: t.duration_ms,
+    worker: t.worker_uuid === NIL_UUID ? null : t.worker_uuid,
+    logFileId: t.log_file_uuid === NIL_UUID ? null : t.log_file_uuid,
+    inputs: t.input_names,
+    outputs: t.output_names.map((name, i) => ({ name, fileId: t.output_file_uuids[i] })),
+    error: t.error || null,
+    logTail: t.log_tail || null,
+  };
+}
+
+function describeJob(s: JobStatus): string[] {
+  const lines = [
+    `job ${s.job_uuid}  ${jobStateName(s.state)}  program ${s.program_name}`,
+    `tasks: ${s.task_count} total, ${s.tasks_pending} pending, ${s.tasks_running} running, ${s.tasks_succeeded} succeeded, ${s.tasks_failed} failed`,
+  ];
+  const created = new Date(s.created_at_ms).toISOString();
+  lines.push(s.finished_at_ms ? `created ${created}, finished after ${((s.finished_at_ms - s.created_at_ms) / 1000).toFixed(1)} s` : `created ${created}`);
+  if (s.error) lines.push(`error: ${s.error}`);
+  return lines;
+}
+
+function tail(text: string, lines: number): string[] {
+  const all = text.replace(/\n$/, '').split('\n');
+  return lines <= 0 || text === '' ? [] : all.slice(-lines);
+}
+
+function describeFailedTask(t: TaskStatus, logTailLines: number): string[] {
+  const lines = [
+    `task ${t.task_index} ${taskStateName(t.state)} (${outcomeName(t.outcome)}, exit code ${t.exit_code}, ${t.attempts} attempt${t.attempts === 1 ? '' : 's'}) inputs: ${t.input_names.join(' ')}`,
+  ];
+  if (t.error) lines.push(`  reason: ${t.error}`);
+  const lt = tail(t.log_tail, logTailLines);
+  if (lt.length) lines.push('  log tail:', ...lt.map((l) => `    ${l}`));
+  return lines;
+}
+
+/** The tasks of a job that failed, up to `max` of them (asked `concurrency` at a time). */
+async function failedTasks(c: Ctx, s: JobStatus, max: number): Promise<TaskStatus[]> {
+  const found: TaskStatus[] = [];
+  const batch = c.cfg.taskStatusConcurrency;
+  for (let i = 0; i < s.task_count && found.length < max; i += batch) {
+    const idx = Array.from({ length: Math.min(batch, s.task_count - i) }, (_, k) => i + k);
+    const ts = await mapLimit(idx, batch, (k) => c.master.taskStatus(s.job_uuid, k));
+    for (const t of ts) if (t.state === TaskState.failed && found.length < max) found.push(t);
+  }
+  return found;
+}
+
+// ---- submit ----------------------------------------------------------------------------------
+
+interface SubmitFlags extends EndpointFlags, RawJobFlags {
+  inputs?: string[];
+  wait?: boolean;
+}
+
+async function submit(program: string, f: SubmitFlags): Promise<void> {
+  const job = parseJobOptions(f);
+  const inputs = f.inputs ?? [];
+  if (inputs.length === 0) throw new GridError('BAD_REQUEST', 'no input files given', 'add --inputs FILE... (e.g. --inputs data/*.txt)');
+  // every file is checked before anything is uploaded, so a typo costs nothing
+  checkReadableFile(program, 'program');
+  for (const p of inputs) checkReadableFile(p, 'input file');
+
+  await Ctx.run(f, async (c) => {
+    const files = [program, ...inputs];
+    const sizes = files.map((p) => fs.statSync(p).size);
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const sent = new Array<number>(files.length).fill(0);
+    const bar = process.stderr.isTTY ? createProgress('upload', 'bytes') : undefined;
+    let uploaded = 0;
+    let uploadedBytes = 0;
+    const ids = await mapLimit(files, c.cfg.transferConcurrency, async (p, i) => {
+      const r = await c.storage.putFile(p, (n) => {
+        sent[i] = n;
+        bar?.update(sent.reduce((a, b) => a + b, 0), total, path.basename(p));
+      });
+      sent[i] = sizes[i]!;
+      if (r.uploaded) {
+        uploaded++;
+        uploadedBytes += r.length;
+      }
+      return r.fileUuid;
+    });
+    bar?.update(total, total, 'done');
+    bar?.stop();
+    note(`uploaded ${uploaded} of ${files.length} files (${uploadedBytes} bytes); ${files.length - uploaded} already stored`);
+
+    const jobUuid = newUuid();
+    const r = await c.master.submit({
+      job_uuid: jobUuid,
+      program_file_uuid: ids[0]!,
+      chunk_size: job.chunkSize,
+      max_retries: job.maxRetries,
+      task_timeout_ms: job.taskTimeoutMs,
+      memory_limit_mb: job.memoryLimitMb,
+      output_limit_bytes: job.outputLimitBytes,
+      input_file_uuids: ids.slice(1),
+      input_names: inputs.map((p) => path.basename(p)),
+      args: job.args,
+      program_name: path.basename(program),
+    });
+    if (!f.wait) {
+      if (f.json) out(JSON.stringify({ jobId: r.job_uuid, taskCount: r.task_count }));
+      else out(r.job_uuid);
+      note(`job ${r.job_uuid} accepted: ${r.task_count} task${r.task_count === 1 ? '' : 's'}; follow it with \`grid status ${r.job_uuid}\``);
+      return;
+    }
+    if (!f.json) out(r.job_uuid);
+    const s = await waitForJob(c, r.job_uuid);
+    await report(c, s, !!f.json);
+  });
+}
+
+async function waitForJob(c: Ctx, jobUuid: string): Promise<JobStatus> {
+  const bar = createProgress(`job ${jobUuid.slice(0, 8)}`, 'tasks');
+  try {
+    for (;;) {
+      const s = await c.master.jobStatus(jobUuid);
+      const settled = s.tasks_succeeded + s.tasks_failed;
+      bar.update(settled, s.task_count, `${s.tasks_running} running, ${s.tasks_failed} failed, ${jobStateName(s.state)}`);
+      if (s.state !== JobState.running) return s;
+      await new Promise((res) => setTimeout(res, c.cfg.pollIntervalMs));
+    }
+  } finally {
+    bar.stop();
+  }
+}
+
+/** Prints how a finished job ended; sets exit code 2 unless it succeeded. */
+async function report(c: Ctx, s: JobStatus, json: boolean): Promise<void> {
+  const failed = s.state === JobState.succeeded ? [] : await failedTasks(c, s, c.cfg.maxFailedTasksShown);
+  if (s.state !== JobState.succeeded) process.exitCode = EXIT_JOB_NOT_SUCCEEDED;
+  if (json) {
+    out(JSON.stringify({ ...jobJson(s), failedTasks: failed.map(taskJson) }));
+    return;
+  }
+  if (s.state === JobState.succeeded) {
+    out(`job ${s.job_uuid} succeeded: ${s.task_count} task${s.task_count === 1 ? '' : 's'}; get the outputs with \`grid results ${s.job_uuid} --out DIR\``);
+    return;
+  }
+  const lines = [...describeJob(s)];
+  for (const t of failed) lines.push(...describeFailedTask(t, c.cfg.logTailLines));
+  if (s.tasks_failed > failed.length) lines.push(`(${s.tasks_failed - failed.length} more failed tasks not shown; see \`grid status ${s.job_uuid} --tasks\`)`);
+  for (const l of lines) out(l);
+}
+
+// ---- status, jobs, logs, cancel, results ----------------------------------------------------
+
+async function listJobs(c: Ctx, json: boolean): Promise<void> {
+  const ids = await c.master.listJobs(c.cfg.maxJobsListed);
+  const ss = await mapLimit(ids, c.cfg.taskStatusConcurrency, (id) => c.master.jobStatus(id));
+  if (json) {
+    out(JSON.stringify(ss.map(jobJson)));
+    return;
+  }
+  if (ss.length === 0) {
+    out('no jobs yet; submit one with `grid submit job.js --inputs FILE...`');
+    return;
+  }
+  out(['JOB'.padEnd(36), 'STATE'.padEnd(9), 'TASKS'.padStart(6), 'OK'.padStart(6), 'FAILED'.padStart(6), '  CREATED'.padEnd(22), 'PROGRAM'].join(' '));
+  for (const s of ss) {
+    out(
+      [
+        s.job_uuid,
+        jobStateName(s.state).padEnd(9),
+        String(s.task_count).padStart(6),
+        String(s.tasks_succeeded).padStart(6),
+        String(s.tasks_failed).padStart(6),
+        '  ' + new Date(s.created_at_ms).toISOString().slice(0, 19).replace('T', ' '),
+        s.program_name,
+      ].join(' '),
+    );
+  }
+}
+
+interface StatusFlags extends EndpointFlags {
+  tasks?: boolean;
+}
+
+async function status(jobArg: string | undefined, f: StatusFlags): Promise<void> {
+  await Ctx.run(f, async (c) => {
+    if (!jobArg) return listJobs(c, !!f.json);
+    const s = await c.master.jobStatus(await c.jobId(jobArg));
+    const tasks = f.tasks ? await mapLimit(range(s.task_count), c.cfg.taskStatusConcurrency, (i) => c.master.taskStatus(s.job_uuid, i)) : undefined;
+    if (f.json) {
+      out(JSON.stringify(tasks ? { ...jobJson(s), tasks: tasks.map(taskJson) } : jobJson(s)));
+      return;
+    }
+    for (const l of describeJob(s)) out(l);
+    for (const t of tasks ?? []) {
+      out(`  task ${t.task_index}: ${taskStateName(t.state)}${t.outcome ? ` (${outcomeName(t.outcome)}, exit ${t.exit_code})` : ''}, ${t.attempts} attempt(s), ${t.output_names.length} output(s), inputs ${t.input_names.join(' ')}`);
+      if (t.error) out(`    reason: ${t.error}`);
+    }
+  });
+}
+
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+async function logs(jobArg: string, f: EndpointFlags & { task?: string }): Promise<void> {
+  await Ctx.run(f, async (c) => {
+    const jobUuid = await c.jobId(jobArg);
+    const s = await c.master.jobStatus(jobUuid);
+    let indexes = range(s.task_count);
+    if (f.task !== undefined) {
+      const i = Number(f.task);
+      if (!Number.isInteger(i) || i < 0 || i >= s.task_count) {
+        throw new GridError('BAD_REQUEST', `--task must be a task index from 0 to ${s.task_count - 1}, got ${JSON.stringify(f.task)}`, `job ${jobUuid} has ${s.task_count} tasks`);
+      }
+      indexes = [i];
+    }
+    for (const i of indexes) {
+      const t = await c.master.taskStatus(jobUuid, i);
+      if (f.task === undefined) out(`==> task ${i} (${taskStateName(t.state)}, ${t.attempts} attempt(s), inputs ${t.input_names.join(' ')}) <==`);
+      if (t.log_file_uuid === NIL_UUID) {
+        const why = t.attempts === 0 ? 'the task has not run yet' : 'no log was stored for its last attempt';
+        if (t.log_tail) out(t.log_tail.replace(/\n$/, ''));
+        note(`(task ${i}: ${why}${t.log_tail ? '; shown is the log tail the worker reported' : ''})`);
+        continue;
+      }
+      const buf = await c.storage.readWhole(t.log_file_uuid);
+      process.stdout.write(buf);
+      if (buf.length && buf[buf.length - 1] !== 10) out('');
+    }
+  });
+}
+
+async function cancel(jobArg: string, f: EndpointFlags): Promise<void> {
+  await Ctx.run(f, async (c) => {
+    const jobUuid = await c.jobId(jobArg);
+    await c.master.cancel(jobUuid);
+    const s = await c.master.jobStatus(jobUuid);
+    if (f.json) out(JSON.stringify(jobJson(s)));
+    else out(`job ${jobUuid} is ${jobStateName(s.state)}`);
+  });
+}
+
+async function results(jobArg: string, f: EndpointFlags & { out?: string }): Promise<void> {
+  if (!f.out) throw new GridError('BAD_REQUEST', 'no output folder given', 'add --out DIR');
+  const outDir = path.resolve(f.out);
+  await Ctx.run(f, async (c) => {
+    const jobUuid = await c.jobId(jobArg);
+    const s = await c.master.jobStatus(jobUuid);
+    const tasks = await mapLimit(range(s.task_count), c.cfg.taskStatusConcurrency, (i) => c.master.taskStatus(jobUuid, i));
+    const done = tasks.filter((t) => t.state === TaskState.succeeded);
+    // every name is checked before the first byte is written
+    const files = done.flatMap((t) => t.output_names.map((name, k) => ({ task: t.task_index, name, fileUuid: t.output_file_uuids[k]!, dest: outputPath(outDir, t.task_index, name) })));
+    fs.mkdirSync(outDir, { recursive: true });
+    for (const t of done) fs.mkdirSync(path.join(outDir, String(t.task_index)), { recursive: true });
+    const bar = process.stderr.isTTY ? createProgress('download', 'tasks') : undefined;
+    let n = 0;
+    let bytes = 0;
+    await mapLimit(files, c.cfg.transferConcurrency, async (x) => {
+      fs.mkdirSync(path.dirname(x.dest), { recursive: true });
+      bytes += await c.storage.downloadTo(x.fileUuid, x.dest);
+      bar?.update(++n, files.length, x.name);
+    });
+    bar?.stop();
+    const summary = { jobId: jobUuid, state: jobStateName(s.state), out: outDir, tasks: s.task_count, tasksWithOutputs: done.length, files: files.length, bytes };
+    if (f.json) out(JSON.stringify(summary));
+    else out(`wrote ${files.length} files (${bytes} bytes) of ${done.length}/${s.task_count} tasks to ${outDir}`);
+    if (s.state !== JobState.succeeded) {
+      note(`job ${jobUuid} is ${jobStateName(s.state)}: only the outputs of its ${done.length} succeeded tasks were written`);
+      process.exitCode = EXIT_JOB_NOT_SUCCEEDED;
+    }
+  });
+}
+
+// ---- init ------------------------------------------------------------------------------------
+
+const ROLE_MODULES: Record<string, unknown> = { master: masterRole, balancer: balancerRole, storage: storageRole, worker: workerRole };
+
+/** The commented sample config of a role (each role exports sampleConfig() from index.ts). */
+export function sampleConfigFor(role: string): string {
+  const mod = ROLE_MODULES[role] as { sampleConfig?: () => string } | undefined;
+  if (!mod) throw new GridError('BAD_REQUEST', `unknown role ${JSON.stringify(role)}`, `roles: ${Object.keys(ROLE_MODULES).join(', ')}`);
+  if (typeof mod.sampleConfig !== 'function') throw new GridError('UNAVAILABLE', `the ${role} role has no sample config in this build`);
+  return mod.sampleConfig();
+}
+
+function init(f: { role?: string; out?: string; force?: boolean }): void {
+  if (!f.role) throw new GridError('BAD_REQUEST', 'no role given', `add --role ROLE (one of ${Object.keys(ROLE_MODULES).join(', ')})`);
+  const text = sampleConfigFor(f.role);
+  if (!f.out) {
+    process.stdout.write(text);
+    return;
+  }
+  if (fs.existsSync(f.out) && !f.force) throw new GridError('BAD_REQUEST', `${f.out} already exists`, 'choose another --out, or add --force to overwrite it');
+  try {
+    fs.mkdirSync(path.dirname(path.resolve(f.out)), { recursive: true });
+    fs.writeFileSync(f.out, text);
+  } catch (e) {
+    throw new GridError('BAD_REQUEST', `cannot write ${f.out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  note(`wrote the ${f.role} sample config to ${f.out}; start with: grid ${f.role} --config ${f.out}`);
+}
+
+// ---- registration ----------------------------------------------------------------------------
+
+function endpointOptions(cmd: Command, json = true): Command {
+  cmd
+    .option('--master <endpoint>', 'master endpoint (default: $GRID_MASTER, the running `grid dev`, or tcp://127.0.0.1:7700)')
+    .option('--storage <endpoint>', 'storage endpoint (default: $GRID_STORAGE, the running `grid dev`, or tcp://127.0.0.1:7702)')
+    .option('--data-dir <dir>', 'where `grid dev` keeps dev.json (default ./.grid)');
+  if (json) cmd.option('--json', 'machine-readable output on stdout');
+  return cmd;
+}
+
+export function registerClientCommands(program: Command): void {
+  endpointOptions(
+    program
+      .command('submit')
+      .description('upload job.js and its inputs, submit a job, print its id')
+      .argument('<program>', 'the job program (run as `node job.js <input paths>` on workers)')
+      .option('--inputs <files...>', 'input files; task i gets inputs [i*chunk, (i+1)*chunk)')
+      .option('--chunk-size <n>', 'inputs per task (default 1)')
+      .option('--args <args...>', 'arguments for every task, passed as GRID_ARGS (JSON array)')
+      .option('--retries <n>', 'retries of a failed task on another worker (default 2)')
+      .option('--task-timeout <seconds>', 'kill a task running longer (default 600)')
+      .option('--memory-limit <MiB>', 'memory a task may use (default 1024)')
+      .option('--output-limit <MiB>', 'total size of a task\'s outputs (default 1024)')
+      .option('--wait', 'show progress until the job ends; exit 2 unless every task succeeded'),
+  ).action((p: string, f: SubmitFlags) => submit(p, f));
+
+  endpointOptions(
+    program
+      .command('status')
+      .description('state of one job, or a list of recent jobs')
+      .argument('[job]', 'job id (or a unique prefix); none lists recent jobs')
+      .option('--tasks', 'also show every task'),
+  ).action((j: string | undefined, f: StatusFlags) => status(j, f));
+
+  endpointOptions(program.command('jobs').description('list recent jobs, newest first')).action((f: EndpointFlags) =>
+    Ctx.run(f, (c) => listJobs(c, !!f.json)),
+  );
+
+  endpointOptions(
+    program
+      .command('logs')
+      .description("print the stored log (stdout+stderr) of a job's tasks")
+      .argument('<job>', 'job id (or a unique prefix)')
+      .option('--task <index>', 'only this task'),
+    false,
+  ).action((j: string, f: EndpointFlags & { task?: string }) => logs(j, f));
+
+  endpointOptions(program.command('cancel').description('cancel a running job').argument('<job>', 'job id (or a unique prefix)')).action(
+    (j: string, f: EndpointFlags) => cancel(j, f),
+  );
+
+  endpointOptions(
+    program
+      .command('results')
+      .description('download the outputs of a job: task i lands in DIR/<i>/<name>')
+      .argument('<job>', 'job id (or a unique prefix)')
+      .option('--out <dir>', 'folder to write into (created if missing)'),
+  ).action((j: string, f: EndpointFlags & { out?: string }) => results(j, f));
+
+  program
+    .command('init')
+    .description("write a role's commented sample config file")
+    .option('--role <role>', 'master, balancer, storage or worker')
+    .option('--out <file>', 'file to write (default: print to stdout)')
+    .option('--force', 'overwrite an existing file')
+    .action((f: { role?: string; out?: string; force?: boolean }) => init(f));
+
+  registerDevCommand(program);
+}
