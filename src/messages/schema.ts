@@ -55,7 +55,7 @@ export interface TailDef {
 
 export interface MessageDef {
   readonly id: number;
-  readonly family: 'seed' | 'core' | 'storage' | 'job' | 'dispatch';
+  readonly family: 'seed' | 'core' | 'storage' | 'job' | 'dispatch' | 'raft';
   readonly doc: string;
   readonly fields: readonly FieldDef[];
   readonly tail: readonly TailDef[];
@@ -470,6 +470,90 @@ export const MESSAGES = {
     family: 'dispatch',
     doc: 'Stop every task of a job (master to balancer, balancer to worker).',
     fields: [f('job_uuid', 'uuid')],
+    tail: [],
+  },
+  // ---- raft (80..99): between replicated masters; see docs/raft.md. node_uuid is the sender,
+  // to_uuid the addressee; every message carries the sender's term. -------------------------
+  raft_vote_request: {
+    id: 80,
+    family: 'raft',
+    doc: 'RequestVote (Raft §5.2), or a pre-vote (thesis §9.6) when pre_vote = 1: "would you vote for me at term?"',
+    fields: [
+      f('to_uuid', 'uuid'),
+      f('term', 'u64', 'the term campaigned for'),
+      f('last_log_index', 'u64'),
+      f('last_log_term', 'u64'),
+      f('pre_vote', 'u8', '1 = pre-vote, changes no state', Bool),
+      f('transfer', 'u8', '1 = campaign after a leader transfer: voters ignore their leader lease', Bool),
+    ],
+    tail: [],
+  },
+  raft_vote_response: {
+    id: 81,
+    family: 'raft',
+    doc: 'Answer to raft_vote_request.',
+    fields: [f('to_uuid', 'uuid'), f('term', 'u64'), f('pre_vote', 'u8', '', Bool), f('reject', 'u8', '1 = vote refused', Bool)],
+    tail: [],
+  },
+  raft_append: {
+    id: 82,
+    family: 'raft',
+    doc: 'AppendEntries (§5.3). Frame 1: num_entries packed 16-byte entry headers (u64 term, u32 data length, u8 type 0 normal / 1 noop, 3 zero bytes); frame 2: the entry data, concatenated. Entry i has index prev_log_index + 1 + i.',
+    fields: [
+      f('to_uuid', 'uuid'),
+      f('term', 'u64'),
+      f('prev_log_index', 'u64'),
+      f('prev_log_term', 'u64'),
+      f('commit', 'u64', "the leader's commit index"),
+      f('num_entries', 'u32'),
+      f('headers_length', 'u32', '16 * num_entries'),
+      f('data_length', 'u32', 'sum of the entries\' data lengths'),
+    ],
+    tail: [
+      { name: 'entry_headers', kind: 'bytes', lengthField: 'headers_length' },
+      { name: 'entry_data', kind: 'bytes', lengthField: 'data_length' },
+    ],
+  },
+  raft_append_response: {
+    id: 83,
+    family: 'raft',
+    doc: 'Answer to raft_append or raft_snapshot: the highest index matched, or a rejection with a backtracking hint.',
+    fields: [
+      f('to_uuid', 'uuid'),
+      f('term', 'u64'),
+      f('index', 'u64', 'accepted: last index matched; rejected: the prev_log_index refused'),
+      f('hint_index', 'u64', 'rejected: last index that may match'),
+      f('hint_term', 'u64', 'rejected: term of hint_index on the follower'),
+      f('reject', 'u8', '', Bool),
+    ],
+    tail: [],
+  },
+  raft_snapshot: {
+    id: 84,
+    family: 'raft',
+    doc: 'InstallSnapshot (§7). Frame 1: the state machine snapshot as of snapshot_index.',
+    fields: [f('to_uuid', 'uuid'), f('term', 'u64'), f('snapshot_index', 'u64'), f('snapshot_term', 'u64'), f('data_length', 'u64')],
+    tail: [{ name: 'data', kind: 'bytes', lengthField: 'data_length' }],
+  },
+  raft_heartbeat: {
+    id: 85,
+    family: 'raft',
+    doc: 'Leader heartbeat with a commit index; frame 1: ReadIndex context (thesis §6.4), empty for none.',
+    fields: [f('to_uuid', 'uuid'), f('term', 'u64'), f('commit', 'u64')],
+    tail: [{ name: 'context', kind: 'utf8', maxBytes: MAX_NAME_BYTES }],
+  },
+  raft_heartbeat_response: {
+    id: 86,
+    family: 'raft',
+    doc: 'Answer to raft_heartbeat; frame 1: the context echoed.',
+    fields: [f('to_uuid', 'uuid'), f('term', 'u64')],
+    tail: [{ name: 'context', kind: 'utf8', maxBytes: MAX_NAME_BYTES }],
+  },
+  raft_timeout_now: {
+    id: 87,
+    family: 'raft',
+    doc: 'Leader transfer (thesis §3.10): the addressee campaigns at once.',
+    fields: [f('to_uuid', 'uuid'), f('term', 'u64')],
     tail: [],
   },
 } as const satisfies Record<string, MessageDef>;
