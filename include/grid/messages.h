@@ -63,6 +63,14 @@ enum grid_message_type {
   GRID_MSG_TASK_RESULT = 65,
   GRID_MSG_RESULT_ACK = 66,
   GRID_MSG_TASK_CANCEL = 67,
+  GRID_MSG_RAFT_VOTE_REQUEST = 80,
+  GRID_MSG_RAFT_VOTE_RESPONSE = 81,
+  GRID_MSG_RAFT_APPEND = 82,
+  GRID_MSG_RAFT_APPEND_RESPONSE = 83,
+  GRID_MSG_RAFT_SNAPSHOT = 84,
+  GRID_MSG_RAFT_HEARTBEAT = 85,
+  GRID_MSG_RAFT_HEARTBEAT_RESPONSE = 86,
+  GRID_MSG_RAFT_TIMEOUT_NOW = 87,
 };
 
 /* ---- enum values of uint8_t fields ---- */
@@ -757,6 +765,175 @@ struct task_cancel {
 GRID_STATIC_ASSERT(sizeof(struct task_cancel) == 48, "sizeof(struct task_cancel) must be 48");
 GRID_STATIC_ASSERT(offsetof(struct task_cancel, job_uuid_upper) == 32, "task_cancel.job_uuid_upper at 32");
 GRID_STATIC_ASSERT(offsetof(struct task_cancel, job_uuid_lower) == 40, "task_cancel.job_uuid_lower at 40");
+
+/*
+ * raft_vote_request (type 80, raft): RequestVote (Raft §5.2), or a pre-vote (thesis §9.6) when
+ * pre_vote = 1: "would you vote for me at term?"
+ */
+struct raft_vote_request {
+  struct generic_message header;
+  uint64_t to_uuid_upper;
+  uint64_t to_uuid_lower;
+  uint64_t term; /* the term campaigned for */
+  uint64_t last_log_index;
+  uint64_t last_log_term;
+  uint8_t pre_vote; /* 1 = pre-vote, changes no state; enum grid_bool */
+  uint8_t transfer; /* 1 = campaign after a leader transfer: voters ignore their leader lease; enum grid_bool */
+};
+GRID_STATIC_ASSERT(sizeof(struct raft_vote_request) == 80, "sizeof(struct raft_vote_request) must be 80");
+GRID_STATIC_ASSERT(offsetof(struct raft_vote_request, to_uuid_upper) == 32, "raft_vote_request.to_uuid_upper at 32");
+GRID_STATIC_ASSERT(offsetof(struct raft_vote_request, to_uuid_lower) == 40, "raft_vote_request.to_uuid_lower at 40");
+GRID_STATIC_ASSERT(offsetof(struct raft_vote_request, term) == 48, "raft_vote_request.term at 48");
+GRID_STATIC_ASSERT(offsetof(struct raft_vote_request, last_log_index) == 56, "raft_vote_request.last_log_index at 56");
+GRID_STATIC_ASSERT(offsetof(struct raft_vote_request, last_log_term) == 64, "raft_vote_request.last_log_term at 64");
+GRID_STATIC_ASSERT(offsetof(struct raft_vote_request, pre_vote) == 72, "raft_vote_request.pre_vote at 72");
+GRID_STATIC_ASSERT(offsetof(struct raft_vote_request, transfer) == 73, "raft_vote_request.transfer at 73");
+
+/*
+ * raft_vote_response (type 81, raft): Answer to raft_vote_request.
+ */
+struct raft_vote_response {
+  struct generic_message header;
+  uint64_t to_uuid_upper;
+  uint64_t to_uuid_lower;
+  uint64_t term;
+  uint8_t pre_vote; /* enum grid_bool */
+  uint8_t reject; /* 1 = vote refused; enum grid_bool */
+};
+GRID_STATIC_ASSERT(sizeof(struct raft_vote_response) == 64, "sizeof(struct raft_vote_response) must be 64");
+GRID_STATIC_ASSERT(offsetof(struct raft_vote_response, to_uuid_upper) == 32, "raft_vote_response.to_uuid_upper at 32");
+GRID_STATIC_ASSERT(offsetof(struct raft_vote_response, to_uuid_lower) == 40, "raft_vote_response.to_uuid_lower at 40");
+GRID_STATIC_ASSERT(offsetof(struct raft_vote_response, term) == 48, "raft_vote_response.term at 48");
+GRID_STATIC_ASSERT(offsetof(struct raft_vote_response, pre_vote) == 56, "raft_vote_response.pre_vote at 56");
+GRID_STATIC_ASSERT(offsetof(struct raft_vote_response, reject) == 57, "raft_vote_response.reject at 57");
+
+/*
+ * raft_append (type 82, raft): AppendEntries (§5.3). Frame 1: num_entries packed 16-byte entry
+ * headers (u64 term, u32 data length, u8 type 0 normal / 1 noop, 3 zero bytes); frame 2: the
+ * entry data, concatenated. Entry i has index prev_log_index + 1 + i.
+ * Trailing frames, in order:
+ *   - entry_headers: one frame of headers_length raw bytes
+ *   - entry_data: one frame of data_length raw bytes
+ */
+struct raft_append {
+  struct generic_message header;
+  uint64_t to_uuid_upper;
+  uint64_t to_uuid_lower;
+  uint64_t term;
+  uint64_t prev_log_index;
+  uint64_t prev_log_term;
+  uint64_t commit; /* the leader's commit index */
+  uint32_t num_entries;
+  uint32_t headers_length; /* 16 * num_entries */
+  uint32_t data_length; /* sum of the entries' data lengths */
+};
+GRID_STATIC_ASSERT(sizeof(struct raft_append) == 96, "sizeof(struct raft_append) must be 96");
+GRID_STATIC_ASSERT(offsetof(struct raft_append, to_uuid_upper) == 32, "raft_append.to_uuid_upper at 32");
+GRID_STATIC_ASSERT(offsetof(struct raft_append, to_uuid_lower) == 40, "raft_append.to_uuid_lower at 40");
+GRID_STATIC_ASSERT(offsetof(struct raft_append, term) == 48, "raft_append.term at 48");
+GRID_STATIC_ASSERT(offsetof(struct raft_append, prev_log_index) == 56, "raft_append.prev_log_index at 56");
+GRID_STATIC_ASSERT(offsetof(struct raft_append, prev_log_term) == 64, "raft_append.prev_log_term at 64");
+GRID_STATIC_ASSERT(offsetof(struct raft_append, commit) == 72, "raft_append.commit at 72");
+GRID_STATIC_ASSERT(offsetof(struct raft_append, num_entries) == 80, "raft_append.num_entries at 80");
+GRID_STATIC_ASSERT(offsetof(struct raft_append, headers_length) == 84, "raft_append.headers_length at 84");
+GRID_STATIC_ASSERT(offsetof(struct raft_append, data_length) == 88, "raft_append.data_length at 88");
+
+/*
+ * raft_append_response (type 83, raft): Answer to raft_append or raft_snapshot: the highest
+ * index matched, or a rejection with a backtracking hint.
+ */
+struct raft_append_response {
+  struct generic_message header;
+  uint64_t to_uuid_upper;
+  uint64_t to_uuid_lower;
+  uint64_t term;
+  uint64_t index; /* accepted: last index matched; rejected: the prev_log_index refused */
+  uint64_t hint_index; /* rejected: last index that may match */
+  uint64_t hint_term; /* rejected: term of hint_index on the follower */
+  uint8_t reject; /* enum grid_bool */
+};
+GRID_STATIC_ASSERT(sizeof(struct raft_append_response) == 88, "sizeof(struct raft_append_response) must be 88");
+GRID_STATIC_ASSERT(offsetof(struct raft_append_response, to_uuid_upper) == 32, "raft_append_response.to_uuid_upper at 32");
+GRID_STATIC_ASSERT(offsetof(struct raft_append_response, to_uuid_lower) == 40, "raft_append_response.to_uuid_lower at 40");
+GRID_STATIC_ASSERT(offsetof(struct raft_append_response, term) == 48, "raft_append_response.term at 48");
+GRID_STATIC_ASSERT(offsetof(struct raft_append_response, index) == 56, "raft_append_response.index at 56");
+GRID_STATIC_ASSERT(offsetof(struct raft_append_response, hint_index) == 64, "raft_append_response.hint_index at 64");
+GRID_STATIC_ASSERT(offsetof(struct raft_append_response, hint_term) == 72, "raft_append_response.hint_term at 72");
+GRID_STATIC_ASSERT(offsetof(struct raft_append_response, reject) == 80, "raft_append_response.reject at 80");
+
+/*
+ * raft_snapshot (type 84, raft): InstallSnapshot (§7). Frame 1: the state machine snapshot as
+ * of snapshot_index.
+ * Trailing frames, in order:
+ *   - data: one frame of data_length raw bytes
+ */
+struct raft_snapshot {
+  struct generic_message header;
+  uint64_t to_uuid_upper;
+  uint64_t to_uuid_lower;
+  uint64_t term;
+  uint64_t snapshot_index;
+  uint64_t snapshot_term;
+  uint64_t data_length;
+};
+GRID_STATIC_ASSERT(sizeof(struct raft_snapshot) == 80, "sizeof(struct raft_snapshot) must be 80");
+GRID_STATIC_ASSERT(offsetof(struct raft_snapshot, to_uuid_upper) == 32, "raft_snapshot.to_uuid_upper at 32");
+GRID_STATIC_ASSERT(offsetof(struct raft_snapshot, to_uuid_lower) == 40, "raft_snapshot.to_uuid_lower at 40");
+GRID_STATIC_ASSERT(offsetof(struct raft_snapshot, term) == 48, "raft_snapshot.term at 48");
+GRID_STATIC_ASSERT(offsetof(struct raft_snapshot, snapshot_index) == 56, "raft_snapshot.snapshot_index at 56");
+GRID_STATIC_ASSERT(offsetof(struct raft_snapshot, snapshot_term) == 64, "raft_snapshot.snapshot_term at 64");
+GRID_STATIC_ASSERT(offsetof(struct raft_snapshot, data_length) == 72, "raft_snapshot.data_length at 72");
+
+/*
+ * raft_heartbeat (type 85, raft): Leader heartbeat with a commit index; frame 1: ReadIndex
+ * context (thesis §6.4), empty for none.
+ * Trailing frames, in order:
+ *   - context: one frame of UTF-8, at most 4096 bytes
+ */
+struct raft_heartbeat {
+  struct generic_message header;
+  uint64_t to_uuid_upper;
+  uint64_t to_uuid_lower;
+  uint64_t term;
+  uint64_t commit;
+};
+GRID_STATIC_ASSERT(sizeof(struct raft_heartbeat) == 64, "sizeof(struct raft_heartbeat) must be 64");
+GRID_STATIC_ASSERT(offsetof(struct raft_heartbeat, to_uuid_upper) == 32, "raft_heartbeat.to_uuid_upper at 32");
+GRID_STATIC_ASSERT(offsetof(struct raft_heartbeat, to_uuid_lower) == 40, "raft_heartbeat.to_uuid_lower at 40");
+GRID_STATIC_ASSERT(offsetof(struct raft_heartbeat, term) == 48, "raft_heartbeat.term at 48");
+GRID_STATIC_ASSERT(offsetof(struct raft_heartbeat, commit) == 56, "raft_heartbeat.commit at 56");
+
+/*
+ * raft_heartbeat_response (type 86, raft): Answer to raft_heartbeat; frame 1: the context
+ * echoed.
+ * Trailing frames, in order:
+ *   - context: one frame of UTF-8, at most 4096 bytes
+ */
+struct raft_heartbeat_response {
+  struct generic_message header;
+  uint64_t to_uuid_upper;
+  uint64_t to_uuid_lower;
+  uint64_t term;
+};
+GRID_STATIC_ASSERT(sizeof(struct raft_heartbeat_response) == 56, "sizeof(struct raft_heartbeat_response) must be 56");
+GRID_STATIC_ASSERT(offsetof(struct raft_heartbeat_response, to_uuid_upper) == 32, "raft_heartbeat_response.to_uuid_upper at 32");
+GRID_STATIC_ASSERT(offsetof(struct raft_heartbeat_response, to_uuid_lower) == 40, "raft_heartbeat_response.to_uuid_lower at 40");
+GRID_STATIC_ASSERT(offsetof(struct raft_heartbeat_response, term) == 48, "raft_heartbeat_response.term at 48");
+
+/*
+ * raft_timeout_now (type 87, raft): Leader transfer (thesis §3.10): the addressee campaigns at
+ * once.
+ */
+struct raft_timeout_now {
+  struct generic_message header;
+  uint64_t to_uuid_upper;
+  uint64_t to_uuid_lower;
+  uint64_t term;
+};
+GRID_STATIC_ASSERT(sizeof(struct raft_timeout_now) == 56, "sizeof(struct raft_timeout_now) must be 56");
+GRID_STATIC_ASSERT(offsetof(struct raft_timeout_now, to_uuid_upper) == 32, "raft_timeout_now.to_uuid_upper at 32");
+GRID_STATIC_ASSERT(offsetof(struct raft_timeout_now, to_uuid_lower) == 40, "raft_timeout_now.to_uuid_lower at 40");
+GRID_STATIC_ASSERT(offsetof(struct raft_timeout_now, term) == 48, "raft_timeout_now.term at 48");
 
 #ifdef __cplusplus
 }
