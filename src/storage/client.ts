@@ -241,10 +241,20 @@ export class StorageClient {
         if (++rewinds > this.cfg.maxUploadRewinds) {
           throw new GridError('UNAVAILABLE', `upload of ${fileUuid} restarted ${rewinds - 1} times and still does not line up (server holds ${r.received} bytes)`, 'try again later');
         }
-        this.log.info({ fileUuid, expected: end, received: r.received }, 'upload continues from the storage node\'s offset');
-        await Promise.allSettled(inflight.map((f) => f.reply));
+        // The chunks still in flight were applied (or skipped) after this one: the last
+        // answer among them is the node's newest state, and may already say stored.
+        let received = r.received;
+        for (const s of await Promise.allSettled(inflight.map((f) => f.reply))) {
+          if (s.status !== 'fulfilled') continue;
+          if (s.value.status !== PutStatus.partial) {
+            onProgress?.(length);
+            return { fileUuid, length, uploaded: s.value.status === PutStatus.stored };
+          }
+          received = s.value.received;
+        }
         inflight.length = 0;
-        next = r.received;
+        this.log.info({ fileUuid, expected: end, received }, "upload continues from the storage node's offset");
+        next = received;
         finalSent = false;
       }
     } finally {

@@ -1,0 +1,239 @@
+/**
+ * StorageClient against a StorageNode over real ZeroMQ sockets and a real SQLite file
+ * (docs/architecture.md "Upload", docs/storage.md).
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import * as zmq from 'zeromq';
+import { ERROR_CODES, PutStatus, decode, encode, fileUuidFromSha256, newUuid, sha256 } from '../../src/messages';
+import { RpcClient, silentLogger } from '../../src/common';
+import { StorageNode } from '../../src/storage/server';
+import { StorageClient } from '../../src/storage/client';
+import { MiB, bytes, client, httpGet, rejection, startNode, tempDir } from './helpers';
+
+function rows(dir: string): { files: number; chunks: number; uploads: number } {
+  const db = new Database(path.join(dir, 'storage.db'), { readonly: true });
+  try {
+    const n = (t: string) => (db.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get() as { n: number }).n;
+    return { files: n('files'), chunks: n('chunks'), uploads: n('uploads') };
+  } finally {
+    db.close();
+  }
+}
+
+describe('storage node + StorageClient (real sockets)', function () {
+  this.timeout(30_000);
+  let dir: string;
+  let node: StorageNode | undefined;
+  let c: StorageClient | undefined;
+  const extra: { close(): void }[] = [];
+
+  beforeEach(async () => {
+    dir = tempDir();
+    node = await startNode(dir);
+    c = client(node.endpoint);
+  });
+  afterEach(async () => {
+    for (const x of extra.splice(0)) x.close();
+    c?.close();
+    await node?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('round-trips small, empty and 5 MiB files (putBuffer, stat, read, readWhole, downloadTo)', async () => {
+    for (const data of [Buffer.from('hello grid\n'), Buffer.alloc(0), bytes(5 * MiB + 3, 21)]) {
+      const put = await c!.putBuffer(data);
+      assert.equal(put.fileUuid, fileUuidFromSha256(sha256(data)));
+      assert.deepEqual([put.length, put.uploaded], [data.length, true]);
+      const st = await c!.stat(put.fileUuid);
+      assert.ok(st.exists && st.length === data.length && st.sha256!.equals(sha256(data)));
+      assert.ok((await c!.read(put.fileUuid, 0, data.length + 10)).equals(data));
+      if (data.length <= 4 * MiB) assert.ok((await c!.readWhole(put.fileUuid)).equals(data));
+      const dest = path.join(dir, `out-${data.length}`);
+      assert.equal(await c!.downloadTo(put.fileUuid, dest), data.length);
+      assert.ok(fs.readFileSync(dest).equals(data));
+    }
+    const big = fileUuidFromSha256(sha256(bytes(5 * MiB + 3, 21)));
+    assert.ok((await c!.read(big, 3 * MiB - 7, 2 * MiB)).equals(bytes(5 * MiB + 3, 21).subarray(3 * MiB - 7, 5 * MiB - 7)));
+    assert.equal((await c!.read(big, 5 * MiB + 3, 10)).length, 0);
+  });
+
+  it('putFile streams a file from disk and reports progress up to its length', async () => {
+    const data = bytes(3 * MiB + 100, 22);
+    const src = path.join(dir, 'input.bin');
+    fs.writeFileSync(src, data);
+    const seen: number[] = [];
+    const put = await c!.putFile(src, (n) => seen.push(n));
+    assert.equal(put.uploaded, true);
+    assert.equal(seen[seen.length - 1], data.length);
+    assert.deepEqual(seen, [...seen].sort((a, b) => a - b));
+    assert.ok((await c!.read(put.fileUuid, 0, data.length)).equals(data));
+    assert.equal((await rejection(c!.putFile(path.join(dir, 'missing')))).code, 'INPUT_UNREADABLE');
+    assert.equal((await rejection(c!.putFile(dir))).code, 'INPUT_UNREADABLE');
+  });
+
+  it('stores a file uploaded twice once: the second put sends nothing and changes no rows', async () => {
+    const data = bytes(2 * MiB + 5, 23);
+    assert.equal((await c!.putBuffer(data)).uploaded, true);
+    const before = rows(dir);
+    const putsBefore = (node!.status() as { requests: { byType: Record<string, number> } }).requests.byType.file_put_request;
+    const again = await c!.putBuffer(data);
+    assert.equal(again.uploaded, false);
+    assert.deepEqual(rows(dir), before);
+    assert.equal((node!.status() as { requests: { byType: Record<string, number> } }).requests.byType.file_put_request, putsBefore);
+    // a raw put of a stored file answers already_stored
+    const rpc = new RpcClient({ endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    extra.push(rpc);
+    const d = sha256(data);
+    const r = await rpc.request({ type: 'file_put_request', node_uuid: newUuid(), request_uuid: newUuid(), file_uuid: fileUuidFromSha256(d), file_length: data.length, offset: 0, final: 0, sha256: d, data: data.subarray(0, MiB) });
+    assert.equal(r.type === 'file_put_response' && r.status, PutStatus.already_stored);
+    assert.deepEqual(rows(dir), before);
+  });
+
+  it('two clients uploading the same bytes at once end with one stored copy', async () => {
+    const data = bytes(4 * MiB + 1, 24);
+    const c2 = client(node!.endpoint, { putChunkBytes: 512 * 1024, putWindowChunks: 2 });
+    extra.push(c2);
+    const [a, b] = await Promise.all([c!.putBuffer(data), c2.putBuffer(data)]);
+    assert.equal(a.fileUuid, b.fileUuid);
+    assert.equal(rows(dir).files, 1);
+    assert.equal(rows(dir).uploads, 0);
+    assert.ok((await c2.read(a.fileUuid, 0, data.length)).equals(data));
+  });
+
+  it('refuses an upload whose bytes do not match its SHA-256 and keeps nothing of it', async () => {
+    const rpc = new RpcClient({ endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    extra.push(rpc);
+    const claimed = sha256(Buffer.from('the declared content'));
+    const e = await rejection(
+      rpc.request({ type: 'file_put_request', node_uuid: newUuid(), request_uuid: newUuid(), file_uuid: fileUuidFromSha256(claimed), file_length: 5, offset: 0, final: 1, sha256: claimed, data: Buffer.from('other') }),
+    );
+    assert.equal(e.code, 'CHECKSUM_MISMATCH');
+    assert.deepEqual(rows(dir), { files: 0, chunks: 0, uploads: 0 });
+    assert.equal((await c!.stat(fileUuidFromSha256(claimed))).exists, false);
+  });
+
+  it('never serves a corrupted chunk; scrub and /status report it', async () => {
+    const data = bytes(3 * MiB, 25);
+    const { fileUuid } = await c!.putBuffer(data);
+    const raw = new Database(path.join(dir, 'storage.db'));
+    const row = raw.prepare('SELECT id, data FROM chunks WHERE file_uuid = ? AND offset = ?').get(fileUuid, 2 * MiB) as { id: number; data: Buffer };
+    row.data[12345] ^= 0x01;
+    raw.prepare('UPDATE chunks SET data = ? WHERE id = ?').run(row.data, row.id);
+    raw.close();
+    assert.ok((await c!.read(fileUuid, 0, MiB)).equals(data.subarray(0, MiB)));
+    assert.equal((await rejection(c!.read(fileUuid, 2 * MiB + 1, 10))).code, 'CHECKSUM_MISMATCH');
+    const dest = path.join(dir, 'dl');
+    assert.equal((await rejection(c!.downloadTo(fileUuid, dest))).code, 'CHECKSUM_MISMATCH');
+    assert.equal(fs.existsSync(dest), false);
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.part-')), []);
+    const rep = await node!.startScrub();
+    assert.equal(rep.chunksChecked, 3);
+    assert.deepEqual(rep.corrupt.map((x) => [x.fileUuid, x.offset]), [[fileUuid, 2 * MiB]]);
+    const st = JSON.parse((await httpGet(node!.adminPort, '/status')).body);
+    assert.equal(st.scrub.last.corruptCount, 1);
+    assert.equal(st.corruptChunksSeen.length, 1);
+    assert.equal(st.files, 1);
+    assert.equal(st.bytesStored, 3 * MiB);
+  });
+
+  it('keeps files and its node id across a restart', async () => {
+    const data = bytes(MiB + 17, 26);
+    const { fileUuid } = await c!.putBuffer(data);
+    const id = node!.nodeId;
+    c!.close();
+    await node!.stop();
+    node = await startNode(dir);
+    c = client(node.endpoint);
+    assert.equal(node.nodeId, id);
+    assert.ok((await c.read(fileUuid, 0, data.length)).equals(data));
+    assert.equal((await c.putBuffer(data)).uploaded, false);
+  });
+
+  it('resumes an upload cut off by a restart from the offset the node holds', async () => {
+    const data = bytes(3 * MiB + 9, 27);
+    const d = sha256(data);
+    const fileUuid = fileUuidFromSha256(d);
+    const rpc = new RpcClient({ endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    for (const off of [0, MiB]) {
+      await rpc.request({ type: 'file_put_request', node_uuid: newUuid(), request_uuid: newUuid(), file_uuid: fileUuid, file_length: data.length, offset: off, final: 0, sha256: d, data: data.subarray(off, off + MiB) });
+    }
+    rpc.close();
+    c!.close();
+    await node!.stop();
+    node = await startNode(dir);
+    c = client(node.endpoint);
+    const put = await c.putBuffer(data);
+    assert.equal(put.uploaded, true);
+    assert.ok((await c.read(fileUuid, 0, data.length)).equals(data));
+    assert.deepEqual(rows(dir).uploads, 0);
+  });
+
+  it('answers hostile bytes with error_reply DECODE_ERROR and an unexpected message with UNEXPECTED, and keeps serving', async () => {
+    const sock = new zmq.Dealer({ linger: 0 });
+    extra.push(sock);
+    sock.connect(node!.endpoint);
+    for (const junk of [[Buffer.from('not a message')], [Buffer.alloc(0)], [Buffer.alloc(4096, 0xff), Buffer.from('x')]]) {
+      await sock.send(junk);
+      const frames = (await sock.receive()) as Buffer[];
+      const m = decode(frames);
+      assert.equal(m.type, 'error_reply');
+      assert.equal(m.type === 'error_reply' && m.error_code, ERROR_CODES.DECODE_ERROR);
+    }
+    await sock.send(encode({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: newUuid() }));
+    const u = decode((await sock.receive()) as Buffer[]);
+    assert.equal(u.type === 'error_reply' && u.error_code, ERROR_CODES.UNEXPECTED);
+    const data = Buffer.from('still serving');
+    const { fileUuid } = await c!.putBuffer(data);
+    assert.ok((await c!.readWhole(fileUuid)).equals(data));
+    const st = JSON.parse((await httpGet(node!.adminPort, '/status')).body);
+    assert.equal(st.requests.decodeErrors, 3);
+    assert.equal((await httpGet(node!.adminPort, '/healthz')).code, 200);
+  });
+
+  it('gives typed errors: unknown file, offset past the end, oversized whole-file request, bad arguments', async () => {
+    const unknown = fileUuidFromSha256(sha256(Buffer.from('never stored')));
+    assert.equal((await c!.stat(unknown)).exists, false);
+    assert.equal((await rejection(c!.read(unknown, 0, 10))).code, 'NOT_FOUND');
+    assert.equal((await rejection(c!.readWhole(unknown))).code, 'NOT_FOUND');
+    assert.equal((await rejection(c!.downloadTo(unknown, path.join(dir, 'x')))).code, 'NOT_FOUND');
+    const data = bytes(5 * MiB, 28);
+    const { fileUuid } = await c!.putBuffer(data);
+    assert.equal((await rejection(c!.read(fileUuid, 5 * MiB + 1, 10))).code, 'BAD_REQUEST');
+    const big = await rejection(c!.readWhole(fileUuid));
+    assert.equal(big.code, 'TOO_LARGE');
+    assert.match(big.message, /ranged reads/);
+    assert.equal((await rejection(c!.read('not-a-uuid', 0, 1))).code, 'BAD_REQUEST');
+    assert.equal((await rejection(c!.read(fileUuid, -1, 1))).code, 'BAD_REQUEST');
+    assert.equal((await rejection(c!.read(fileUuid, 0.5, 1))).code, 'BAD_REQUEST');
+    // a raw ranged read over maxReadBytes is refused by the node
+    const rpc = new RpcClient({ endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    extra.push(rpc);
+    const e = await rejection(rpc.request({ type: 'file_read_request', node_uuid: newUuid(), request_uuid: newUuid(), file_uuid: fileUuid, offset: 0, length: 4 * MiB + 1 }));
+    assert.equal(e.code, 'TOO_LARGE');
+  });
+
+  it('refuses an upload over the quota with QUOTA_EXCEEDED', async () => {
+    c!.close();
+    await node!.stop();
+    node = await startNode(dir, { quotaBytes: 2 * MiB });
+    c = client(node.endpoint);
+    await c.putBuffer(bytes(MiB, 29));
+    assert.equal((await rejection(c.putBuffer(bytes(MiB + 1, 30)))).code, 'QUOTA_EXCEEDED');
+    await c.putBuffer(bytes(MiB, 31));
+    const st = JSON.parse((await httpGet(node.adminPort, '/status')).body);
+    assert.deepEqual([st.files, st.bytesStored, st.quotaBytes], [2, 2 * MiB, 2 * MiB]);
+  });
+
+  it('times out with TIMEOUT against a node that does not answer', async () => {
+    const silent = new zmq.Router({ linger: 0 });
+    extra.push(silent);
+    await silent.bind('tcp://127.0.0.1:*');
+    const dead = client(silent.lastEndpoint!, { requestTimeoutMs: 200, retries: 1 });
+    extra.push(dead);
+    assert.equal((await rejection(dead.stat(newUuid()))).code, 'TIMEOUT');
+    assert.equal((await rejection(dead.readWhole(newUuid()))).code, 'TIMEOUT');
+  });
+});
