@@ -132,7 +132,9 @@ export class GridFs {
       this.log.warn({ mount: this.mount }, 'stale mount found; unmounting it first');
       await run('fusermount', ['-uz', this.mount]).catch((e: Error) => this.log.warn({ err: e.message }, 'fusermount -uz failed'));
     }
-    await fsp.mkdir(this.mount, { recursive: true });
+    await fsp.mkdir(this.mount, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
+      throw new GridError('FUSE_UNAVAILABLE', `mount point ${this.mount} is not a usable folder (${e.code ?? e.message})`, 'pass --mount with an empty folder you can write, or leave it out for <data-dir>/mnt');
+    });
     const fuse = new Fuse(this.mount, this.ops(), { force: true, mkdir: true, timeout: this.o.fuseOpTimeoutMs, fsname: 'grid', subtype: 'grid' });
     await new Promise<void>((resolve, reject) =>
       fuse.mount((err) => {

@@ -1,5 +1,12 @@
 /** Public surface of the worker role. */
-import { Command } from 'commander';
-
-/** Registers `grid worker` (filled in by the worker role). */
-export function registerCommands(_program: Command): void {}
+export { registerCommands, runWorker } from './main';
+export { sampleConfig, WORKER_DEFAULTS, loadWorkerConfig, validateWorkerConfig } from './config';
+export type { WorkerConfig } from './config';
+export { WorkerNode } from './node';
+export type { WorkerNodeOptions } from './node';
+export { TaskRun } from './runner';
+export type { RunSpec, RunLimits, RunResult, OutputFile } from './runner';
+export { GridFs, fuseProblem } from './fusefs';
+export type { GridFsOptions } from './fusefs';
+export { ChunkCache } from './chunkcache';
+export type { ChunkSource, ChunkCacheOptions, ChunkCacheStats } from './chunkcache';

@@ -1,0 +1,578 @@
+/**
+ * The worker node: the I/O shell around BalancerLink (liveness, result re-sends) and
+ * TaskRun (one task's process). A DEALER talks to the balancer (docs/architecture.md,
+ * "Balancer -> worker (Paranoid Pirate)", "Results", "Cancel"); a StorageClient fetches
+ * programs and inputs and stores outputs and logs; a FUSE mount (or, with --staged, a local
+ * download) makes inputs readable to task processes.
+ *
+ * A task's life: queued -> preparing (program, input stats, FUSE registration) -> running
+ * (task_started) -> uploading (outputs, log) -> result sent until result_ack. The task's
+ * slot is held from preparing to the end of the upload.
+ */
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { Logger } from 'pino';
+import * as zmq from 'zeromq';
+import {
+  ERROR_CODES,
+  MAX_TEXT_BYTES,
+  Message,
+  MessageInput,
+  MessageOf,
+  NIL_UUID,
+  PROTOCOL_VERSION,
+  TaskOutcome,
+  WorkerState,
+  decode,
+  encode,
+  isUuid,
+  newUuid,
+} from '../messages';
+import { AdminServer, GridError, RemoteError, SOFTWARE_VERSION, SendQueue, createLogger, persistentNodeId } from '../common';
+import { StorageClient } from '../storage';
+import { WorkerConfig } from './config';
+import { GridFs, isSafeName } from './fusefs';
+import { OutcomeName } from './limits';
+import { BalancerLink, resultKey } from './link';
+import { RunResult, TaskRun } from './runner';
+
+type Dispatch = MessageOf<'task_dispatch'>;
+type ResultMsg = MessageInput<'task_result'>;
+
+/** Most cached file uuids announced in worker_ready (16 bytes each on the wire). */
+export const MAX_ANNOUNCED_CACHED_FILES = 10_000;
+/** Most input lengths remembered (files are immutable, so a known length never changes). */
+const MAX_KNOWN_LENGTHS = 100_000;
+
+interface TaskEntry {
+  key: string;
+  msg: Dispatch;
+  state: 'queued' | 'preparing' | 'running' | 'uploading';
+  run?: TaskRun;
+  cancelled: boolean;
+  log: Logger;
+}
+
+/** Cuts a string to at most maxBytes of UTF-8 without splitting a character. */
+export function clipUtf8(s: string, maxBytes: number): string {
+  const b = Buffer.from(s, 'utf8');
+  if (b.length <= maxBytes) return s;
+  let end = maxBytes;
+  while (end > 0 && (b[end]! & 0xc0) === 0x80) end--;
+  return b.subarray(0, end).toString('utf8');
+}
+
+export interface WorkerNodeOptions {
+  log?: Logger;
+  /**
+   * Called once with an error the worker cannot go on after (the balancer refused our
+   * version). Default: print one line to stderr, stop, exit 2.
+   */
+  onFatal?: (e: GridError) => void;
+}
+
+export class WorkerNode {
+  readonly nodeId: string;
+  readonly log: Logger;
+  readonly storage: StorageClient;
+  readonly fs?: GridFs;
+  private readonly admin: AdminServer;
+  private readonly link: BalancerLink<ResultMsg>;
+  private sock?: zmq.Dealer;
+  private out?: SendQueue;
+  private ticker?: NodeJS.Timeout;
+  private readonly tasks = new Map<string, TaskEntry>();
+  private readonly queue: string[] = [];
+  private readonly programs = new Map<string, Promise<string>>(); // file uuid -> local path (LRU order)
+  private readonly lengths = new Map<string, number>();
+  private mountHealth: string | null = null;
+  private stopping = false;
+  private fatal = false;
+  private readonly counts = { dispatched: 0, started: 0, ok: 0, failed: 0, cancelled: 0, results: 0, acks: 0, resends: 0, refusedFull: 0, duplicates: 0 };
+
+  constructor(
+    readonly cfg: WorkerConfig,
+    private readonly opts: WorkerNodeOptions = {},
+  ) {
+    this.nodeId = persistentNodeId(cfg.dataDir, newUuid);
+    this.log = opts.log ?? createLogger({ role: 'worker', nodeId: this.nodeId, file: path.join(cfg.dataDir, 'logs', `worker-${this.nodeId}.log`) });
+    this.storage = new StorageClient({
+      endpoint: cfg.storage,
+      nodeUuid: this.nodeId,
+      log: this.log,
+      requestTimeoutMs: cfg.storageRequestTimeoutMs,
+      retries: cfg.storageRetries,
+    });
+    if (!cfg.staged) {
+      this.fs = new GridFs({
+        mount: cfg.mount,
+        source: this.storage,
+        fuseChunkBytes: cfg.fuseChunkBytes,
+        chunkCacheBytes: cfg.chunkCacheBytes,
+        readAheadChunks: cfg.readAheadChunks,
+        fuseOpTimeoutMs: cfg.fuseOpTimeoutMs,
+        log: this.log,
+      });
+    }
+    this.link = new BalancerLink<ResultMsg>(cfg, Date.now());
+    this.admin = new AdminServer({ host: '127.0.0.1', port: cfg.adminPort, health: () => this.health(), status: () => this.status() });
+  }
+
+  /** Mounts FUSE (refusing to start without it unless staged), serves admin, joins the balancer. */
+  async start(): Promise<{ adminPort: number; mount: string | null }> {
+    for (const d of ['programs', 'tasks']) await fsp.mkdir(path.join(this.cfg.dataDir, d), { recursive: true });
+    // Task folders of a previous life are garbage: their tasks were re-dispatched.
+    await fsp.rm(path.join(this.cfg.dataDir, 'tasks'), { recursive: true, force: true });
+    await fsp.mkdir(path.join(this.cfg.dataDir, 'tasks'), { recursive: true });
+    await this.loadProgramCache();
+    if (this.fs) await this.fs.start();
+    let adminPort: number;
+    try {
+      adminPort = await this.admin.start();
+    } catch (e) {
+      await this.fs?.stop();
+      throw new GridError('CONFIG_INVALID', `cannot serve admin HTTP on port ${this.cfg.adminPort}: ${(e as Error).message}`, 'pick a free --admin-port, or 0 for any');
+    }
+    this.connect();
+    this.ticker = setInterval(() => void this.tick(), Math.max(10, Math.floor(Math.min(this.cfg.heartbeatIntervalMs, this.cfg.resultResendMs) / 2)));
+    this.log.info({ balancer: this.cfg.balancer, storage: this.cfg.storage, slots: this.cfg.slots, prefetch: this.cfg.prefetch, mount: this.fs?.mount ?? null, staged: this.cfg.staged, adminPort }, 'worker started');
+    return { adminPort, mount: this.fs?.mount ?? null };
+  }
+
+  /** Graceful stop: tell the balancer, kill tasks, unmount. Safe to call twice. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.ticker) clearInterval(this.ticker);
+    this.queue.length = 0;
+    try {
+      await Promise.race([this.send({ type: 'worker_disconnect', node_uuid: this.nodeId }), new Promise((r) => setTimeout(r, 500))]);
+    } catch {
+      // the balancer will find out by silence
+    }
+    const running = [...this.tasks.values()];
+    for (const t of running) {
+      t.cancelled = true;
+      t.run?.cancel({ reason: 'cancelled', error: 'worker stopped' });
+    }
+    await Promise.race([this.idle(), new Promise((r) => setTimeout(r, 3000))]);
+    this.sock?.close();
+    this.storage.close();
+    await this.fs?.stop();
+    await this.admin.close();
+    this.log.info('worker stopped');
+  }
+
+  private async idle(): Promise<void> {
+    while (this.tasks.size > 0) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  // ---- balancer link --------------------------------------------------------------------------
+
+  private connect(): void {
+    const sock = new zmq.Dealer({ linger: 0, sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000, sendTimeout: this.cfg.heartbeatIntervalMs });
+    sock.connect(this.cfg.balancer);
+    this.sock = sock;
+    this.out = new SendQueue(sock);
+    void this.receive(sock);
+    void this.send(this.readyMessage());
+  }
+
+  private reconnect(): void {
+    this.log.warn({ balancer: this.cfg.balancer, silentMs: this.cfg.livenessMissed * this.cfg.heartbeatIntervalMs }, 'balancer silent; reconnecting');
+    this.sock?.close();
+    this.connect();
+    for (const r of this.link.reconnected(Date.now())) void this.send(r);
+  }
+
+  private readyMessage(): MessageInput<'worker_ready'> {
+    const cached = this.fs ? this.fs.cache.cachedFiles().slice(0, MAX_ANNOUNCED_CACHED_FILES) : [];
+    return {
+      type: 'worker_ready',
+      node_uuid: this.nodeId,
+      protocol_version: PROTOCOL_VERSION,
+      slots: this.cfg.slots,
+      prefetch: this.cfg.prefetch,
+      software_version: SOFTWARE_VERSION,
+      cached_file_uuids: cached,
+    };
+  }
+
+  private async send(m: MessageInput): Promise<void> {
+    const out = this.out;
+    if (!out) return;
+    try {
+      await out.send(encode(m));
+    } catch (e) {
+      if (!this.stopping) this.log.warn({ err: (e as Error).message, type: m.type }, 'send to balancer failed; will retry via heartbeat/resend');
+    }
+  }
+
+  private async receive(sock: zmq.Dealer): Promise<void> {
+    try {
+      for await (const frames of sock) {
+        if (sock !== this.sock) return;
+        let m: Message;
+        try {
+          m = decode(frames as Buffer[]);
+        } catch (e) {
+          this.log.warn({ err: (e as Error).message }, 'undecodable message from balancer dropped');
+          continue;
+        }
+        this.link.heard(Date.now());
+        try {
+          this.handle(m);
+        } catch (e) {
+          this.log.error({ err: e, type: m.type }, 'handling a balancer message failed (bug)');
+        }
+      }
+    } catch (e) {
+      if (sock === this.sock && !this.stopping) this.log.warn({ err: (e as Error).message }, 'balancer receive loop ended');
+    }
+  }
+
+  private handle(m: Message): void {
+    switch (m.type) {
+      case 'generic_message':
+        return;
+      case 'task_dispatch':
+        return this.onDispatch(m);
+      case 'task_cancel':
+        return this.onCancel(m.job_uuid);
+      case 'result_ack':
+        if (this.link.ack(resultKey(m.job_uuid, m.task_index, m.attempt))) this.counts.acks++;
+        return;
+      case 'error_reply':
+        return this.onErrorReply(m);
+      default:
+        this.log.warn({ type: m.type }, 'unexpected message from balancer ignored');
+    }
+  }
+
+  private onErrorReply(m: MessageOf<'error_reply'>): void {
+    if (m.error_code === ERROR_CODES.VERSION_MISMATCH) {
+      const e = new GridError(
+        'VERSION_MISMATCH',
+        `the balancer at ${this.cfg.balancer} refused this worker (protocol ${PROTOCOL_VERSION}, software ${SOFTWARE_VERSION}): ${m.message}`,
+        'run the same grid version on every node',
+      );
+      this.log.error({ err: e.message }, 'version mismatch; exiting');
+      if (this.fatal) return;
+      this.fatal = true;
+      if (this.opts.onFatal) return this.opts.onFatal(e);
+      process.stderr.write(`grid worker: ${e.code}: ${e.describe()}\n`);
+      void this.stop().finally(() => process.exit(2));
+      return;
+    }
+    this.log.warn({ code: m.error_code, err: m.message }, 'balancer answered with an error');
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopping) return;
+    const now = Date.now();
+    const a = this.link.tick(now);
+    if (a.reconnect) this.reconnect();
+    if (a.heartbeat) void this.send(this.statusMessage());
+    for (const r of a.resend) {
+      this.counts.resends++;
+      void this.send(r);
+    }
+    if (this.fs) this.mountHealth = await this.fs.health();
+  }
+
+  private statusMessage(): MessageInput<'worker_status'> {
+    const running = [...this.tasks.values()].find((t) => t.state !== 'queued');
+    return { type: 'worker_status', node_uuid: this.nodeId, job_uuid: running?.msg.job_uuid ?? NIL_UUID, state: running ? WorkerState.busy : WorkerState.idle };
+  }
+
+  // ---- tasks ------------------------------------------------------------------------------------
+
+  private onDispatch(m: Dispatch): void {
+    const key = resultKey(m.job_uuid, m.task_index, m.attempt);
+    const log = this.log.child({ jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt });
+    if (this.tasks.has(key)) {
+      this.counts.duplicates++;
+      return;
+    }
+    const done = this.link.get(key);
+    if (done) {
+      // already ran; our result or its ack was lost
+      this.counts.duplicates++;
+      void this.send(done);
+      return;
+    }
+    this.counts.dispatched++;
+    if (this.stopping || this.tasks.size >= this.cfg.slots + this.cfg.prefetch) {
+      this.counts.refusedFull++;
+      log.warn({ held: this.tasks.size }, 'dispatch beyond slots + prefetch refused');
+      this.finish({ key, msg: m, state: 'queued', cancelled: false, log }, this.bareResult('worker_error', this.stopping ? 'worker is stopping' : `worker is full (${this.cfg.slots} slots + ${this.cfg.prefetch} prefetch)`));
+      return;
+    }
+    this.tasks.set(key, { key, msg: m, state: 'queued', cancelled: false, log });
+    this.queue.push(key);
+    log.info({ program: m.program_name, inputs: m.num_inputs }, 'task queued');
+    this.pump();
+  }
+
+  private onCancel(jobUuid: string): void {
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const t = this.tasks.get(this.queue[i]!);
+      if (t && t.msg.job_uuid === jobUuid) {
+        this.queue.splice(i, 1);
+        this.tasks.delete(t.key);
+        this.counts.cancelled++;
+        t.log.info('queued task dropped (job cancelled)');
+      }
+    }
+    for (const t of this.tasks.values()) {
+      if (t.msg.job_uuid !== jobUuid || t.cancelled) continue;
+      t.cancelled = true;
+      t.log.info('cancelling task');
+      t.run?.cancel();
+    }
+  }
+
+  private running(): number {
+    let n = 0;
+    for (const t of this.tasks.values()) if (t.state !== 'queued') n++;
+    return n;
+  }
+
+  private pump(): void {
+    while (!this.stopping && this.queue.length > 0 && this.running() < this.cfg.slots) {
+      const t = this.tasks.get(this.queue.shift()!);
+      if (!t) continue;
+      t.state = 'preparing';
+      void this.execute(t);
+    }
+  }
+
+  private bareResult(outcome: OutcomeName, error: string): RunResult {
+    return { outcome, exitCode: -1, durationMs: 0, error, logTail: '', logPath: '', workDir: '', outputs: [], peakRssBytes: 0, pid: 0 };
+  }
+
+  private async execute(t: TaskEntry): Promise<void> {
+    const m = t.msg;
+    const taskDir = path.join(this.cfg.dataDir, 'tasks', `${m.job_uuid}-${m.task_index}-${m.attempt}`);
+    let result: RunResult;
+    let outputs: { uuid: string; name: string }[] = [];
+    let logUuid = NIL_UUID;
+    try {
+      await fsp.rm(taskDir, { recursive: true, force: true });
+      await fsp.mkdir(taskDir, { recursive: true });
+      const programPath = await this.program(m.program_file_uuid, m.program_name);
+      const inputPaths = await this.inputs(m, taskDir);
+      if (t.cancelled) {
+        result = this.bareResult('cancelled', 'task was cancelled before it started');
+      } else {
+        t.state = 'running';
+        const run = new TaskRun(
+          {
+            jobUuid: m.job_uuid,
+            taskIndex: m.task_index,
+            taskCount: m.task_count,
+            args: m.args,
+            programPath,
+            inputPaths,
+            timeoutMs: m.timeout_ms || this.cfg.defaultTaskTimeoutMs,
+            memoryLimitMb: m.memory_limit_mb || this.cfg.defaultMemoryLimitMb,
+            outputLimitBytes: m.output_limit_bytes || this.cfg.defaultOutputLimitBytes,
+            taskDir,
+          },
+          this.cfg,
+          t.log,
+        );
+        t.run = run;
+        void run.started.then((pid) => {
+          if (pid <= 0 || this.stopping) return;
+          this.counts.started++;
+          void this.send({ type: 'task_started', node_uuid: this.nodeId, job_uuid: m.job_uuid, worker_uuid: this.nodeId, task_index: m.task_index, attempt: m.attempt });
+        });
+        result = await run.start();
+        if (t.cancelled && result.outcome !== 'ok') result = { ...result, outcome: 'cancelled', error: result.outcome === 'cancelled' ? result.error : 'task was cancelled' };
+      }
+      // the balancer re-dispatches on worker_disconnect; no upload, no result
+      if (this.stopping) throw new GridError('UNAVAILABLE', 'worker stopped');
+      t.state = 'uploading';
+      if (result.outcome === 'ok') {
+        try {
+          for (const o of result.outputs) outputs.push({ uuid: (await this.storage.putFile(o.path)).fileUuid, name: o.name });
+        } catch (e) {
+          outputs = [];
+          result = { ...result, outcome: 'worker_error', error: `worker could not store the task's outputs: ${(e as Error).message}; the task will be retried` };
+        }
+      }
+      if (result.logPath) {
+        try {
+          logUuid = (await this.storage.putFile(result.logPath)).fileUuid;
+        } catch (e) {
+          t.log.warn({ err: (e as Error).message }, 'could not store the task log');
+        }
+      }
+    } catch (e) {
+      const msg = e instanceof GridError ? e.describe() : (e as Error).message;
+      t.log.warn({ err: msg }, 'task could not be prepared');
+      result = this.bareResult(t.cancelled ? 'cancelled' : 'worker_error', `worker could not prepare the task: ${msg}`);
+    } finally {
+      await fsp.rm(taskDir, { recursive: true, force: true }).catch(() => undefined);
+    }
+    if (this.stopping) {
+      this.tasks.delete(t.key);
+      return;
+    }
+    this.finish(t, result, outputs, logUuid);
+  }
+
+  private finish(t: TaskEntry, r: RunResult, outputs: { uuid: string; name: string }[] = [], logUuid = NIL_UUID): void {
+    const m = t.msg;
+    const msg: ResultMsg = {
+      type: 'task_result',
+      node_uuid: this.nodeId,
+      job_uuid: m.job_uuid,
+      worker_uuid: this.nodeId,
+      log_file_uuid: logUuid,
+      task_index: m.task_index,
+      attempt: m.attempt,
+      exit_code: r.exitCode,
+      duration_ms: Math.min(r.durationMs, 0xffffffff),
+      outcome: TaskOutcome[r.outcome],
+      final: 0, // the balancer decides finality
+      output_file_uuids: outputs.map((o) => o.uuid),
+      output_names: outputs.map((o) => o.name),
+      error: clipUtf8(r.error, MAX_TEXT_BYTES),
+      log_tail: clipUtf8(r.logTail, MAX_TEXT_BYTES),
+    };
+    this.tasks.delete(t.key);
+    this.counts.results++;
+    if (r.outcome === 'ok') this.counts.ok++;
+    else if (r.outcome === 'cancelled') this.counts.cancelled++;
+    else this.counts.failed++;
+    if (!this.link.addResult(t.key, msg, Date.now())) this.log.warn({ max: this.cfg.maxUnackedResults }, 'too many unacknowledged results; dropped the oldest');
+    t.log.info({ outcome: r.outcome, exitCode: r.exitCode, durationMs: r.durationMs, outputs: outputs.length, error: r.error || undefined }, 'task finished');
+    void this.send(msg);
+    this.pump();
+  }
+
+  /** The program, cached in <dataDir>/programs/<uuid>/<name> (files never change). */
+  private program(fileUuid: string, programName: string): Promise<string> {
+    if (!isUuid(fileUuid)) return Promise.reject(new GridError('BAD_REQUEST', `bad program file uuid ${fileUuid}`));
+    const have = this.programs.get(fileUuid);
+    if (have) {
+      this.programs.delete(fileUuid);
+      this.programs.set(fileUuid, have);
+      return have;
+    }
+    const name = isSafeName(programName) ? programName : 'job.js';
+    const dir = path.join(this.cfg.dataDir, 'programs', fileUuid);
+    const p = (async () => {
+      let data: Buffer;
+      try {
+        data = await this.storage.readWhole(fileUuid);
+      } catch (e) {
+        if (!(e instanceof RemoteError && e.code === 'TOO_LARGE')) throw this.storageError('program', fileUuid, e);
+        await fsp.mkdir(dir, { recursive: true });
+        await this.storage.downloadTo(fileUuid, path.join(dir, name));
+        return path.join(dir, name);
+      }
+      await fsp.mkdir(dir, { recursive: true });
+      const tmp = path.join(dir, `.${name}.${process.pid}.tmp`);
+      await fsp.writeFile(tmp, data);
+      await fsp.rename(tmp, path.join(dir, name));
+      return path.join(dir, name);
+    })();
+    this.programs.set(fileUuid, p);
+    p.catch(() => this.programs.delete(fileUuid));
+    this.evictPrograms();
+    return p;
+  }
+
+  private evictPrograms(): void {
+    for (const uuid of this.programs.keys()) {
+      if (this.programs.size <= this.cfg.maxCachedPrograms) break;
+      if ([...this.tasks.values()].some((t) => t.msg.program_file_uuid === uuid && t.state !== 'queued')) continue;
+      this.programs.delete(uuid);
+      void fsp.rm(path.join(this.cfg.dataDir, 'programs', uuid), { recursive: true, force: true });
+    }
+  }
+
+  private async loadProgramCache(): Promise<void> {
+    const root = path.join(this.cfg.dataDir, 'programs');
+    for (const uuid of await fsp.readdir(root).catch(() => [] as string[])) {
+      const files = (await fsp.readdir(path.join(root, uuid)).catch(() => [] as string[])).filter((f) => !f.startsWith('.'));
+      if (isUuid(uuid) && files.length === 1) this.programs.set(uuid, Promise.resolve(path.join(root, uuid, files[0]!)));
+      else await fsp.rm(path.join(root, uuid), { recursive: true, force: true });
+    }
+  }
+
+  private storageError(what: string, fileUuid: string, e: unknown): GridError {
+    if (e instanceof GridError && e.code === 'NOT_FOUND') return new GridError('NOT_FOUND', `${what} ${fileUuid} is not in storage`, 'upload it again and resubmit');
+    return new GridError('UNAVAILABLE', `cannot fetch ${what} ${fileUuid} from storage ${this.cfg.storage}: ${(e as Error).message}`);
+  }
+
+  /** Input paths for the task: in the FUSE mount, or downloaded into the task folder (staged). */
+  private async inputs(m: Dispatch, taskDir: string): Promise<string[]> {
+    const out: string[] = [];
+    for (let i = 0; i < m.input_file_uuids.length; i++) {
+      const uuid = m.input_file_uuids[i]!;
+      const name = m.input_names[i] ?? '';
+      if (!isSafeName(name)) throw new GridError('BAD_REQUEST', `input name ${JSON.stringify(name)} is not a plain file name`, 'submit inputs with base names only');
+      if (this.fs) {
+        out.push(this.fs.register(uuid, name, await this.length(uuid)));
+      } else {
+        const dir = path.join(taskDir, 'inputs', String(i));
+        await fsp.mkdir(dir, { recursive: true });
+        const dest = path.join(dir, name);
+        await this.storage.downloadTo(uuid, dest).catch((e: unknown) => {
+          throw this.storageError('input', uuid, e);
+        });
+        out.push(dest);
+      }
+    }
+    return out;
+  }
+
+  private async length(uuid: string): Promise<number> {
+    const known = this.lengths.get(uuid);
+    if (known !== undefined) return known;
+    let st;
+    try {
+      st = await this.storage.stat(uuid);
+    } catch (e) {
+      throw this.storageError('input', uuid, e);
+    }
+    if (!st.exists) throw new GridError('NOT_FOUND', `input ${uuid} is not in storage`, 'upload it again and resubmit');
+    if (this.lengths.size >= MAX_KNOWN_LENGTHS) this.lengths.clear();
+    this.lengths.set(uuid, st.length);
+    return st.length;
+  }
+
+  // ---- admin ------------------------------------------------------------------------------------
+
+  health(): string | null {
+    if (this.stopping) return 'stopping';
+    if (this.fatal) return 'refused by the balancer (version mismatch)';
+    return this.fs ? this.mountHealth : null;
+  }
+
+  status(): unknown {
+    return {
+      role: 'worker',
+      nodeId: this.nodeId,
+      balancer: this.cfg.balancer,
+      storage: this.cfg.storage,
+      slots: this.cfg.slots,
+      prefetch: this.cfg.prefetch,
+      staged: this.cfg.staged,
+      running: [...this.tasks.values()]
+        .filter((t) => t.state !== 'queued')
+        .map((t) => ({ jobUuid: t.msg.job_uuid, taskIndex: t.msg.task_index, attempt: t.msg.attempt, state: t.state, pid: t.run?.pid ?? 0 })),
+      queued: this.queue.length,
+      unackedResults: this.link.pending,
+      reconnects: this.link.reconnects,
+      programsCached: this.programs.size,
+      fuse: this.fs ? this.fs.stats() : null,
+      counts: { ...this.counts },
+    };
+  }
+}
