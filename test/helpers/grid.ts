@@ -1,0 +1,278 @@
+/**
+ * Test helpers for whole-grid tests: start `grid dev --port-base 0` in a temp dir, run
+ * `grid ...` commands against it, and tear everything down, always.
+ *
+ *   let g: Grid;
+ *   before(async () => { g = await startGrid({ workers: 2 }); });
+ *   after(() => g?.stop());
+ *   it('...', async () => { const r = await g.run(['submit', ...]); expect(r.code).to.equal(0); });
+ *
+ * Teardown (stop(), and also a process 'exit' hook in case a test run dies): SIGTERM dev,
+ * wait, SIGKILL dev and any pid from dev.json that is still alive (and still a grid
+ * process), lazily unmount every FUSE mount under the temp dir, remove the temp dir.
+ */
+import { ChildProcess, execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { unmountAllUnder } from '../../src/cli/dev';
+import { DevState, devStatePath } from '../../src/cli/endpoints';
+
+/** The repository root (tests run from dist/test/...). */
+export const REPO = path.resolve(__dirname, '..', '..', '..');
+export const GRID_BIN = path.join(REPO, 'bin', 'grid.js');
+export const EXAMPLES = path.join(REPO, 'examples');
+
+/** How long `grid dev` may take to report every node ready. */
+export const DEV_READY_TIMEOUT_MS = 60_000;
+/** After SIGTERM, how long the helper waits for dev before it SIGKILLs everything. */
+export const DEV_STOP_WAIT_MS = 15_000;
+/** Longest a single `grid ...` command may run in a test before it is killed. */
+export const RUN_TIMEOUT_MS = 120_000;
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  timeoutMs?: number;
+}
+
+/**
+ * Runs `node bin/grid.js ...args` and collects its output; never rejects (a timeout kills
+ * it and shows as signal SIGKILL). The environment is the test's, plus `env`.
+ */
+export function runGrid(args: string[], o: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const p = execFile(
+      process.execPath,
+      [GRID_BIN, ...args],
+      { cwd: o.cwd ?? REPO, env: { ...process.env, ...o.env }, timeout: o.timeoutMs ?? RUN_TIMEOUT_MS, killSignal: 'SIGKILL', maxBuffer: 256 * 1024 * 1024, encoding: 'utf8' },
+      (e, stdout, stderr) => {
+        resolve({ code: p.exitCode ?? (e && typeof (e as { code?: unknown }).code === 'number' ? (e as { code: number }).code : null), signal: p.signalCode, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** A TCP port that was free a moment ago (for "nobody listens here" tests). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function makeTmpDir(prefix = 'grid-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** True when pid runs bin/grid.js (so a reused pid is never killed by mistake). */
+function isGridProcess(pid: number): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(GRID_BIN);
+  } catch {
+    return false;
+  }
+}
+
+export interface GridOptions {
+  workers?: number;
+  slots?: number;
+  prefetch?: number;
+  /** roles dev restarts after a crash (`--restart`); default dev's own (worker) */
+  restart?: string;
+  /** extra environment for dev and its nodes */
+  env?: NodeJS.ProcessEnv;
+  readyTimeoutMs?: number;
+}
+
+export class Grid {
+  /** the latest dev.json seen (kept after dev removes it, for teardown) */
+  state!: DevState;
+  private devOut = '';
+  private stopped?: Promise<void>;
+  private readonly knownPids = new Set<number>();
+
+  constructor(
+    readonly tmp: string,
+    readonly dev: ChildProcess,
+    readonly env: NodeJS.ProcessEnv,
+  ) {}
+
+  get dataDir(): string {
+    return path.join(this.tmp, 'grid');
+  }
+  get master(): string {
+    return this.state.master;
+  }
+  get storage(): string {
+    return this.state.storage;
+  }
+  get balancer(): string {
+    return this.state.balancer;
+  }
+
+  /** Everything dev printed so far (its own messages; nodes' output is in their .out files). */
+  devOutput(): string {
+    return this.devOut;
+  }
+
+  /** Re-reads dev.json (it changes when dev restarts a node). */
+  refreshState(): DevState {
+    try {
+      this.state = JSON.parse(fs.readFileSync(devStatePath(this.dataDir), 'utf8')) as DevState;
+      for (const n of this.state.nodes) this.knownPids.add(n.pid);
+    } catch {
+      // dev removed it while stopping; keep the last one
+    }
+    return this.state;
+  }
+
+  node(name: string): DevState['nodes'][number] {
+    const n = this.refreshState().nodes.find((x) => x.name === name);
+    if (!n) throw new Error(`no node ${name} in dev.json; nodes: ${this.state.nodes.map((x) => x.name).join(', ')}`);
+    return n;
+  }
+
+  /** Runs `grid ...args` against this grid (GRID_MASTER, GRID_STORAGE set). */
+  run(args: string[], o: RunOptions = {}): Promise<RunResult> {
+    return runGrid(args, { ...o, env: { GRID_MASTER: this.master, GRID_STORAGE: this.storage, ...this.env, ...o.env } });
+  }
+
+  /** Last lines of a node's captured stdout/stderr, for failure messages. */
+  nodeOutput(name: string, lines = 40): string {
+    try {
+      return fs.readFileSync(this.node(name).outputFile, 'utf8').split('\n').slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Teardown; safe to call twice and when start failed half way. */
+  stop(): Promise<void> {
+    return (this.stopped ??= this.teardown());
+  }
+
+  private async teardown(): Promise<void> {
+    this.refreshState();
+    try {
+      if (this.dev.exitCode === null && this.dev.signalCode === null) {
+        const gone = new Promise<void>((r) => this.dev.once('exit', () => r()));
+        this.dev.kill('SIGTERM');
+        const t = new Promise<void>((r) => setTimeout(r, DEV_STOP_WAIT_MS).unref());
+        await Promise.race([gone, t]);
+        if (this.dev.exitCode === null && this.dev.signalCode === null) {
+          this.dev.kill('SIGKILL');
+          await gone;
+        }
+      }
+    } finally {
+      this.killLeftovers();
+      live.delete(this);
+      unmountAllUnder(this.tmp);
+      fs.rmSync(this.tmp, { recursive: true, force: true });
+    }
+  }
+
+  /** SIGKILLs every node pid dev ever reported that is still a running grid process. */
+  killLeftovers(): void {
+    for (const pid of this.knownPids) if (alive(pid) && isGridProcess(pid)) process.kill(pid, 'SIGKILL');
+    if (this.dev.pid && alive(this.dev.pid) && this.dev.exitCode === null) this.dev.kill('SIGKILL');
+  }
+
+  /** @internal */
+  appendOut(s: string): void {
+    this.devOut += s;
+  }
+  /** @internal */
+  notePid(pid: number): void {
+    this.knownPids.add(pid);
+  }
+}
+
+/** Grids not yet torn down; killed synchronously if the test process exits early. */
+const live = new Set<Grid>();
+process.on('exit', () => {
+  for (const g of live) {
+    g.killLeftovers();
+    try {
+      unmountAllUnder(g.tmp);
+      fs.rmSync(g.tmp, { recursive: true, force: true });
+    } catch {
+      // best effort at exit
+    }
+  }
+});
+
+/** Starts `grid dev --port-base 0 --data-dir <tmp>/grid` and waits until every node is ready. */
+export async function startGrid(o: GridOptions = {}): Promise<Grid> {
+  const tmp = makeTmpDir();
+  const dataDir = path.join(tmp, 'grid');
+  const args = ['dev', '--port-base', '0', '--data-dir', dataDir, '--workers', String(o.workers ?? 2)];
+  if (o.slots !== undefined) args.push('--slots', String(o.slots));
+  if (o.prefetch !== undefined) args.push('--prefetch', String(o.prefetch));
+  if (o.restart !== undefined) args.push('--restart', o.restart);
+  const env = { ...o.env };
+  const dev = spawn(process.execPath, [GRID_BIN, ...args], { cwd: tmp, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const g = new Grid(tmp, dev, env);
+  live.add(g);
+  const timeoutMs = o.readyTimeoutMs ?? DEV_READY_TIMEOUT_MS;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`grid dev not ready within ${timeoutMs} ms:\n${g.devOutput()}`)), timeoutMs);
+      const onData = (b: Buffer): void => {
+        g.appendOut(b.toString());
+        if (/^GRID_READY \{"role":"dev"/m.test(g.devOutput())) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      dev.stdout!.on('data', onData);
+      dev.stderr!.on('data', (b: Buffer) => g.appendOut(b.toString()));
+      dev.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`grid dev exited (${signal ?? code}) before it was ready:\n${g.devOutput()}`));
+      });
+    });
+    if (dev.pid) g.notePid(dev.pid);
+    g.refreshState();
+    if (!g.state) throw new Error(`grid dev said ready but wrote no ${devStatePath(dataDir)}`);
+  } catch (e) {
+    await g.stop();
+    throw e;
+  }
+  return g;
+}
+
+/** Sleeps until `cond()` is true or `timeoutMs` passes (then throws `what`). */
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000, stepMs = 100): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+export function pidAlive(pid: number): boolean {
+  return alive(pid);
+}
