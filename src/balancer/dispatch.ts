@@ -34,13 +34,14 @@ export interface DispatchOptions extends DispatchLimits {
 /** Events: what happened, for logs and tests. Namespaced, one shape per name. */
 export type DispatchEvent =
   | { type: 'master:hello'; reason: 'start' | 'unanswered' | 'silent' | 'room'; }
+  /** the master answered a hello (first message since the hello) */
   | { type: 'master:heard'; first: boolean }
   | { type: 'master:lost'; silentMs: number }
   | { type: 'master:error'; code: number; message: string }
   | { type: 'master:unexpected'; msgType: string }
   | { type: 'worker:joined'; workerId: string; slots: number; prefetch: number; cached: number; rejoined: boolean }
   | { type: 'worker:refused'; workerId: string; code: number; reason: string }
-  | { type: 'worker:lost'; workerId: string; reason: 'silent' | 'disconnect' | 'rejoined'; tasks: number }
+  | { type: 'worker:lost'; workerId: string; reason: LostReason; tasks: number }
   | { type: 'worker:unknown'; workerId: string; msgType: string }
   | { type: 'worker:unexpected'; workerId: string; msgType: string }
   | { type: 'worker:error'; workerId: string; code: number; message: string }
@@ -55,6 +56,15 @@ export type DispatchEvent =
   | { type: 'result:ignored'; jobUuid: string; taskIndex: number; attempt: number; workerId: string; why: 'duplicate' | 'stale' }
   | { type: 'result:refused'; jobUuid: string; taskIndex: number; attempt: number; reason: string }
   | { type: 'result:acked'; jobUuid: string; taskIndex: number; attempt: number };
+
+/** Why a worker was declared lost. */
+export type LostReason = 'silent' | 'disconnect' | 'rejoined' | 'reconnected';
+const LOST_WHY: Record<LostReason, (livenessMs: number) => string> = {
+  silent: (ms) => `silent for more than ${ms} ms`,
+  disconnect: () => 'it sent worker_disconnect',
+  rejoined: () => 'it restarted (sent worker_ready again)',
+  reconnected: () => 'it reconnected, so messages to it may have been lost',
+};
 
 export type DispatchOutput =
   | { kind: 'toWorker'; workerId: string; msg: MessageInput }
@@ -79,6 +89,8 @@ interface HeldTask {
 
 interface WorkerRec {
   readonly id: string;
+  /** the connection it registered on (undefined: the shell does not track connections) */
+  readonly connectionId: string | undefined;
   slots: number;
   prefetch: number;
   /** task keys sent to this worker and not finished */
@@ -212,11 +224,14 @@ export class Dispatcher {
     const out: DispatchOutput[] = [];
     // Any message from the master proves it is there and has our hello (docs/architecture.md,
     // "Master -> balancer"): it only talks to a balancer that said hello.
-    const first = this.masterState !== 'connected';
+    const answered = this.masterState !== 'connected';
     this.masterHeardMs = nowMs;
-    if (first) {
+    if (answered) {
       this.masterState = 'connected';
-      this.emit(out, { type: 'master:heard', first: true });
+      // The master answers a hello before re-sending every open task (one socket, FIFO), so
+      // tasks dropped at the bound before this point will come again: forget the drops.
+      this.droppedSinceHello = false;
+      this.emit(out, { type: 'master:heard', first: answered });
     }
     switch (m.type) {
       case 'generic_message':
@@ -240,11 +255,16 @@ export class Dispatcher {
     return out;
   }
 
-  /** A message from a worker, named by the node_uuid it carries. */
-  onWorker(workerId: string, m: Message, nowMs: number): DispatchOutput[] {
+  /**
+   * A message from a worker, named by the node_uuid it carries. `connectionId` names the
+   * connection it came on (the shell passes the ZeroMQ routing id): when a registered worker
+   * shows up on a new connection, messages sent on the old one may have been lost, so its
+   * tasks are treated as lost and it is asked to re-register.
+   */
+  onWorker(workerId: string, m: Message, nowMs: number, connectionId?: string): DispatchOutput[] {
     const out: DispatchOutput[] = [];
     if (m.type === 'worker_ready') {
-      this.onReady(out, workerId, m, nowMs);
+      this.onReady(out, workerId, m, nowMs, connectionId);
       this.dispatchPass(out, nowMs);
       return out;
     }
@@ -271,6 +291,13 @@ export class Dispatcher {
       }
       this.emit(out, { type: 'worker:unknown', workerId, msgType: m.type });
       this.toWorker(out, workerId, errorReply(this.o.nodeUuid, ERROR_CODES.UNAVAILABLE, `unknown worker ${workerId} (never joined or declared lost after ${this.livenessMs} ms of silence); send worker_ready to re-register`));
+      return out;
+    }
+    if (connectionId !== undefined && w.connectionId !== undefined && connectionId !== w.connectionId) {
+      this.loseWorker(out, w, 'reconnected', nowMs);
+      if (m.type === 'task_result') this.ackWorker(out, workerId, m);
+      this.toWorker(out, workerId, errorReply(this.o.nodeUuid, ERROR_CODES.UNAVAILABLE, `worker ${workerId} reconnected, so tasks sent to it may be lost and were re-queued; send worker_ready to re-register`));
+      this.dispatchPass(out, nowMs);
       return out;
     }
     w.lastSeenMs = nowMs;
@@ -328,9 +355,13 @@ export class Dispatcher {
 
   // ---- master side -------------------------------------------------------------------------
 
+  /**
+   * Every hello waits for an answer: the state is hello-pending until any master message
+   * arrives, and hello repeats every interval meanwhile (the master answers a hello at once).
+   */
   private hello(out: DispatchOutput[], nowMs: number, reason: 'start' | 'unanswered' | 'silent' | 'room'): void {
     this.helloSentMs = nowMs;
-    this.droppedSinceHello = false;
+    this.masterState = 'hello-pending';
     this.counters.masterHellos++;
     this.emit(out, { type: 'master:hello', reason });
     out.push({ kind: 'toMaster', msg: { type: 'balancer_hello', node_uuid: this.o.nodeUuid, protocol_version: this.o.protocolVersion } });
@@ -434,7 +465,7 @@ export class Dispatcher {
 
   // ---- worker side -------------------------------------------------------------------------
 
-  private onReady(out: DispatchOutput[], workerId: string, m: MessageOf<'worker_ready'>, nowMs: number): void {
+  private onReady(out: DispatchOutput[], workerId: string, m: MessageOf<'worker_ready'>, nowMs: number, connectionId: string | undefined): void {
     if (m.protocol_version !== this.o.protocolVersion || m.software_version !== this.o.softwareVersion) {
       this.refuseWorker(
         out,
@@ -457,6 +488,7 @@ export class Dispatcher {
     }
     const w: WorkerRec = {
       id: workerId,
+      connectionId,
       slots: m.slots,
       prefetch: m.prefetch,
       assigned: new Set(),
@@ -535,7 +567,7 @@ export class Dispatcher {
   }
 
   /** Worker silent, disconnected or re-joined: each unfinished task's attempt is `lost`. */
-  private loseWorker(out: DispatchOutput[], w: WorkerRec, reason: 'silent' | 'disconnect' | 'rejoined', nowMs: number): void {
+  private loseWorker(out: DispatchOutput[], w: WorkerRec, reason: LostReason, nowMs: number): void {
     this.workers.delete(w.id);
     this.counters.workersLost++;
     this.emit(out, { type: 'worker:lost', workerId: w.id, reason, tasks: w.assigned.size });
@@ -543,7 +575,7 @@ export class Dispatcher {
       const t = this.tasks.get(key)!;
       assert(t.state === 'running' && t.workerId === w.id, `task ${key} assigned to ${w.id} is running there`);
       const retry = t.attempt < t.spec.max_retries;
-      const why = reason === 'silent' ? `silent for more than ${this.livenessMs} ms` : reason === 'disconnect' ? 'disconnected' : 'restarted (sent worker_ready again)';
+      const why = LOST_WHY[reason](this.livenessMs);
       const msg: MessageInput<'task_result'> = {
         type: 'task_result',
         node_uuid: this.o.nodeUuid,

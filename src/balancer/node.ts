@@ -128,7 +128,7 @@ export class BalancerNode {
     if (!isUuid(m.node_uuid)) throw new GridError('BAD_REQUEST', `node_uuid ${m.node_uuid} is not a UUID`, 'a worker names itself by a UUID in every message');
     // The worker's routing id changes when its DEALER reconnects; the newest one wins.
     this.peers.set(m.node_uuid, peer);
-    this.execute(this.dispatcher.onWorker(m.node_uuid, m, Date.now()));
+    this.execute(this.dispatcher.onWorker(m.node_uuid, m, Date.now(), peer.toString('hex')));
     this.forgetPeerIfGone(m.node_uuid);
   }
 

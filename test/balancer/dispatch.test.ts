@@ -173,6 +173,20 @@ describe('balancer dispatch state machine', () => {
       assert.deepEqual(dispatchedTo(out).map((x) => [x.workerId, x.m.attempt]), [[A, 1]]);
     });
 
+    it('a registered worker seen on a new connection loses its tasks and is asked to re-register', () => {
+      const d = connected();
+      d.onWorker(A, readyMsg(A, 1, 0), 0, 'conn-1');
+      d.onWorker(B, readyMsg(B, 1, 0), 0, 'conn-b');
+      const job = newUuid();
+      d.onMaster(taskMsg(job, 0), 0);
+      assert.equal(d.taskInfo(job, 0)!.workerId, A);
+      assert.equal(events(d.onWorker(A, statusMsg(A), 10, 'conn-1'), 'worker:lost').length, 0);
+      const out = d.onWorker(A, statusMsg(A), 20, 'conn-2');
+      assert.equal(events(out, 'worker:lost')[0]!.reason, 'reconnected');
+      assert.equal(toWorker(out, A, 'error_reply')[0]!.error_code, ERROR_CODES.UNAVAILABLE);
+      assert.deepEqual(dispatchedTo(out).map((x) => [x.workerId, x.m.attempt]), [[B, 1]]);
+    });
+
     it('asks an unknown (or declared lost) worker to re-register, acking but ignoring its results', () => {
       const d = connected();
       const s = d.onWorker(C, statusMsg(C), 0);
