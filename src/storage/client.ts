@@ -309,7 +309,11 @@ export class StorageClient {
     });
   }
 
-  /** The whole file in one seed file_request; for small files (the server refuses large ones with TOO_LARGE). */
+  /**
+   * The whole file, for small files: one seed file_request. A file the node refuses as
+   * TOO_LARGE for that (over its maxReadBytes) is read with ranged reads instead, up to
+   * maxWholeReadBytes; larger ones fail with TOO_LARGE (use downloadTo).
+   */
   async readWhole(fileUuid: string): Promise<Buffer> {
     checkUuid(fileUuid);
     let p = this.whole.get(fileUuid);
@@ -317,7 +321,21 @@ export class StorageClient {
       p = this.fileRequest(fileUuid).finally(() => this.whole.delete(fileUuid));
       this.whole.set(fileUuid, p);
     }
-    return (await p).data;
+    try {
+      return (await p).data;
+    } catch (e) {
+      if (!(e instanceof GridError) || e.code !== 'TOO_LARGE') throw e;
+    }
+    const st = await this.stat(fileUuid);
+    if (!st.exists) throw new GridError('NOT_FOUND', `no file ${fileUuid} on storage ${this.o.endpoint}`, 'check the id');
+    if (st.length > this.cfg.maxWholeReadBytes) {
+      throw new GridError('TOO_LARGE', `${fileUuid} is ${st.length} bytes, over maxWholeReadBytes (${this.cfg.maxWholeReadBytes}) for readWhole`, 'use downloadTo or ranged reads');
+    }
+    const data = await this.read(fileUuid, 0, st.length);
+    if (data.length !== st.length || !createHash('sha256').update(data).digest().equals(st.sha256!)) {
+      throw new GridError('CHECKSUM_MISMATCH', `the bytes read of ${fileUuid} do not match its SHA-256`, 'try again; if it persists the storage node holds a damaged copy');
+    }
+    return data;
   }
 
   /**

@@ -108,6 +108,11 @@ export interface StorageClientConfig {
   readWindowChunks: number;
   /** times an upload may restart from the server's `received` offset before it gives up */
   maxUploadRewinds: number;
+  /**
+   * largest file readWhole() returns: a file the node refuses for file_request (over its
+   * maxReadBytes) is read with ranged reads up to this size, bytes
+   */
+  maxWholeReadBytes: number;
 }
 
 export const STORAGE_CLIENT_DEFAULTS: StorageClientConfig = {
@@ -118,6 +123,7 @@ export const STORAGE_CLIENT_DEFAULTS: StorageClientConfig = {
   putWindowChunks: 4,
   readWindowChunks: 4,
   maxUploadRewinds: 8,
+  maxWholeReadBytes: 64 * MiB,
 };
 
 export function validateClientConfig(c: Record<string, unknown>): StorageClientConfig {
@@ -129,6 +135,7 @@ export function validateClientConfig(c: Record<string, unknown>): StorageClientC
   intSetting(c, 'putWindowChunks', 1, 1024);
   intSetting(c, 'readWindowChunks', 1, 1024);
   intSetting(c, 'maxUploadRewinds', 0, 1000);
+  intSetting(c, 'maxWholeReadBytes', 0, 2 ** 31 - 1);
   return c as unknown as StorageClientConfig;
 }
 

@@ -202,9 +202,22 @@ describe('storage node + StorageClient (real sockets)', function () {
     const data = bytes(5 * MiB, 28);
     const { fileUuid } = await c!.putBuffer(data);
     assert.equal((await rejection(c!.read(fileUuid, 5 * MiB + 1, 10))).code, 'BAD_REQUEST');
-    const big = await rejection(c!.readWhole(fileUuid));
+    // the node refuses file_request over maxReadBytes; readWhole falls back to ranged reads...
+    assert.ok((await c!.readWhole(fileUuid)).equals(data));
+    // ...up to the client's maxWholeReadBytes
+    const small = client(node!.endpoint, { maxWholeReadBytes: 4 * MiB });
+    extra.push(small);
+    const big = await rejection(small.readWhole(fileUuid));
     assert.equal(big.code, 'TOO_LARGE');
-    assert.match(big.message, /ranged reads/);
+    assert.match(big.message, /maxWholeReadBytes/);
+    const seed = await rejection(new Promise((resolve, reject) => {
+      // the node's own refusal of a seed file_request names ranged reads, matched by file_uuid
+      const rpc = new RpcClient({ endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger(), onUnsolicited: (m) => (m.type === 'error_reply' && m.request_uuid === fileUuid ? reject(Object.assign(new Error(m.message), { code: m.error_code })) : resolve(m)) });
+      extra.push(rpc);
+      void rpc.send({ type: 'file_request', node_uuid: newUuid(), file_uuid: fileUuid });
+    }));
+    assert.equal(seed.code, ERROR_CODES.TOO_LARGE as unknown as string);
+    assert.match(seed.message, /ranged reads/);
     assert.equal((await rejection(c!.read('not-a-uuid', 0, 1))).code, 'BAD_REQUEST');
     assert.equal((await rejection(c!.read(fileUuid, -1, 1))).code, 'BAD_REQUEST');
     assert.equal((await rejection(c!.read(fileUuid, 0.5, 1))).code, 'BAD_REQUEST');
@@ -225,6 +238,28 @@ describe('storage node + StorageClient (real sockets)', function () {
     await c.putBuffer(bytes(MiB, 31));
     const st = JSON.parse((await httpGet(node.adminPort, '/status')).body);
     assert.deepEqual([st.files, st.bytesStored, st.quotaBytes], [2, 2 * MiB, 2 * MiB]);
+  });
+
+  it('runs the periodic scrub and the idle-upload sweep on their timers', async () => {
+    c!.close();
+    await node!.stop();
+    let nowMs = 1_000_000;
+    node = await startNode(dir, { scrubIntervalMs: 50, stagingSweepIntervalMs: 100, stagingMaxAgeMs: 10_000 }, () => nowMs);
+    c = client(node.endpoint);
+    await c.putBuffer(bytes(MiB + 1, 32));
+    const data = bytes(2 * MiB, 33);
+    const d = sha256(data);
+    const rpc = new RpcClient({ endpoint: node.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    extra.push(rpc);
+    await rpc.request({ type: 'file_put_request', node_uuid: newUuid(), request_uuid: newUuid(), file_uuid: fileUuidFromSha256(d), file_length: data.length, offset: 0, final: 0, sha256: d, data: data.subarray(0, MiB) });
+    assert.equal(rows(dir).uploads, 1);
+    nowMs += 10_001;
+    const until = async (what: string, ok: () => boolean) => {
+      for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(ok(), what);
+    };
+    await until('the sweep discards the idle upload', () => rows(dir).uploads === 0 && rows(dir).chunks === 2);
+    await until('a scrub pass completes', () => (node!.status() as { scrub: { last: { chunksChecked: number } | null } }).scrub.last?.chunksChecked === 2);
   });
 
   it('times out with TIMEOUT against a node that does not answer', async () => {
