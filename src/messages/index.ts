@@ -6,3 +6,4 @@ export * from './types';
 export * from './codec';
 export * from './uuid';
 export * from './error-codes';
+export * from './json';
