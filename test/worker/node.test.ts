@@ -1,0 +1,299 @@
+// A real `grid worker` process driven by a ZeroMQ ROUTER that plays the balancer in this
+// test, against a real `grid storage` process (docs/architecture.md, "Balancer -> worker
+// (Paranoid Pirate)", "Results", "Cancel"; docs/worker.md).
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import * as zmq from 'zeromq';
+import { silentLogger } from '../../src/common';
+import { ERROR_CODES, Message, MessageInput, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, WorkerState, decode, encode, newUuid } from '../../src/messages';
+import { StorageClient } from '../../src/storage';
+import { Proc, fuseMounts, startGrid } from './helpers';
+
+const BALANCER_ID = newUuid();
+
+/** The balancer, played by a ROUTER in the test. */
+class FakeBalancer {
+  readonly sock = new zmq.Router({ linger: 0 });
+  readonly inbox: { m: Message; peer: Buffer; at: number }[] = [];
+  endpoint = '';
+  heartbeats = true;
+  /** answer worker_ready with VERSION_MISMATCH */
+  refuseVersion = false;
+  private timer?: NodeJS.Timeout;
+  private peers = new Map<string, Buffer>();
+
+  async start(): Promise<void> {
+    await this.sock.bind('tcp://127.0.0.1:*');
+    this.endpoint = this.sock.lastEndpoint!;
+    void (async () => {
+      try {
+        for await (const [peer, ...frames] of this.sock) {
+          const m = decode(frames as Buffer[]);
+          this.inbox.push({ m, peer: peer as Buffer, at: Date.now() });
+          this.peers.set(m.node_uuid, peer as Buffer);
+          if (m.type === 'worker_ready' && this.refuseVersion) {
+            await this.sendTo(m.node_uuid, { type: 'error_reply', node_uuid: BALANCER_ID, request_uuid: NIL_UUID, error_code: ERROR_CODES.VERSION_MISMATCH, message: 'balancer speaks protocol 99, worker 1' });
+          }
+        }
+      } catch {
+        /* closed */
+      }
+    })();
+    this.timer = setInterval(() => {
+      if (!this.heartbeats) return;
+      for (const id of this.peers.keys()) void this.sendTo(id, { type: 'generic_message', node_uuid: BALANCER_ID }).catch(() => undefined);
+    }, 100);
+  }
+
+  sendTo(workerId: string, m: MessageInput): Promise<void> {
+    const peer = this.peers.get(workerId);
+    if (!peer) throw new Error(`no peer ${workerId}`);
+    return this.sock.send([peer, ...encode(m)]);
+  }
+
+  of<T extends Message['type']>(type: T, from?: string): MessageOf<T>[] {
+    return this.inbox.filter((e) => e.m.type === type && (!from || e.m.node_uuid === from)).map((e) => e.m as MessageOf<T>);
+  }
+
+  async waitFor<T extends Message['type']>(type: T, pred: (m: MessageOf<T>) => boolean = () => true, count = 1, ms = 20_000): Promise<MessageOf<T>[]> {
+    const t0 = Date.now();
+    for (;;) {
+      const got = this.of(type).filter(pred);
+      if (got.length >= count) return got;
+      if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${count} ${type}, have ${got.length}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.sock.close();
+  }
+}
+
+function get(port: number, p: string): Promise<{ code: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: p }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ code: res.statusCode ?? 0, body }));
+    }).on('error', reject);
+  });
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('worker node (real processes)', function () {
+  this.timeout(90_000);
+  let tmp: string;
+  let storage: Proc | undefined;
+  let client: StorageClient;
+  const workers: Proc[] = [];
+  const balancers: FakeBalancer[] = [];
+
+  before(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'grid-worker-node-'));
+    storage = await startGrid(['storage', '--data-dir', path.join(tmp, 'storage'), '--bind', 'tcp://127.0.0.1:0', '--admin-port', '0']);
+    const endpoint = (storage.ready.endpoints as { clients: string }).clients;
+    client = new StorageClient({ endpoint, nodeUuid: newUuid(), log: silentLogger() });
+  });
+
+  after(async () => {
+    for (const w of workers) await w.stop();
+    for (const b of balancers) b.close();
+    client?.close();
+    await storage?.stop();
+    // no mount of ours may survive, whatever happened above
+    for (const m of fuseMounts().filter((m) => m.startsWith(tmp))) {
+      await new Promise((r) => require('node:child_process').execFile('fusermount', ['-uz', m], r));
+      assert.fail(`mount ${m} was left behind`);
+    }
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  async function balancer(): Promise<FakeBalancer> {
+    const b = new FakeBalancer();
+    await b.start();
+    balancers.push(b);
+    return b;
+  }
+
+  async function worker(b: FakeBalancer, extra: string[] = [], cfg: Record<string, unknown> = {}): Promise<Proc & { id: string; dataDir: string; adminPort: number }> {
+    const dataDir = path.join(tmp, `worker-${workers.length}`);
+    fs.mkdirSync(dataDir, { recursive: true });
+    const cfgFile = path.join(dataDir, 'worker.json');
+    fs.writeFileSync(cfgFile, `// test config\n${JSON.stringify({ heartbeatIntervalMs: 100, livenessMissed: 3, resultResendMs: 300, memoryPollIntervalMs: 50, outputPollIntervalMs: 50, ...cfg })}\n`);
+    const storageEp = (storage!.ready.endpoints as { clients: string }).clients;
+    const p = await startGrid(['worker', '--balancer', b.endpoint, '--storage', storageEp, '--data-dir', dataDir, '--admin-port', '0', '--slots', '2', '--config', cfgFile, ...extra]);
+    workers.push(p);
+    return Object.assign(p, { id: p.ready.nodeId as string, dataDir, adminPort: p.ready.adminPort as number });
+  }
+
+  async function dispatch(b: FakeBalancer, workerId: string, program: string, inputs: { data: Buffer; name: string }[], over: Partial<MessageInput<'task_dispatch'>> = {}) {
+    const prog = await client.putBuffer(Buffer.from(program));
+    const ins = await Promise.all(inputs.map((i) => client.putBuffer(i.data)));
+    const m: MessageInput<'task_dispatch'> = {
+      type: 'task_dispatch',
+      node_uuid: BALANCER_ID,
+      job_uuid: newUuid(),
+      program_file_uuid: prog.fileUuid,
+      task_index: 4,
+      task_count: 9,
+      attempt: 0,
+      max_retries: 2,
+      timeout_ms: 30_000,
+      memory_limit_mb: 256,
+      output_limit_bytes: 64 * 1024 * 1024,
+      input_file_uuids: ins.map((i) => i.fileUuid),
+      input_names: inputs.map((i) => i.name),
+      args: ['x', 'y z'],
+      program_name: 'job.js',
+      ...over,
+    };
+    await b.sendTo(workerId, m);
+    return m;
+  }
+
+  const HASHER = `
+    const fs = require('fs'); const crypto = require('crypto');
+    const lines = process.argv.slice(2).map((p) => require('path').basename(p) + ' ' + crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex'));
+    fs.writeFileSync('hashes.txt', lines.join('\\n') + '\\n');
+    fs.mkdirSync('meta');
+    fs.writeFileSync('meta/env.json', JSON.stringify({ job: process.env.GRID_JOB_ID, idx: process.env.GRID_TASK_INDEX, n: process.env.GRID_TASK_COUNT, args: JSON.parse(process.env.GRID_ARGS), paths: process.argv.slice(2) }));
+    console.log('hashed ' + lines.length + ' inputs');
+  `;
+
+  it('joins with worker_ready, heartbeats, runs a task reading inputs through FUSE, and re-sends its result until acked', async () => {
+    const b = await balancer();
+    const w = await worker(b);
+    const [ready] = await b.waitFor('worker_ready', (m) => m.node_uuid === w.id);
+    assert.equal(ready!.protocol_version, PROTOCOL_VERSION);
+    assert.equal(ready!.slots, 2);
+    assert.equal(ready!.prefetch, 1);
+    assert.match(ready!.software_version, /^\d+\.\d+\.\d+/);
+    const [st] = await b.waitFor('worker_status', (m) => m.node_uuid === w.id);
+    assert.equal(st!.state, WorkerState.idle);
+    assert.equal(st!.job_uuid, NIL_UUID);
+
+    const big = randomBytes(5 * 1024 * 1024 + 77);
+    const smallIn = Buffer.from('small input\n');
+    const d = await dispatch(b, w.id, HASHER, [{ data: big, name: 'big.bin' }, { data: smallIn, name: 'small.txt' }]);
+    const [started] = await b.waitFor('task_started', (m) => m.job_uuid === d.job_uuid);
+    assert.equal(started!.worker_uuid, w.id);
+    assert.equal(started!.task_index, 4);
+    const [r] = await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid);
+    assert.equal(r!.outcome, TaskOutcome.ok, r!.error + r!.log_tail);
+    assert.equal(r!.exit_code, 0);
+    assert.equal(r!.final, 0);
+    assert.equal(r!.worker_uuid, w.id);
+    assert.deepEqual(r!.output_names, ['hashes.txt', 'meta/env.json']);
+    const hashes = (await client.readWhole(r!.output_file_uuids[0]!)).toString();
+    assert.equal(hashes, `big.bin ${sha(big)}\nsmall.txt ${sha(smallIn)}\n`);
+    const env = JSON.parse((await client.readWhole(r!.output_file_uuids[1]!)).toString());
+    assert.deepEqual(env.args, ['x', 'y z']);
+    assert.equal(env.job, d.job_uuid);
+    assert.equal(env.idx, '4');
+    assert.equal(env.n, '9');
+    assert.equal(env.paths[0], path.join(w.dataDir, 'mnt', d.input_file_uuids[0]!, 'big.bin'), 'inputs are read through the FUSE mount');
+    assert.notEqual(r!.log_file_uuid, NIL_UUID);
+    assert.match((await client.readWhole(r!.log_file_uuid)).toString(), /hashed 2 inputs/);
+    assert.match(r!.log_tail, /hashed 2 inputs/);
+
+    // not acknowledged: sent again every resultResendMs; acknowledged: no more
+    await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid, 2);
+    await b.sendTo(w.id, { type: 'result_ack', node_uuid: BALANCER_ID, job_uuid: d.job_uuid, task_index: 4, attempt: 0 });
+    await new Promise((r2) => setTimeout(r2, 400));
+    const n = b.of('task_result').filter((m) => m.job_uuid === d.job_uuid).length;
+    await new Promise((r2) => setTimeout(r2, 800));
+    assert.equal(b.of('task_result').filter((m) => m.job_uuid === d.job_uuid).length, n, 'no re-send after result_ack');
+
+    // the task folder is gone; admin answers
+    assert.deepEqual(fs.readdirSync(path.join(w.dataDir, 'tasks')), []);
+    const h = await get(w.adminPort, '/healthz');
+    assert.equal(h.code, 200);
+    const s = JSON.parse((await get(w.adminPort, '/status')).body);
+    assert.equal(s.slots, 2);
+    assert.equal(s.counts.ok, 1);
+    assert.ok(s.fuse.cache.bytes > 0);
+  });
+
+  it('reports failures with their log tail, and cancels a running job', async () => {
+    const b = await balancer();
+    const w = await worker(b);
+    await b.waitFor('worker_ready', (m) => m.node_uuid === w.id);
+    const bad = await dispatch(b, w.id, `console.error('bad things'); process.exit(5);`, []);
+    const slow = await dispatch(b, w.id, `console.log('sleeping'); setInterval(() => {}, 1000);`, [], { task_index: 1 });
+    const [rb] = await b.waitFor('task_result', (m) => m.job_uuid === bad.job_uuid);
+    assert.equal(rb!.outcome, TaskOutcome.exit_nonzero);
+    assert.equal(rb!.exit_code, 5);
+    assert.match(rb!.log_tail, /bad things/);
+    assert.match(rb!.error, /exited with code 5/);
+    await b.waitFor('task_started', (m) => m.job_uuid === slow.job_uuid);
+    const [busy] = await b.waitFor('worker_status', (m) => m.node_uuid === w.id && m.job_uuid === slow.job_uuid);
+    assert.equal(busy!.state, WorkerState.busy);
+    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: slow.job_uuid });
+    const [rc] = await b.waitFor('task_result', (m) => m.job_uuid === slow.job_uuid);
+    assert.equal(rc!.outcome, TaskOutcome.cancelled);
+    assert.equal(rc!.exit_code, -1);
+
+    const missing = await dispatch(b, w.id, 'console.log(1)', [], { task_index: 2, input_file_uuids: [newUuid()], input_names: ['gone.txt'] });
+    const [rm] = await b.waitFor('task_result', (m) => m.job_uuid === missing.job_uuid);
+    assert.equal(rm!.outcome, TaskOutcome.worker_error);
+    assert.match(rm!.error, /is not in storage/);
+  });
+
+  it('reconnects when the balancer goes silent, sends worker_ready again and re-sends unacked results', async () => {
+    const b = await balancer();
+    const w = await worker(b);
+    await b.waitFor('worker_ready', (m) => m.node_uuid === w.id);
+    const d = await dispatch(b, w.id, `require('fs').writeFileSync('o.txt', 'done');`, []);
+    await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid);
+    b.heartbeats = false; // the balancer "dies" (silent)
+    await b.waitFor('worker_ready', (m) => m.node_uuid === w.id, 2);
+    const readyAt = b.inbox.filter((e) => e.m.type === 'worker_ready').map((e) => e.at)[1]!;
+    b.heartbeats = true;
+    // the unacked result survives the reconnect and is sent again on the new connection
+    await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid, b.of('task_result').filter((m) => m.job_uuid === d.job_uuid).length + 1);
+    const after = b.inbox.filter((e) => e.m.type === 'task_result' && (e.m as MessageOf<'task_result'>).job_uuid === d.job_uuid && e.at >= readyAt);
+    assert.ok(after.length >= 1);
+    const s = JSON.parse((await get(w.adminPort, '/status')).body);
+    assert.ok(s.reconnects >= 1);
+  });
+
+  it('runs staged (no FUSE) when asked, with inputs in the task folder', async () => {
+    const b = await balancer();
+    const w = await worker(b, ['--staged']);
+    assert.equal(w.ready.mount, null);
+    await b.waitFor('worker_ready', (m) => m.node_uuid === w.id);
+    const data = randomBytes(3 * 1024 * 1024);
+    const d = await dispatch(b, w.id, HASHER, [{ data, name: 'in.bin' }]);
+    const [r] = await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid);
+    assert.equal(r!.outcome, TaskOutcome.ok, r!.error + r!.log_tail);
+    assert.equal((await client.readWhole(r!.output_file_uuids[0]!)).toString(), `in.bin ${sha(data)}\n`);
+    const env = JSON.parse((await client.readWhole(r!.output_file_uuids[1]!)).toString());
+    assert.ok(env.paths[0].startsWith(path.join(w.dataDir, 'tasks')));
+  });
+
+  it('exits non-zero with one clear line on VERSION_MISMATCH, and stops gracefully on SIGTERM', async () => {
+    const b = await balancer();
+    b.refuseVersion = true;
+    const w = await worker(b);
+    const code = await new Promise<number | null>((r) => (w.proc.exitCode !== null ? r(w.proc.exitCode) : w.proc.once('exit', (c) => r(c))));
+    assert.notEqual(code, 0);
+    assert.match(w.stderr(), /VERSION_MISMATCH: the balancer at tcp:\/\/127\.0\.0\.1:\d+ refused this worker.*protocol 99/);
+    assert.ok(!fuseMounts().includes(path.join(w.dataDir, 'mnt')), 'unmounted on the way out');
+
+    const b2 = await balancer();
+    const w2 = await worker(b2);
+    await b2.waitFor('worker_ready', (m) => m.node_uuid === w2.id);
+    assert.ok(fuseMounts().includes(path.join(w2.dataDir, 'mnt')));
+    await w2.stop();
+    assert.equal(w2.proc.exitCode, 0);
+    await b2.waitFor('worker_disconnect', (m) => m.node_uuid === w2.id);
+    assert.ok(!fuseMounts().includes(path.join(w2.dataDir, 'mnt')), 'unmounted on SIGTERM');
+  });
+});
