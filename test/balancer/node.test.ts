@@ -1,0 +1,284 @@
+// The balancer node on real sockets: the test plays the master (a ROUTER) and workers
+// (DEALERs) around an in-process BalancerNode, and runs the real `grid balancer` process
+// (docs/architecture.md "Master -> balancer", "Balancer -> worker", "Results"; docs/balancer.md).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import * as zmq from 'zeromq';
+import { BalancerNode, loadBalancerConfig } from '../../src/balancer';
+import { SOFTWARE_VERSION } from '../../src/common';
+import { ERROR_CODES, Message, MessageInput, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, decode, encode, newUuid } from '../../src/messages';
+import { taskMsg } from './helpers';
+
+const BIN = path.resolve(__dirname, '../../../bin/grid.js');
+const HB_MS = 100;
+
+async function until<T>(what: string, f: () => T | undefined | false, ms = 5000): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = f();
+    if (v) return v;
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function get(port: number, p: string): Promise<{ code: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: p }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ code: res.statusCode!, body }));
+    }).on('error', reject);
+  });
+}
+
+/** The test's master: a ROUTER that records what it gets and heartbeats the balancer once it said hello. */
+class FakeMaster {
+  readonly id = newUuid();
+  readonly sock = new zmq.Router({ linger: 0 });
+  readonly inbox: Message[] = [];
+  peer?: Buffer;
+  beating = true;
+  private timer?: NodeJS.Timeout;
+  endpoint = '';
+  async start(): Promise<string> {
+    await this.sock.bind('tcp://127.0.0.1:*');
+    this.endpoint = this.sock.lastEndpoint!;
+    void (async () => {
+      try {
+        for await (const [peer, ...frames] of this.sock) {
+          const m = decode(frames as Buffer[]);
+          if (m.type === 'balancer_hello') this.peer = peer as Buffer;
+          this.inbox.push(m);
+        }
+      } catch {
+        /* closed */
+      }
+    })();
+    this.timer = setInterval(() => {
+      if (this.beating && this.peer) void this.send({ type: 'generic_message', node_uuid: this.id });
+    }, HB_MS);
+    return this.endpoint;
+  }
+  send(m: MessageInput): Promise<void> {
+    return this.sock.send([this.peer!, ...encode(m)]);
+  }
+  of<T extends Message['type']>(type: T): MessageOf<T>[] {
+    return this.inbox.filter((m) => m.type === type) as MessageOf<T>[];
+  }
+  close(): void {
+    clearInterval(this.timer);
+    this.sock.close();
+  }
+}
+
+/** A test worker: a DEALER that heartbeats with worker_status while `beating`. */
+class FakeWorker {
+  readonly sock = new zmq.Dealer({ linger: 0 });
+  readonly inbox: Message[] = [];
+  beating = true;
+  private timer?: NodeJS.Timeout;
+  constructor(
+    endpoint: string,
+    readonly id = newUuid(),
+  ) {
+    this.sock.connect(endpoint);
+    void (async () => {
+      try {
+        for await (const frames of this.sock) this.inbox.push(decode(frames as Buffer[]));
+      } catch {
+        /* closed */
+      }
+    })();
+    this.timer = setInterval(() => {
+      if (this.beating) void this.send({ type: 'worker_status', node_uuid: this.id, job_uuid: NIL_UUID, state: 0 });
+    }, HB_MS);
+  }
+  send(m: MessageInput): Promise<void> {
+    return this.sock.send(encode(m));
+  }
+  ready(slots: number, prefetch: number, software = SOFTWARE_VERSION): Promise<void> {
+    return this.send({ type: 'worker_ready', node_uuid: this.id, protocol_version: PROTOCOL_VERSION, slots, prefetch, software_version: software, cached_file_uuids: [] });
+  }
+  result(job: string, index: number, attempt: number, outcome: number = TaskOutcome.ok): Promise<void> {
+    return this.send({
+      type: 'task_result', node_uuid: this.id, job_uuid: job, worker_uuid: this.id, log_file_uuid: NIL_UUID, task_index: index, attempt,
+      exit_code: 0, duration_ms: 3, outcome, final: 0, output_file_uuids: [newUuid()], output_names: ['out.txt'], error: '', log_tail: 'done',
+    });
+  }
+  of<T extends Message['type']>(type: T): MessageOf<T>[] {
+    return this.inbox.filter((m) => m.type === type) as MessageOf<T>[];
+  }
+  close(): void {
+    clearInterval(this.timer);
+    this.sock.close();
+  }
+}
+
+describe('balancer node on real sockets', function () {
+  this.timeout(20_000);
+  let dir: string;
+  let master: FakeMaster;
+  let node: BalancerNode | undefined;
+  const closers: (() => void)[] = [];
+
+  beforeEach(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'grid-balancer-'));
+    master = new FakeMaster();
+    await master.start();
+  });
+
+  afterEach(async () => {
+    for (const c of closers.splice(0)) c();
+    await node?.stop();
+    node = undefined;
+    master.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  function worker(endpoint: string, id?: string): FakeWorker {
+    const w = new FakeWorker(endpoint, id);
+    closers.push(() => w.close());
+    return w;
+  }
+
+  async function startNode(): Promise<{ endpoint: string; adminPort: number }> {
+    const cfg = loadBalancerConfig({
+      dataDir: dir,
+      master: master.endpoint,
+      bind: 'tcp://127.0.0.1:0',
+      adminPort: 0,
+      heartbeatIntervalMs: HB_MS,
+      tickMs: 20,
+      retryBackoffBaseMs: 50,
+      resultResendMs: 300,
+    });
+    node = new BalancerNode(cfg);
+    return node.start();
+  }
+
+  it('says hello, dispatches, forwards results until acked, re-dispatches a silent worker\'s task, survives hostile bytes', async () => {
+    master.beating = false; // not yet: /healthz must say 503 until the master is heard
+    const { endpoint, adminPort } = await startNode();
+    await until('balancer_hello', () => master.of('balancer_hello').length > 0);
+    assert.equal(master.of('balancer_hello')[0]!.protocol_version, PROTOCOL_VERSION);
+    const h0 = await get(adminPort, '/healthz');
+    assert.equal(h0.code, 503);
+    assert.match(h0.body, /no word from the master/);
+    master.beating = true;
+    await until('/healthz 200', () => node!.dispatcher.masterConnected);
+    assert.equal((await get(adminPort, '/healthz')).code, 200);
+
+    // a worker joins and gets one task (slots 1 + prefetch 0)
+    const a = worker(endpoint);
+    await a.ready(1, 0);
+    await until('greeting', () => a.of('generic_message').length > 0);
+    const job = newUuid();
+    await master.send(taskMsg(job, 0, { maxRetries: 2 }));
+    await master.send(taskMsg(job, 1, { maxRetries: 2 }));
+    await master.send(taskMsg(job, 1, { maxRetries: 2 })); // a duplicate is ignored
+    const d0 = await until('task 0 at A', () => a.of('task_dispatch')[0]);
+    assert.deepEqual([d0.job_uuid, d0.task_index, d0.attempt], [job, 0, 0]);
+    assert.equal(d0.node_uuid, node!.nodeId);
+
+    await a.send({ type: 'task_started', node_uuid: a.id, job_uuid: job, worker_uuid: a.id, task_index: 0, attempt: 0 });
+    await until('task_started at the master', () => master.of('task_started').length === 1);
+    await a.result(job, 0, 0);
+    await until('result_ack at A', () => a.of('result_ack').length === 1);
+    const r0 = await until('result at the master', () => master.of('task_result')[0]);
+    assert.deepEqual([r0.task_index, r0.attempt, r0.final, r0.outcome, r0.worker_uuid, r0.output_names[0]], [0, 0, 1, TaskOutcome.ok, a.id, 'out.txt']);
+    // not acked by the master: re-sent after resultResendMs; then acked: no more copies
+    await until('result re-sent', () => master.of('task_result').filter((r) => r.task_index === 0).length >= 2);
+    await master.send({ type: 'result_ack', node_uuid: master.id, job_uuid: job, task_index: 0, attempt: 0 });
+    await until('unacked drained', () => node!.dispatcher.status(Date.now()).unackedResults === 0);
+
+    // task 1 went to A after its slot freed; A falls silent, B joins: task 1 moves to B at attempt 1
+    await until('task 1 at A', () => a.of('task_dispatch').find((m) => m.task_index === 1));
+    const b = worker(endpoint);
+    await b.ready(2, 1);
+    a.beating = false;
+    const d1 = await until('task 1 at B', () => b.of('task_dispatch').find((m) => m.task_index === 1));
+    assert.equal(d1.attempt, 1);
+    const lost = master.of('task_result').find((r) => r.task_index === 1)!;
+    assert.deepEqual([lost.attempt, lost.outcome, lost.final, lost.worker_uuid], [0, TaskOutcome.lost, 0, a.id]);
+
+    // hostile bytes on the worker endpoint: error_reply DECODE_ERROR, and the node keeps serving
+    const evil = new zmq.Dealer({ linger: 0 });
+    closers.push(() => evil.close());
+    evil.connect(endpoint);
+    await evil.send([Buffer.from([63, 1, 2, 3]), Buffer.from('junk')]);
+    const [f0, ...rest] = (await evil.receive()) as Buffer[];
+    const err = decode([f0!, ...rest]) as MessageOf<'error_reply'>;
+    assert.equal(err.type, 'error_reply');
+    assert.equal(err.error_code, ERROR_CODES.DECODE_ERROR);
+    await b.result(job, 1, 1);
+    await until('B acked', () => b.of('result_ack').some((x) => x.task_index === 1 && x.attempt === 1));
+    await until('final result of task 1', () => master.of('task_result').find((r) => r.task_index === 1 && r.final === 1));
+
+    // A comes back talking: it is unknown now and is told to re-register
+    a.beating = true;
+    const un = await until('UNAVAILABLE at A', () => a.of('error_reply').find((e) => e.error_code === ERROR_CODES.UNAVAILABLE));
+    assert.match(un.message, /send worker_ready/);
+
+    // a worker of another version is refused, naming both versions
+    const c = worker(endpoint);
+    await c.ready(1, 0, '0.0.0-other');
+    const vm = await until('VERSION_MISMATCH', () => c.of('error_reply')[0]);
+    assert.equal(vm.error_code, ERROR_CODES.VERSION_MISMATCH);
+    assert.ok(vm.message.includes('0.0.0-other') && vm.message.includes(SOFTWARE_VERSION), vm.message);
+
+    const st = JSON.parse((await get(adminPort, '/status')).body);
+    assert.equal(st.role, 'balancer');
+    assert.deepEqual(st.workers.map((w: { workerId: string }) => w.workerId), [b.id]);
+    assert.equal(st.counters.tasksDuplicate, 1);
+    assert.ok(st.server.decodeErrors >= 1);
+    assert.ok(fs.readdirSync(path.join(dir, 'logs')).some((f) => f === `balancer-${node!.nodeId}.log`));
+  });
+
+  it('says hello again when the master falls silent', async () => {
+    await startNode();
+    await until('first hello', () => master.of('balancer_hello').length === 1);
+    await until('connected', () => node!.dispatcher.masterConnected);
+    master.beating = false;
+    await until('second hello', () => master.of('balancer_hello').length >= 2);
+    assert.equal(node!.dispatcher.masterConnected, false);
+    master.beating = true;
+    await until('connected again', () => node!.dispatcher.masterConnected);
+  });
+
+  it('runs as `grid balancer`, announces GRID_READY and stops on SIGTERM', async () => {
+    const child = spawn(process.execPath, [BIN, 'balancer', '--master', master.endpoint, '--bind', 'tcp://127.0.0.1:0', '--admin-port', '0', '--data-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    closers.push(() => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    const line = await until('GRID_READY', () => out.split('\n').find((l) => l.startsWith('GRID_READY ')));
+    const info = JSON.parse(line.slice('GRID_READY '.length));
+    assert.equal(info.role, 'balancer');
+    assert.match(info.endpoints.workers, /^tcp:\/\/127\.0\.0\.1:\d+$/);
+    await until('hello from the process', () => master.of('balancer_hello').length > 0);
+    let health = 0;
+    for (let i = 0; i < 100 && health !== 200; i++) {
+      health = (await get(info.adminPort, '/healthz')).code;
+      if (health !== 200) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(health, 200, '/healthz turns 200 once the master answered');
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+  });
+
+  it('refuses a bad flag with CONFIG_INVALID and exits 1', async () => {
+    const child = spawn(process.execPath, [BIN, 'balancer', '--bind', 'not-an-endpoint', '--data-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c) => (err += c));
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    assert.equal(code, 1);
+    assert.match(err, /CONFIG_INVALID: setting bind must be an endpoint/);
+  });
+});
