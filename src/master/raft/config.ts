@@ -49,6 +49,8 @@ export const RAFT_DEFAULTS = {
   maxUncommittedBytes: 64 * 1024 * 1024,
   maxCommittedSizePerReadyBytes: 8 * 1024 * 1024,
   snapshotRetryTicks: 20,
+  /** GroupCommitter: how long proposals may wait to share one fsync (0 = next turn of the event loop) */
+  groupCommitDelayMs: 0,
 } as const;
 
 export type ResolvedRaftConfig = Required<RaftConfig>;
