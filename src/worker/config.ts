@@ -106,7 +106,7 @@ export function validateWorkerConfig(c: Record<string, unknown>): WorkerConfig {
   c.mount = c.mount === '' ? path.join(c.dataDir as string, 'mnt') : path.resolve(c.mount);
   endpointSetting(c, 'balancer');
   endpointSetting(c, 'storage');
-  if (typeof c.staged === 'string') c.staged = c.staged === 'true';
+  if (c.staged === 'true' || c.staged === 'false') c.staged = c.staged === 'true';
   if (typeof c.staged !== 'boolean') throw configError(`setting staged must be true or false, got ${JSON.stringify(c.staged)}`);
   intSetting(c, 'adminPort', 0, 65535);
   intSetting(c, 'slots', 0, 1024);
