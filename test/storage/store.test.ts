@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import fc from 'fast-check';
 import { PutStatus, fileUuidFromSha256, sha256 } from '../../src/messages';
 import { GridError, silentLogger } from '../../src/common';
 import { FileStore, StoreLimits } from '../../src/storage/store';
@@ -205,6 +206,44 @@ describe('storage FileStore (docs/storage.md)', () => {
     assert.equal(code(() => s.read(fileUuid, 0, LIMITS.maxReadBytes + 1, 0)), 'TOO_LARGE');
     const big = putAll(s, bytes(LIMITS.maxReadBytes + 1, 15), MiB).fileUuid;
     assert.equal(code(() => s.readWhole(big, 0)), 'TOO_LARGE');
+  });
+
+  it('property: any file, put in any piece size (with re-sends), reads back exactly over any range', () => {
+    const small = new FileStore(path.join(dir, 'prop.db'), { ...LIMITS, chunkSizeBytes: 97, maxReadBytes: 5000 }, silentLogger());
+    try {
+      fc.assert(
+        fc.property(
+          fc.integer({ min: 0, max: 4000 }),
+          fc.integer({ min: 1, max: 1500 }),
+          fc.integer({ min: 1, max: 1 << 30 }),
+          fc.array(fc.tuple(fc.nat(), fc.nat({ max: 5000 })), { maxLength: 8 }),
+          fc.boolean(),
+          (size, piece, seed, ranges, resend) => {
+            const data = bytes(size, seed);
+            const digest = sha256(data);
+            const fileUuid = fileUuidFromSha256(digest);
+            let off = 0;
+            let last: ReturnType<FileStore['put']> | undefined;
+            do {
+              const len = Math.min(piece, size - off);
+              const final = off + len === size;
+              const chunk = { fileUuid, sha256: digest, fileLength: size, offset: off, final, data: data.subarray(off, off + len) };
+              last = small.put(chunk, 1);
+              if (resend && !final) assert.equal(small.put(chunk, 1).received, off + len);
+              off += len;
+            } while (off < size);
+            assert.notEqual(last.status, PutStatus.partial);
+            for (const [o, l] of ranges) {
+              const at = size === 0 ? 0 : o % (size + 1);
+              assert.ok(small.read(fileUuid, at, l, 0).data.equals(data.subarray(at, Math.min(at + l, size))));
+            }
+          },
+        ),
+        { numRuns: 25, seed: 4242 },
+      );
+    } finally {
+      small.close();
+    }
   });
 
   it('stores the empty file as one empty final chunk', () => {
