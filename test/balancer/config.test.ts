@@ -1,0 +1,48 @@
+// Balancer configuration: the sample file loads to the defaults; bad values stop the start
+// with CONFIG_INVALID naming the setting (docs/balancer.md, "Configuration").
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BALANCER_DEFAULTS, loadBalancerConfig, sampleConfig } from '../../src/balancer';
+import { GridError } from '../../src/common';
+
+describe('balancer config', () => {
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'grid-balancer-cfg-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('the sample config (with // comments) loads to exactly the defaults', () => {
+    const file = path.join(dir, 'balancer.json');
+    fs.writeFileSync(file, sampleConfig());
+    const c = loadBalancerConfig({}, file);
+    assert.deepEqual(c, { ...BALANCER_DEFAULTS, dataDir: path.resolve(BALANCER_DEFAULTS.dataDir) });
+  });
+
+  it('flags override the file; numbers given as strings are converted', () => {
+    const file = path.join(dir, 'balancer.json');
+    fs.writeFileSync(file, '{ "adminPort": 9000, "livenessMissed": 5 }');
+    const c = loadBalancerConfig({ adminPort: '0' }, file);
+    assert.equal(c.adminPort, 0);
+    assert.equal(c.livenessMissed, 5);
+  });
+
+  const bad: [string, Record<string, unknown>, RegExp][] = [
+    ['an unknown setting', { heartbeatMs: 5 }, /unknown setting "heartbeatMs"/],
+    ['a bad endpoint', { master: 'localhost:7700' }, /setting master must be an endpoint/],
+    ['a zero liveness', { livenessMissed: 0 }, /livenessMissed must be an integer from 2/],
+    ['backoff max below base', { retryBackoffBaseMs: 2000, retryBackoffMaxMs: 1000 }, /retryBackoffMaxMs \(1000\) must be at least retryBackoffBaseMs/],
+    ['a ticker slower than heartbeats', { tickMs: 1000 }, /tickMs \(1000\) must be below heartbeatIntervalMs/],
+    ['a non-integer bound', { maxQueuedTasks: 1.5 }, /maxQueuedTasks must be an integer/],
+  ];
+  for (const [what, file, re] of bad) {
+    it(`refuses ${what} with CONFIG_INVALID`, () => {
+      const f = path.join(dir, 'c.json');
+      fs.writeFileSync(f, JSON.stringify(file));
+      assert.throws(
+        () => loadBalancerConfig({}, f),
+        (e: unknown) => e instanceof GridError && e.code === 'CONFIG_INVALID' && re.test(e.message),
+      );
+    });
+  }
+});
