@@ -11,7 +11,8 @@ import { silentLogger } from '../../src/common';
 import { newUuid } from '../../src/messages';
 import { ChunkCache, ChunkSource } from '../../src/worker/chunkcache';
 import { GridFs, mountedPaths } from '../../src/worker/fusefs';
-import { fuseMounts, sh } from './helpers';
+import { StorageClient } from '../../src/storage';
+import { Proc, fuseMounts, sh, startGrid } from './helpers';
 
 const MiB = 1024 * 1024;
 
@@ -232,5 +233,41 @@ describe('worker chunk cache', () => {
     await c.get(u, 0, 10_000);
     assert.equal(src.reads, before + 1, 'chunk 0 was evicted');
     await assert.rejects(c.get(u, 0, 20_000).then(() => c.get(u, 15, 20_000)), /ended at/);
+  });
+});
+
+describe('worker FUSE file system over a real storage node', function () {
+  this.timeout(90_000);
+  let tmp: string;
+  let storage: Proc | undefined;
+  let client: StorageClient | undefined;
+  let g: GridFs | undefined;
+
+  before(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'grid-fuse-storage-'));
+    storage = await startGrid(['storage', '--data-dir', path.join(tmp, 'storage'), '--bind', 'tcp://127.0.0.1:0', '--admin-port', '0']);
+    client = new StorageClient({ endpoint: (storage.ready.endpoints as { clients: string }).clients, nodeUuid: newUuid(), log: silentLogger() });
+  });
+  after(async () => {
+    await g?.stop();
+    client?.close();
+    await storage?.stop();
+    assert.ok(!fuseMounts().includes(path.join(tmp, 'mnt')));
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('reads 5 MiB and 50 MiB files byte-exact (sha256sum in children)', async () => {
+    const five = randomBytes(5 * MiB + 3);
+    const fifty = randomBytes(50 * MiB);
+    const p5 = await client!.putBuffer(five);
+    const p50 = await client!.putBuffer(fifty);
+    g = new GridFs({ mount: path.join(tmp, 'mnt'), source: client!, fuseChunkBytes: MiB, chunkCacheBytes: 32 * MiB, readAheadChunks: 2, fuseOpTimeoutMs: 30_000, log: silentLogger() });
+    await g.start();
+    const a = g.register(p5.fileUuid, 'five.bin', p5.length);
+    const b = g.register(p50.fileUuid, 'fifty.bin', p50.length);
+    const [r5, r50] = await Promise.all([sh('sha256sum', [a]), sh('sha256sum', [b])]);
+    assert.equal(r5.stdout.split(' ')[0], sha(five), r5.stderr);
+    assert.equal(r50.stdout.split(' ')[0], sha(fifty), r50.stderr);
+    assert.ok(g.cache.stats().bytes <= 32 * MiB);
   });
 });

@@ -128,6 +128,8 @@ describe('worker runner', function () {
     assert.match(r.error, /timeout of 1500 ms/);
     const childPid = Number(fs.readFileSync(path.join(r.workDir, 'child.pid'), 'utf8'));
     assert.ok(childPid > 0);
+    // SIGKILL is delivered asynchronously: give the kernel a moment to tear it down
+    for (let i = 0; i < 100 && alive(childPid); i++) await new Promise((r) => setTimeout(r, 20));
     assert.equal(alive(childPid), false, 'the grandchild must be killed too');
   });
 
