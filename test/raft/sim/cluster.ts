@@ -544,7 +544,7 @@ export class Simulation {
   }
 }
 
-export const DEFAULT_FAULTY_UNITS = 4000;
+export const DEFAULT_FAULTY_UNITS = 8000;
 export const DEFAULT_CALM_UNITS = 3000;
 
 export function runSeed(seed: number, verbose = false, log?: (s: string) => void): SimResult {
