@@ -47,6 +47,8 @@ export interface GridFsOptions {
 interface FileEntry {
   length: number;
   names: Set<string>;
+  /** registrations not yet released (tasks using it) */
+  refs: number;
 }
 
 const O_ACCMODE = 3;
@@ -109,11 +111,25 @@ export class GridFs {
     if (!Number.isSafeInteger(length) || length < 0) throw new GridError('BAD_REQUEST', `bad length ${length} for ${fileUuid}`);
     let e = this.files.get(fileUuid);
     if (!e) {
-      e = { length, names: new Set() };
+      e = { length, names: new Set(), refs: 0 };
       this.files.set(fileUuid, e);
     }
     e.names.add(name);
+    e.refs++;
     return this.pathOf(fileUuid, name);
+  }
+
+  /**
+   * Drops one registration; a file nobody uses any more leaves the mount (its cached chunks
+   * stay), so the table stays as small as the set of running tasks' inputs.
+   */
+  release(fileUuid: string): void {
+    const e = this.files.get(fileUuid);
+    if (!e) return;
+    if (--e.refs <= 0) {
+      this.files.delete(fileUuid);
+      this.lastEnd.delete(fileUuid);
+    }
   }
 
   pathOf(fileUuid: string, name: string): string {

@@ -358,11 +358,12 @@ export class WorkerNode {
     let result: RunResult;
     let outputs: { uuid: string; name: string }[] = [];
     let logUuid = NIL_UUID;
+    const registered: string[] = [];
     try {
       await fsp.rm(taskDir, { recursive: true, force: true });
       await fsp.mkdir(taskDir, { recursive: true });
       const programPath = await this.program(m.program_file_uuid, m.program_name);
-      const inputPaths = await this.inputs(m, taskDir);
+      const inputPaths = await this.inputs(m, taskDir, registered);
       if (t.cancelled) {
         result = this.bareResult('cancelled', 'task was cancelled before it started');
       } else {
@@ -415,6 +416,7 @@ export class WorkerNode {
       t.log.warn({ err: msg }, 'task could not be prepared');
       result = this.bareResult(t.cancelled ? 'cancelled' : 'worker_error', `worker could not prepare the task: ${msg}`);
     } finally {
+      for (const u of registered) this.fs?.release(u);
       await fsp.rm(taskDir, { recursive: true, force: true }).catch(() => undefined);
     }
     if (this.stopping) {
@@ -511,7 +513,7 @@ export class WorkerNode {
   }
 
   /** Input paths for the task: in the FUSE mount, or downloaded into the task folder (staged). */
-  private async inputs(m: Dispatch, taskDir: string): Promise<string[]> {
+  private async inputs(m: Dispatch, taskDir: string, registered: string[]): Promise<string[]> {
     const out: string[] = [];
     for (let i = 0; i < m.input_file_uuids.length; i++) {
       const uuid = m.input_file_uuids[i]!;
@@ -519,6 +521,7 @@ export class WorkerNode {
       if (!isSafeName(name)) throw new GridError('BAD_REQUEST', `input name ${JSON.stringify(name)} is not a plain file name`, 'submit inputs with base names only');
       if (this.fs) {
         out.push(this.fs.register(uuid, name, await this.length(uuid)));
+        registered.push(uuid);
       } else {
         const dir = path.join(taskDir, 'inputs', String(i));
         await fsp.mkdir(dir, { recursive: true });

@@ -156,6 +156,18 @@ describe('worker FUSE file system (real mount)', function () {
     assert.equal(await fsys!.health(), null);
   });
 
+  it('drops a file from the mount when its last registration is released', async () => {
+    const u = newUuid();
+    src.files.set(u, Buffer.from('temp'));
+    fsys!.register(u, 'a', 4);
+    fsys!.register(u, 'b', 4);
+    fsys!.release(u);
+    assert.equal((await sh('cat', [fsys!.pathOf(u, 'b')])).stdout, 'temp');
+    fsys!.release(u);
+    const r = await sh('cat', [fsys!.pathOf(u, 'b')]);
+    assert.match(r.stderr, /No such file/);
+  });
+
   it('refuses unsafe names at registration', () => {
     assert.throws(() => fsys!.register(newUuid(), '../etc', 3), /not a plain file name/);
     assert.throws(() => fsys!.register('nope', 'a', 3), /not a file uuid/);

@@ -219,6 +219,7 @@ describe('worker node (real processes)', function () {
     assert.equal(s.slots, 2);
     assert.equal(s.counts.ok, 1);
     assert.ok(s.fuse.cache.bytes > 0);
+    assert.equal(s.fuse.files, 0, 'inputs leave the mount when their task is done');
   });
 
   it('reports failures with their log tail, and cancels a running job', async () => {
