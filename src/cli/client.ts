@@ -19,6 +19,7 @@ import * as workerRole from '../worker';
 import { StorageClient } from '../storage';
 import { checkJobIdArg, checkReadableFile, parseJobOptions, RawJobFlags } from './args';
 import { ClientConfig, loadClientConfig } from './config';
+import { registerCodecCommands } from './codec';
 import { registerDevCommand } from './dev';
 import { resolveEndpoints, ResolvedEndpoints } from './endpoints';
 import { JobStatus, MasterClient, TaskStatus } from './master-client';
@@ -515,4 +516,5 @@ export function registerClientCommands(program: Command): void {
     .action((f: { role?: string; out?: string; force?: boolean }) => init(f));
 
   registerDevCommand(program);
+  registerCodecCommands(program);
 }
