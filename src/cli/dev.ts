@@ -284,7 +284,10 @@ export class DevSupervisor {
     fs.mkdirSync(n.dataDir, { recursive: true });
     const outFd = fs.openSync(n.outputFile, 'a');
     fs.writeSync(outFd, `--- grid dev: starting ${n.name}: ${[command, ...argv].join(' ')}\n`);
-    const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: process.env });
+    // own process group: a Ctrl-C in dev's terminal reaches only dev, which then stops the
+    // nodes in order (workers first) instead of all of them racing; if dev dies, the nodes
+    // see the IPC channel close and stop by themselves
+    const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: process.env, detached: true });
     n.child = child;
     n.pid = child.pid ?? 0;
     n.state = 'restarting';
