@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { GridError, Logger, createLogger } from '../common';
+import { GridError, Logger, TimeoutError, createLogger } from '../common';
 import { JobState, NIL_UUID, TaskOutcome, TaskState, isUuid, newUuid } from '../messages';
 import * as masterRole from '../master';
 import * as balancerRole from '../balancer';
@@ -89,9 +89,22 @@ class Ctx {
     const c = new Ctx(flags);
     try {
       await f(c);
+    } catch (e) {
+      throw c.explain(e);
     } finally {
       c.close();
     }
+  }
+
+  /** A storage timeout says which endpoint and where it came from, like the master's does. */
+  private explain(e: unknown): unknown {
+    if (!(e instanceof TimeoutError) || !e.message.includes(this.ep.storage)) return e;
+    return new GridError(
+      'UNAVAILABLE',
+      `no storage node answers at ${this.ep.storage} (from ${this.ep.storageFrom}); is \`grid dev\` (or \`grid storage\`) running?`,
+      'start it, or point the client at it with --storage or GRID_STORAGE',
+      { cause: e },
+    );
   }
 
   /** A full job id from a full id or a unique prefix of a recent job's id. */

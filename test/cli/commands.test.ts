@@ -74,6 +74,11 @@ describe('cli: grid commands as processes (bad input)', function () {
     }
   });
 
+  it('no storage: submit fails with a clear line naming the storage endpoint', async () => {
+    const r = await runGrid(['submit', job, '--inputs', data], { env: { ...noMaster, GRID_STORAGE_REQUEST_TIMEOUT_MS: '200', GRID_STORAGE_RETRIES: '1' } });
+    oneLineError(r, new RegExp(`no storage node answers at ${noMaster.GRID_STORAGE} \\(from GRID_STORAGE\\); is \`grid dev\` \\(or \`grid storage\`\\) running\\?`));
+  });
+
   it('init: writes a commented sample config the role accepts, and will not overwrite it', async () => {
     const out = path.join(tmp, 'conf', 'master.json');
     const r = await runGrid(['init', '--role', 'master', '--out', out]);
