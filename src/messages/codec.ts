@@ -16,6 +16,20 @@ import { readUuid, writeUuid } from './uuid';
 
 const TWO32 = 4294967296;
 
+/**
+ * Little-endian u32 by plain byte access. The generated code inlines the same expressions
+ * instead of Buffer.readUInt32LE/writeUInt32LE, whose argument checks cost more than the read
+ * (bench/codec.ts); every offset is a constant already checked against the frame's length.
+ */
+function u32At(b: Uint8Array, off: number): number {
+  return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16)) + b[off + 3]! * 16777216;
+}
+
+/** Source text storing the u32 (or i32) expression `v` at constant offset `off` of `b`. */
+function put32(off: number, v: string): string {
+  return `b[${off}] = ${v}; b[${off + 1}] = ${v} >>> 8; b[${off + 2}] = ${v} >>> 16; b[${off + 3}] = ${v} >>> 24;`;
+}
+
 // ---- helpers the generated code calls ---------------------------------------------------
 
 const H = {
@@ -32,8 +46,8 @@ const H = {
     if (!writeUuid(b, off, v as string)) H.badField(type, name, v, 'a UUID like 123e4567-e89b-42d3-a456-426614174000');
   },
   u64(b: Buffer, off: number, type: number, name: string): number {
-    const lo = b.readUInt32LE(off);
-    const hi = b.readUInt32LE(off + 4);
+    const lo = u32At(b, off);
+    const hi = u32At(b, off + 4);
     if (hi > 0x1fffff) throw new DecodeError('VALUE_OUT_OF_RANGE', `${name} is above 2^53-1`, type);
     return hi * TWO32 + lo;
   },
@@ -102,7 +116,7 @@ function genEncodeStruct(l: Layout): string {
       continue;
     }
     if (f.name === 'header_length') {
-      lines.push(`b.writeUInt32LE(${l.size}, ${f.offset}); b.writeUInt32LE(0, ${f.offset + 4});`);
+      lines.push(`${put32(f.offset, String(l.size))} ${put32(f.offset + 4, '0')}`);
       continue;
     }
     const tail = derivedFrom(l, f.name);
@@ -132,13 +146,11 @@ function genEncodeStruct(l: Layout): string {
         lines.push(`b[${f.offset}] = v & 255; b[${f.offset + 1}] = v >>> 8;`);
         break;
       case 'u32':
-        lines.push(`b.writeUInt32LE(v, ${f.offset});`);
-        break;
-      case 'i32':
-        lines.push(`b.writeInt32LE(v, ${f.offset});`);
+      case 'i32': // stores into a Uint8Array keep the low 8 bits, so negatives come out right
+        lines.push(put32(f.offset, 'v'));
         break;
       case 'u64':
-        lines.push(`lo = v >>> 0; b.writeUInt32LE(lo, ${f.offset}); b.writeUInt32LE((v - lo) / ${TWO32}, ${f.offset + 4});`);
+        lines.push(`lo = v >>> 0; ${put32(f.offset, 'lo')} lo = (v - lo) / ${TWO32}; ${put32(f.offset + 4, 'lo')}`);
         break;
     }
   }
@@ -203,10 +215,10 @@ function genDecode(l: Layout): string {
         expr = `(b[${f.offset}] | (b[${f.offset + 1}] << 8))`;
         break;
       case 'u32':
-        expr = `b.readUInt32LE(${f.offset})`;
+        expr = `((b[${f.offset}] | (b[${f.offset + 1}] << 8) | (b[${f.offset + 2}] << 16)) + b[${f.offset + 3}] * 16777216)`;
         break;
       case 'i32':
-        expr = `b.readInt32LE(${f.offset})`;
+        expr = `(b[${f.offset}] | (b[${f.offset + 1}] << 8) | (b[${f.offset + 2}] << 16) | (b[${f.offset + 3}] << 24))`;
         break;
       case 'u64':
         expr = `H.u64(b, ${f.offset}, ${ID}, ${N})`;
@@ -305,8 +317,8 @@ function checkHeader(f0: Buffer | undefined): Compiled {
   const type = f0[0]!;
   const c = COMPILED_BY_ID[type];
   if (!c) throw new DecodeError('UNKNOWN_TYPE', `message_type ${type} is not a known message type`, type);
-  const lo = f0.readUInt32LE(24);
-  const hi = f0.readUInt32LE(28);
+  const lo = u32At(f0, 24);
+  const hi = u32At(f0, 28);
   const size = c.layout.size;
   if (hi !== 0 || lo !== size) throw new DecodeError('BAD_HEADER_LENGTH', `header_length is ${hi * TWO32 + lo}, but sizeof(${c.layout.name}) is ${size}`, type);
   if (f0.length < size) throw new DecodeError('TRUNCATED', `frame 0 is ${f0.length} bytes, header_length says ${size}`, type);

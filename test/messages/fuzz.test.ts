@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import * as fc from 'fast-check';
-import { DecodeError, MessageInput, decode, encode, encodeStruct } from '../../src/messages';
+import { DecodeError, MessageInput, decode, encode, encodeStruct, isUuid, readUuid, uuidFromHalves, writeUuid } from '../../src/messages';
 import { MESSAGE_NAMES, arbMessage, arbMutatedFrames, arbRandomFrames, checkDecodeSafety, sameMessage } from '../fuzz/generators';
 
 const seed = process.env.GRID_FUZZ_SEED ? Number(process.env.GRID_FUZZ_SEED) : undefined;
@@ -79,6 +79,38 @@ describe('codec properties (fast-check)', function () {
     assert.equal(codeOf(() => decode([biggest, Buffer.alloc(0)])), 'BAD_FRAME_COUNT');
     biggest.writeUInt32LE(0xffffffff, 60); // 2^64-1 is above 2^53-1
     assert.equal(codeOf(() => decode([biggest, Buffer.alloc(0)])), 'VALUE_OUT_OF_RANGE');
+  });
+
+  it('UUID text <-> bytes: writeUuid accepts exactly the canonical form, readUuid gives it back (docs/protocol.md "UUIDs")', () => {
+    // strings that look almost like UUIDs: hex digits, dashes, other ASCII, and non-ASCII whose
+    // low 7 bits are hex digits (U+0130 & 127 is '0')
+    const ch = fc.constantFrom(...'0123456789abcdefABCDEF-', 'g', ' ', 'G', '\u0130', '\u0661', '\uff10');
+    const nearUuid = fc.oneof(
+      fc.array(ch, { minLength: 36, maxLength: 36 }).map((a) => a.join('')),
+      fc.tuple(fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.nat({ max: 35 }), ch).map(([b, i, c]) => {
+        const h = Buffer.from(b).toString('hex');
+        const u = `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+        return u.slice(0, i) + c + u.slice(i + 1);
+      }),
+      fc.string({ maxLength: 40 }),
+    );
+    const buf = Buffer.alloc(16);
+    fc.assert(
+      fc.property(nearUuid, (s) => {
+        const ok = writeUuid(buf, 0, s);
+        assert.equal(ok, isUuid(s), JSON.stringify(s));
+        if (ok) assert.equal(readUuid(buf, 0), s.toLowerCase());
+      }),
+      { numRuns: 20_000, seed },
+    );
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), (upper, lower) => {
+        buf.writeBigUInt64LE(upper, 0);
+        buf.writeBigUInt64LE(lower, 8);
+        assert.equal(readUuid(buf, 0), uuidFromHalves(upper, lower));
+      }),
+      { numRuns: 5000, seed },
+    );
   });
 
   it('more frames than MAX_FRAMES fail with TOO_LARGE without looking at them', () => {
