@@ -6,3 +6,4 @@ export * from './admin';
 export * from './process';
 export * from './version';
 export * from './config';
+export * from './leader';
