@@ -3,18 +3,22 @@
  * DecodeError with one of these stable codes; nothing else is ever thrown by decode().
  */
 
-export type DecodeErrorCode =
-  | 'NO_FRAMES' // the message had no frame at all
-  | 'TRUNCATED' // frame 0 is shorter than the generic header or than header_length
-  | 'TOO_LARGE' // a frame, or the message as a whole, exceeds the named maximum
-  | 'UNKNOWN_TYPE' // message_type is not in the registry
-  | 'BAD_HEADER_LENGTH' // header_length does not equal sizeof(struct) of that type
-  | 'TRAILING_BYTES' // frame 0 is longer than header_length
-  | 'NONZERO_PADDING' // a padding byte is not zero
-  | 'VALUE_OUT_OF_RANGE' // a u64 above 2^53-1, an enum value not defined, a bad flag
-  | 'BAD_FRAME_COUNT' // the number of trailing frames does not match the struct's counts
-  | 'LENGTH_MISMATCH' // a trailing frame's length does not match its length field
-  | 'BAD_UTF8'; // a string frame is not valid UTF-8
+/** Every DecodeError code, stable forever (docs/protocol.md "Decode errors"). */
+export const DECODE_ERROR_CODES = [
+  'NO_FRAMES', // the message had no frame at all
+  'TRUNCATED', // frame 0 is shorter than the generic header or than header_length
+  'TOO_LARGE', // a frame, or the message as a whole, exceeds the named maximum
+  'UNKNOWN_TYPE', // message_type is not in the registry
+  'BAD_HEADER_LENGTH', // header_length does not equal sizeof(struct) of that type
+  'TRAILING_BYTES', // frame 0 is longer than header_length
+  'NONZERO_PADDING', // a padding byte is not zero
+  'VALUE_OUT_OF_RANGE', // a u64 above 2^53-1, an enum value not defined, a bad flag
+  'BAD_FRAME_COUNT', // the number of trailing frames does not match the struct's counts
+  'LENGTH_MISMATCH', // a trailing frame's length does not match its length field
+  'BAD_UTF8', // a string frame is not valid UTF-8
+] as const;
+
+export type DecodeErrorCode = (typeof DECODE_ERROR_CODES)[number];
 
 export class DecodeError extends Error {
   override readonly name = 'DecodeError';
