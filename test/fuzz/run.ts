@@ -16,6 +16,11 @@ import { arbAnyMessage, arbMutatedFrames, arbRandomFrames, checkDecodeSafety } f
 const RUNS_PER_BATCH = 2000;
 /** Default length of a run when --seconds is not given. */
 const DEFAULT_SECONDS = 10;
+/**
+ * One bug breaks the property for many inputs: only the first (shrunk) input of each distinct
+ * failure message is saved, and the run stops after this many distinct failures.
+ */
+const MAX_DISTINCT_FAILURES = 5;
 
 export const BAD_VECTOR_DIR = path.resolve(__dirname, '../../../test/vectors/bad');
 
@@ -60,7 +65,8 @@ function main(): void {
   let runs = 0;
   let batch = 0;
   const saved = new Set<string>();
-  while (Date.now() < deadline) {
+  const kinds = new Set<string>();
+  while (Date.now() < deadline && kinds.size < MAX_DISTINCT_FAILURES) {
     const [name, arb] = props[batch % props.length]!;
     const batchSeed = (seed + batch) % 2 ** 31;
     const r = fc.check(fc.property(arb, (frames) => void checkDecodeSafety(frames)), { numRuns: RUNS_PER_BATCH, seed: batchSeed });
@@ -68,9 +74,14 @@ function main(): void {
     if (r.failed && r.counterexample) {
       const frames = r.counterexample[0];
       const why = r.errorInstance instanceof Error ? r.errorInstance.message : String(r.errorInstance);
+      const kind = why.split('\n')[0]!;
+      batch++;
+      if (kinds.has(kind)) continue;
+      kinds.add(kind);
       const file = saveBadVector(out, frames, `${name}: ${why}`, `npm run fuzz, seed ${batchSeed}`);
       if (!saved.has(file)) process.stdout.write(`fuzz: ${name} broke a property (seed ${batchSeed}): ${why.split('\n')[0]}\n  saved ${path.relative(process.cwd(), file)}\n`);
       saved.add(file);
+      continue;
     }
     batch++;
   }
