@@ -11,6 +11,7 @@ import { LAYOUTS, MessageName } from '../../src/messages';
 import type { VectorCase } from '../vectors/gen';
 
 const MAIN = path.join(__dirname, 'codec-cli-main.js');
+const BIN = path.resolve(__dirname, '../../../bin/grid.js');
 const VECTORS = path.resolve(__dirname, '../../../test/vectors');
 
 function grid(args: string[], stdin: string | Buffer = ''): { code: number | null; out: Buffer; err: string } {
@@ -60,6 +61,19 @@ describe('grid codec (child process)', function () {
     assert.deepEqual(j.map((x) => [x.id, x.name, x.size]), [...LAYOUTS.values()].map((l) => [l.def.id, l.name, l.size]));
     const md = grid(['types', '--markdown']).out.toString();
     for (const l of LAYOUTS.values()) assert.ok(md.includes(`### ${l.name} (type ${l.def.id}, sizeof ${l.size})`), l.name);
+  });
+
+  it('works through the real bin/grid.js (the CLI registers the codec commands)', () => {
+    const c = vector('file_request');
+    const run = (args: string[], input: string) => spawnSync(process.execPath, [BIN, 'codec', ...args], { input, timeout: 30_000 });
+    const enc = run(['encode', 'file_request', '--hex'], JSON.stringify(structJson('file_request', c)));
+    assert.equal(enc.status, 0, enc.stderr.toString());
+    assert.equal(enc.stdout.toString(), c.frames[0] + '\n');
+    const dec = run(['decode', '--hex'], enc.stdout.toString());
+    assert.deepEqual(JSON.parse(dec.stdout.toString()), structJson('file_request', c));
+    const bad = run(['decode', '--hex'], '00');
+    assert.equal(bad.status, 1);
+    assert.equal(bad.stderr.toString(), 'grid codec: TRUNCATED: frame 0 is 1 bytes, shorter than the 32-byte generic header\n');
   });
 
   const NODE = '123e4567-e89b-42d3-a456-426614174000';
