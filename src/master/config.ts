@@ -3,7 +3,7 @@
  * Defaults are documented in docs/master.md.
  */
 import path from 'node:path';
-import { endpointSetting, intSetting, mergeConfig, readConfigFile, stringSetting } from '../common';
+import { configError, endpointList, endpointSetting, intSetting, mergeConfig, readConfigFile, stringSetting } from '../common';
 
 export interface MasterConfig {
   /** folder for the SQLite database, node id and logs */
@@ -24,6 +24,20 @@ export interface MasterConfig {
   maxResultBatch: number;
   /** largest job_list answer */
   maxJobList: number;
+  /** every master's client endpoint, comma separated, this one included; '' = a group of one */
+  peers: string;
+  /** one Raft tick, ms */
+  raftTickMs: number;
+  /** base election timeout in ticks (randomized up to twice that) */
+  electionTicks: number;
+  /** leader heartbeat interval in ticks */
+  heartbeatTicks: number;
+  /** a change not committed within this long is refused with UNAVAILABLE (clients retry) */
+  proposalTimeoutMs: number;
+  /** take a Raft snapshot and compact the log every this many applied entries */
+  snapshotEveryEntries: number;
+  /** most time a stopping leader waits to hand leadership over */
+  transferWaitMs: number;
 }
 
 export const MASTER_DEFAULTS: MasterConfig = {
@@ -36,6 +50,13 @@ export const MASTER_DEFAULTS: MasterConfig = {
   maxArgs: 1000,
   maxResultBatch: 1000,
   maxJobList: 1000,
+  peers: '',
+  raftTickMs: 50,
+  electionTicks: 10,
+  heartbeatTicks: 1,
+  proposalTimeoutMs: 5000,
+  snapshotEveryEntries: 10_000,
+  transferWaitMs: 1000,
 };
 
 export function loadMasterConfig(flags: Partial<Record<keyof MasterConfig, unknown>>, configFile?: string): MasterConfig {
@@ -50,6 +71,22 @@ export function loadMasterConfig(flags: Partial<Record<keyof MasterConfig, unkno
   intSetting(c, 'maxArgs', 0, 100_000);
   intSetting(c, 'maxResultBatch', 1, 100_000);
   intSetting(c, 'maxJobList', 1, 100_000);
+  if (typeof c.peers !== 'string') throw configError(`setting peers must be a comma list of endpoints, got ${JSON.stringify(c.peers)}`);
+  const peers = endpointList(c.peers);
+  if (peers.length > 0) {
+    peers.forEach((p, i) => endpointSetting({ [`peers[${i}]`]: p }, `peers[${i}]`));
+    if (![1, 3, 5].includes(peers.length)) throw configError(`peers lists ${peers.length} masters; a group has 1, 3 or 5`, 'an even count tolerates no more failures than one fewer');
+    if (new Set(peers).size !== peers.length) throw configError('peers lists a master twice');
+    if (!peers.includes(c.bind as string)) throw configError(`bind ${String(c.bind)} is not one of peers (${peers.join(', ')})`, 'list this master in --peers exactly as its --bind');
+    if (/:0$/.test(c.bind as string)) throw configError('a master in a group needs a fixed port: peers must know its endpoint');
+  }
+  intSetting(c, 'raftTickMs', 1, 10_000);
+  intSetting(c, 'electionTicks', 2, 10_000);
+  intSetting(c, 'heartbeatTicks', 1, 10_000);
+  if ((c.heartbeatTicks as number) >= (c.electionTicks as number)) throw configError('heartbeatTicks must be smaller than electionTicks');
+  intSetting(c, 'proposalTimeoutMs', 10, 600_000);
+  intSetting(c, 'snapshotEveryEntries', 10, 100_000_000);
+  intSetting(c, 'transferWaitMs', 0, 60_000);
   return c as unknown as MasterConfig;
 }
 
@@ -74,7 +111,21 @@ export function sampleConfig(): string {
   // most task results written in one SQLite transaction (group commit)
   "maxResultBatch": 1000,
   // largest answer to 'grid jobs'
-  "maxJobList": 1000
+  "maxJobList": 1000,
+  // replicated masters: every master's endpoint, this one included ("" = a group of one).
+  // e.g. "tcp://10.0.0.1:7700,tcp://10.0.0.2:7700,tcp://10.0.0.3:7700"; bind must be one of them
+  "peers": "",
+  // one Raft tick in milliseconds; election timeout = electionTicks..2*electionTicks ticks
+  "raftTickMs": 50,
+  "electionTicks": 10,
+  // leader heartbeat interval in ticks (smaller than electionTicks)
+  "heartbeatTicks": 1,
+  // a change not committed by a majority within this many ms is refused (clients retry)
+  "proposalTimeoutMs": 5000,
+  // snapshot the job state and compact the Raft log every this many applied entries
+  "snapshotEveryEntries": 10000,
+  // how long a stopping leader waits to hand leadership to a caught-up peer, ms
+  "transferWaitMs": 1000
 }
 `;
 }

@@ -1,8 +1,10 @@
 /**
- * The master node: the I/O shell around JobStore. One ROUTER serves clients (job_*
- * requests) and balancers (hello, heartbeats, task_started, task_result). Results are
- * group-committed: every result that arrives while a transaction is being written goes into
- * the next one, and each is acknowledged only after its transaction committed.
+ * The master node: the I/O shell around JobStore and its Raft replica. One ROUTER serves
+ * clients (job_* requests), balancers (hello, heartbeats, task_started, task_result) and the
+ * other masters (raft_*). Every change is proposed to Raft and applied on every master when
+ * committed; only the leader answers and pushes tasks, after a ReadIndex barrier for reads.
+ * Results are batched: every result that arrives while a proposal is in flight goes into the
+ * next one, and each is acknowledged only after its batch was committed and applied.
  */
 import path from 'node:path';
 import { Logger } from 'pino';
@@ -16,8 +18,11 @@ import {
   isUuid,
   newUuid,
 } from '../messages';
-import { AdminServer, GridError, RpcServer, createLogger, persistentNodeId } from '../common';
+import { AdminServer, GridError, RpcServer, createLogger, endpointList, persistentNodeId } from '../common';
+import { ApplyResult, Command, StartedNote, applyCommand } from './commands';
 import { MasterConfig } from './config';
+import { fromWire, isRaftWireMessage } from './raft';
+import { Replica } from './replica';
 import { JobStore, ResultCommand, TaskSpec } from './store';
 
 interface BalancerPeer {
@@ -35,9 +40,11 @@ export class MasterNode {
   private readonly admin: AdminServer;
   private balancer?: BalancerPeer;
   private heartbeat?: NodeJS.Timeout;
+  private replica?: Replica;
   private pendingResults: { r: ResultCommand; peer: Buffer }[] = [];
-  private pendingStarted: MessageOf<'task_started'>[] = [];
+  private pendingStarted: StartedNote[] = [];
   private flushScheduled = false;
+  private flushing = false;
   private readonly counters = { submitted: 0, results: 0, resultBatches: 0, dispatched: 0, balancerHellos: 0 };
 
   constructor(readonly cfg: MasterConfig, log?: Logger) {
@@ -55,6 +62,26 @@ export class MasterNode {
 
   async start(): Promise<{ endpoint: string; adminPort: number }> {
     const endpoint = await this.server.start();
+    const peers = this.cfg.peers ? endpointList(this.cfg.peers) : [endpoint];
+    this.replica = new Replica({
+      self: this.cfg.peers ? this.cfg.bind : endpoint,
+      peers,
+      raftDbPath: path.join(this.cfg.dataDir, 'raft.db'),
+      log: this.log,
+      tickMs: this.cfg.raftTickMs,
+      electionTicks: this.cfg.electionTicks,
+      heartbeatTicks: this.cfg.heartbeatTicks,
+      proposalTimeoutMs: this.cfg.proposalTimeoutMs,
+      snapshotEveryEntries: this.cfg.snapshotEveryEntries,
+      transferWaitMs: this.cfg.transferWaitMs,
+      appliedIndex: this.store.appliedIndex(),
+      apply: (index, data) => this.apply(index, data),
+      applyNoop: (index) => this.store.setApplied(index),
+      restore: (snap) => this.store.restore(snap.data),
+      capture: () => this.store.capture(),
+      onLeadership: (leader) => this.onLeadership(leader),
+    });
+    this.replica.start();
     const adminPort = await this.admin.start();
     this.heartbeat = setInterval(() => this.tick(), this.cfg.heartbeatIntervalMs);
     this.log.info({ endpoint, adminPort, open: this.store.openTasks().length }, 'master serving');
@@ -63,7 +90,7 @@ export class MasterNode {
 
   async stop(): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
-    this.flush();
+    await this.replica?.stop();
     this.server.close();
     await this.admin.close();
     this.store.close();
@@ -78,6 +105,7 @@ export class MasterNode {
       endpoint: this.server.endpoint,
       balancer: b ? { nodeUuid: b.nodeUuid, lastSeenMsAgo: Date.now() - b.lastSeenMs } : null,
       openTasks: this.store.openTasks().length,
+      raft: this.replica?.status() ?? null,
       counters: this.counters,
       server: this.server.stats,
     };
@@ -94,11 +122,23 @@ export class MasterNode {
     void this.server.sendTo(b.peer, { type: 'generic_message', node_uuid: this.nodeId });
   }
 
-  private handle(m: Message, peer: Buffer): MessageInput | MessageInput[] | void {
+  private async handle(m: Message, peer: Buffer): Promise<MessageInput | MessageInput[] | void> {
+    const replica = this.replica;
+    if (!replica) throw new GridError('UNAVAILABLE', 'this master is starting', 'retry in a moment');
+    if (isRaftWireMessage(m)) {
+      replica.step(fromWire(m));
+      return;
+    }
+    if (m.type === 'generic_message') {
+      if (this.balancer && this.balancer.peer.equals(peer)) this.balancer.lastSeenMs = Date.now();
+      return;
+    }
+    replica.requireLeader();
     switch (m.type) {
       case 'job_submit_request':
-        return this.submit(m);
+        return this.submit(m, replica);
       case 'job_status_request': {
+        await replica.readBarrier();
         const s = this.store.jobStatus(m.job_uuid);
         if (!s) throw notFound(m.job_uuid);
         return {
@@ -119,6 +159,7 @@ export class MasterNode {
         };
       }
       case 'job_list_request':
+        await replica.readBarrier();
         return {
           type: 'job_list_response',
           node_uuid: this.nodeId,
@@ -126,6 +167,7 @@ export class MasterNode {
           job_uuids: this.store.listJobs(Math.min(m.limit || this.cfg.maxJobList, this.cfg.maxJobList)),
         };
       case 'task_status_request': {
+        await replica.readBarrier();
         const t = this.store.taskStatus(m.job_uuid, m.task_index);
         if (!t) {
           if (!this.store.jobStatus(m.job_uuid)) throw notFound(m.job_uuid);
@@ -152,22 +194,15 @@ export class MasterNode {
         };
       }
       case 'job_cancel_request': {
-        const r = this.store.cancel(m.job_uuid, Date.now());
-        if (!r.found) throw notFound(m.job_uuid);
-        if (r.cancelled) {
-          this.log.info({ jobId: m.job_uuid }, 'job:cancelled');
-          this.toBalancer({ type: 'task_cancel', node_uuid: this.nodeId, job_uuid: m.job_uuid });
-        }
+        const r = (await replica.propose({ k: 'cancel', jobUuid: m.job_uuid, nowMs: Date.now() } satisfies Command)) as ApplyResult;
+        if (r.k === 'cancel' && !r.found) throw notFound(m.job_uuid);
         return { type: 'ack_reply', node_uuid: this.nodeId, request_uuid: m.request_uuid };
       }
       case 'balancer_hello':
         return this.hello(m, peer);
-      case 'generic_message':
-        if (this.balancer && this.balancer.peer.equals(peer)) this.balancer.lastSeenMs = Date.now();
-        return;
       case 'task_started':
         this.touch(peer);
-        this.pendingStarted.push(m);
+        this.pendingStarted.push({ jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt, workerUuid: m.worker_uuid });
         this.scheduleFlush();
         return;
       case 'task_result':
@@ -196,9 +231,9 @@ export class MasterNode {
     }
   }
 
-  private submit(m: MessageOf<'job_submit_request'>): MessageInput {
+  private async submit(m: MessageOf<'job_submit_request'>, replica: Replica): Promise<MessageInput> {
     if (m.program_name === '') throw new GridError('BAD_REQUEST', 'the job has no program name');
-    const r = this.store.submit({
+    const c = {
       jobUuid: m.job_uuid,
       programFileUuid: m.program_file_uuid,
       programName: m.program_name,
@@ -210,13 +245,41 @@ export class MasterNode {
       outputLimitBytes: m.output_limit_bytes,
       args: m.args,
       nowMs: Date.now(),
-    });
-    if (r.created) {
-      this.counters.submitted++;
-      this.log.info({ jobId: m.job_uuid, tasks: r.taskCount, program: m.program_name }, 'job:accepted');
-      for (let i = 0; i < r.taskCount; i++) this.dispatch(this.store.taskSpec(m.job_uuid, i, 0));
-    }
+    };
+    // Refuse a bad job before it enters the log; a job that exists is answered from the state.
+    this.store.validateSubmit(c);
+    const r = (await replica.propose({ k: 'submit', c } satisfies Command)) as ApplyResult;
+    if (r.k === 'refused') throw new GridError(r.code, r.message, r.hint);
+    if (r.k !== 'submit') throw new Error(`submit applied as ${r.k}`);
     return { type: 'job_submit_response', node_uuid: this.nodeId, request_uuid: m.request_uuid, job_uuid: m.job_uuid, task_count: r.taskCount, created: r.created ? 1 : 0 };
+  }
+
+  /** Applies a committed command on this master; the leader then acts on its effects. */
+  private apply(index: number, data: Buffer): ApplyResult {
+    const r = applyCommand(this.store, index, data);
+    if (!this.replica?.isLeader) return r;
+    const cmd = JSON.parse(data.toString()) as Command;
+    if (cmd.k === 'submit' && r.k === 'submit' && r.created) {
+      this.counters.submitted++;
+      this.log.info({ jobId: cmd.c.jobUuid, tasks: r.taskCount, program: cmd.c.programName }, 'job:accepted');
+      for (let i = 0; i < r.taskCount; i++) this.dispatch(this.store.taskSpec(cmd.c.jobUuid, i, 0));
+    }
+    if (cmd.k === 'cancel' && r.k === 'cancel' && r.cancelled) {
+      this.log.info({ jobId: cmd.jobUuid }, 'job:cancelled');
+      this.toBalancer({ type: 'task_cancel', node_uuid: this.nodeId, job_uuid: cmd.jobUuid });
+    }
+    if (r.k === 'results') {
+      for (const e of r.effects) {
+        if (e.kind === 'job:settled') this.log.info({ jobId: e.jobUuid, state: e.state === JobState.succeeded ? 'succeeded' : 'failed' }, 'job:settled');
+        if (e.kind === 'job:cancel-tasks') this.toBalancer({ type: 'task_cancel', node_uuid: this.nodeId, job_uuid: e.jobUuid });
+      }
+    }
+    return r;
+  }
+
+  private onLeadership(leader: boolean): void {
+    // A new leader waits for the balancer's hello; a former leader forgets its balancer.
+    if (!leader) this.balancer = undefined;
   }
 
   private hello(m: MessageOf<'balancer_hello'>, peer: Buffer): MessageInput | void {
@@ -266,33 +329,37 @@ export class MasterNode {
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => this.flush());
+    setImmediate(() => void this.flush());
   }
 
-  /** Group commit: every result queued since the last flush in one transaction, then acks. */
-  private flush(): void {
+  /**
+   * Batching: everything queued since the last flush goes into one proposal (one Raft entry,
+   * one fsync); results are acknowledged after it was applied. One batch in flight at a time,
+   * so a busy grid gets larger batches rather than more fsyncs.
+   */
+  private async flush(): Promise<void> {
     this.flushScheduled = false;
-    const started = this.pendingStarted.splice(0);
-    if (started.length > 0) {
-      this.store.db.transaction(() => {
-        for (const s of started) this.store.taskStarted(s.job_uuid, s.task_index, s.attempt, s.worker_uuid);
-      })();
-    }
-    while (this.pendingResults.length > 0) {
+    if (this.flushing || !this.replica) return;
+    this.flushing = true;
+    try {
+      const started = this.pendingStarted.splice(0);
       const batch = this.pendingResults.splice(0, this.cfg.maxResultBatch);
-      const effects = this.store.recordResults(
-        batch.map((b) => b.r),
-        Date.now(),
-      );
-      this.counters.results += batch.length;
-      this.counters.resultBatches++;
-      for (const { r, peer } of batch) {
-        void this.server.sendTo(peer, { type: 'result_ack', node_uuid: this.nodeId, job_uuid: r.jobUuid, task_index: r.taskIndex, attempt: r.attempt });
+      const jobs: Promise<unknown>[] = [];
+      if (started.length > 0) jobs.push(this.replica.propose({ k: 'started', list: started } satisfies Command));
+      if (batch.length > 0) jobs.push(this.replica.propose({ k: 'results', results: batch.map((b) => b.r), nowMs: Date.now() } satisfies Command));
+      const settled = await Promise.allSettled(jobs);
+      const resultsOk = batch.length === 0 || settled[settled.length - 1]!.status === 'fulfilled';
+      if (batch.length > 0 && resultsOk) {
+        this.counters.results += batch.length;
+        this.counters.resultBatches++;
+        for (const { r, peer } of batch) {
+          void this.server.sendTo(peer, { type: 'result_ack', node_uuid: this.nodeId, job_uuid: r.jobUuid, task_index: r.taskIndex, attempt: r.attempt });
+        }
       }
-      for (const e of effects) {
-        if (e.kind === 'job:settled') this.log.info({ jobId: e.jobUuid, state: e.state === JobState.succeeded ? 'succeeded' : 'failed' }, 'job:settled');
-        if (e.kind === 'job:cancel-tasks') this.toBalancer({ type: 'task_cancel', node_uuid: this.nodeId, job_uuid: e.jobUuid });
-      }
+      for (const s of settled) if (s.status === 'rejected') this.log.warn({ err: (s.reason as Error).message }, 'batch not committed; the balancer re-sends');
+    } finally {
+      this.flushing = false;
+      if (this.pendingResults.length > 0 || this.pendingStarted.length > 0) this.scheduleFlush();
     }
   }
 }

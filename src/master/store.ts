@@ -4,6 +4,7 @@
  * transaction, deterministically from its arguments (time comes in as nowMs), so the same
  * commands in the same order give the same state: the replicated state machine of phase 2.
  */
+import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { JobState, NIL_UUID, TaskOutcome, TaskState } from '../messages';
 import { GridError, assert } from '../common';
@@ -131,6 +132,9 @@ CREATE TABLE IF NOT EXISTS attempts (
   exit_code INTEGER NOT NULL, error TEXT NOT NULL, recorded_at_ms INTEGER NOT NULL,
   PRIMARY KEY (job_uuid, task_index, attempt)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY, value INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outputs (
   job_uuid TEXT NOT NULL, task_index INTEGER NOT NULL, idx INTEGER NOT NULL,
   file_uuid TEXT NOT NULL, name TEXT NOT NULL,
@@ -139,23 +143,60 @@ CREATE TABLE IF NOT EXISTS outputs (
 `;
 
 export class JobStore {
-  readonly db: Database.Database;
-  private readonly st: ReturnType<JobStore['prepare']>;
+  db!: Database.Database;
+  private st!: ReturnType<JobStore['prepare']>;
 
   constructor(
     readonly path: string,
     private readonly limits: JobLimits,
   ) {
-    this.db = new Database(path);
+    this.open();
+  }
+
+  private open(): void {
+    this.db = new Database(this.path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.exec(SCHEMA);
     this.st = this.prepare();
   }
 
+  /** The last Raft index applied to this state (0 for a new store). */
+  appliedIndex(): number {
+    return (this.st.getApplied.get() as { value: number } | undefined)?.value ?? 0;
+  }
+
+  /** Notes the last applied Raft index; called inside the transaction that applied it. */
+  setApplied(index: number): void {
+    this.st.setApplied.run(index);
+  }
+
+  /** The whole state as bytes (a Raft snapshot). */
+  capture(): Buffer {
+    return this.db.serialize();
+  }
+
+  /** Replaces the whole state with a snapshot's bytes (written atomically, then reopened). */
+  restore(data: Buffer): void {
+    this.db.close();
+    const tmp = `${this.path}.restore`;
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      fs.writeSync(fd, data);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    for (const ext of ['-wal', '-shm']) fs.rmSync(this.path + ext, { force: true });
+    fs.renameSync(tmp, this.path);
+    this.open();
+  }
+
   private prepare() {
     const d = this.db;
     return {
+      getApplied: d.prepare("SELECT value FROM meta WHERE key = 'applied_index'"),
+      setApplied: d.prepare("INSERT INTO meta (key, value) VALUES ('applied_index', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"),
       jobByUuid: d.prepare('SELECT * FROM jobs WHERE job_uuid = ?'),
       maxSeq: d.prepare('SELECT COALESCE(MAX(seq), 0) AS s FROM jobs'),
       insertJob: d.prepare(`INSERT INTO jobs (job_uuid, seq, program_file_uuid, program_name, chunk_size, max_retries,
@@ -193,14 +234,7 @@ export class JobStore {
   submit(c: SubmitCommand): { created: boolean; taskCount: number } {
     const existing = this.st.jobByUuid.get(c.jobUuid) as { task_count: number } | undefined;
     if (existing) return { created: false, taskCount: existing.task_count };
-    if (c.inputs.length === 0) throw new GridError('BAD_REQUEST', 'a job needs at least one input file', 'pass --inputs FILE...');
-    if (c.inputs.length > this.limits.maxInputsPerJob) {
-      throw new GridError('TOO_LARGE', `a job may have at most ${this.limits.maxInputsPerJob} inputs, this one has ${c.inputs.length}`, 'split it into several jobs');
-    }
-    if (c.args.length > this.limits.maxArgs) throw new GridError('TOO_LARGE', `a job may have at most ${this.limits.maxArgs} arguments`);
-    if (!(c.chunkSize >= 1)) throw new GridError('BAD_REQUEST', 'chunk size must be at least 1');
-    if (!(c.taskTimeoutMs >= 1)) throw new GridError('BAD_REQUEST', 'task timeout must be at least 1 ms');
-    if (!(c.memoryLimitMb >= 16)) throw new GridError('BAD_REQUEST', 'memory limit must be at least 16 MB');
+    this.validateSubmit(c);
     const taskCount = Math.ceil(c.inputs.length / c.chunkSize);
     this.db.transaction(() => {
       const seq = (this.st.maxSeq.get() as { s: number }).s + 1;
@@ -223,6 +257,18 @@ export class JobStore {
       for (let t = 0; t < taskCount; t++) this.st.insertTask.run(c.jobUuid, t, TaskState.pending);
     })();
     return { created: true, taskCount };
+  }
+
+  /** Throws a typed error for a job that must not be accepted; deterministic. */
+  validateSubmit(c: SubmitCommand): void {
+    if (c.inputs.length === 0) throw new GridError('BAD_REQUEST', 'a job needs at least one input file', 'pass --inputs FILE...');
+    if (c.inputs.length > this.limits.maxInputsPerJob) {
+      throw new GridError('TOO_LARGE', `a job may have at most ${this.limits.maxInputsPerJob} inputs, this one has ${c.inputs.length}`, 'split it into several jobs');
+    }
+    if (c.args.length > this.limits.maxArgs) throw new GridError('TOO_LARGE', `a job may have at most ${this.limits.maxArgs} arguments`);
+    if (!(c.chunkSize >= 1)) throw new GridError('BAD_REQUEST', 'chunk size must be at least 1');
+    if (!(c.taskTimeoutMs >= 1)) throw new GridError('BAD_REQUEST', 'task timeout must be at least 1 ms');
+    if (!(c.memoryLimitMb >= 16)) throw new GridError('BAD_REQUEST', 'memory limit must be at least 16 MB');
   }
 
   /** A worker started an attempt. Ignored for settled tasks. */

@@ -74,7 +74,7 @@ export function resolveRaftConfig(cfg: RaftConfig): ResolvedRaftConfig {
   } as ResolvedRaftConfig;
   const r = c as unknown as Record<string, unknown>;
   if (typeof c.id !== 'string' || c.id === '') bad('id is empty', 'give every master a non-empty node id');
-  if (!Array.isArray(c.peers) || (c.peers.length !== 3 && c.peers.length !== 5)) bad(`peers has ${Array.isArray(c.peers) ? c.peers.length : 'no'} members`, 'list 3 or 5 master ids (this one included)');
+  if (!Array.isArray(c.peers) || (c.peers.length !== 1 && c.peers.length !== 3 && c.peers.length !== 5)) bad(`peers has ${Array.isArray(c.peers) ? c.peers.length : 'no'} members`, 'list 1, 3 or 5 master ids (this one included)');
   if (new Set(c.peers).size !== c.peers.length || c.peers.some((p) => typeof p !== 'string' || p === '')) bad('peers has duplicate or empty ids', 'list each master id once');
   if (!c.peers.includes(c.id)) bad(`id ${c.id} is not among peers`, 'include this node in peers');
   int(r, 'electionTicks', 2, 1_000_000);

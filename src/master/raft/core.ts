@@ -631,7 +631,9 @@ export class RaftCore {
     }
     this.log.append(es);
     this.prs.get(this.id)!.maybeUpdate(this.log.lastIndex());
-    // a single-node quorum cannot happen (3 or 5 peers), so no commit here
+    // A group of one (phase 1's single master) commits on its own: the shell persists these
+    // entries before it applies the Ready that carries them (the ordering contract).
+    if (this.quorum === 1) this.maybeCommit();
   }
 
   private bcastAppend(): void {
@@ -687,7 +689,8 @@ export class RaftCore {
   private startRead(ctx: string): void {
     if (this.pendingReads.some((r) => r.ctx === ctx)) return;
     this.pendingReads.push({ ctx, index: this.log.committed, acks: new Set([this.id]) });
-    this.bcastHeartbeat(ctx);
+    if (this.quorum === 1) this.ackRead(ctx, this.id);
+    else this.bcastHeartbeat(ctx);
   }
 
   private ackRead(ctx: string, from: string): void {
