@@ -19,6 +19,7 @@ import * as workerRole from '../worker';
 import { StorageClient } from '../storage';
 import { checkJobIdArg, checkReadableFile, parseJobOptions, RawJobFlags } from './args';
 import { ClientConfig, loadClientConfig } from './config';
+import { registerClusterCommand } from './cluster';
 import { registerCodecCommands } from './codec';
 import { registerDevCommand } from './dev';
 import { resolveEndpoints, ResolvedEndpoints } from './endpoints';
@@ -59,11 +60,12 @@ class Ctx {
 
   get master(): MasterClient {
     this.m ??= new MasterClient({
-      endpoint: this.ep.master,
+      endpoint: this.ep.masters,
       endpointFrom: this.ep.masterFrom,
       log: this.log,
       masterRetryWindowMs: this.cfg.masterRetryWindowMs,
       masterRequestTimeoutMs: this.cfg.masterRequestTimeoutMs,
+      masterLeaderWaitMs: this.cfg.masterLeaderWaitMs,
     });
     return this.m;
   }
@@ -464,7 +466,7 @@ function init(f: { role?: string; out?: string; force?: boolean }): void {
 
 function endpointOptions(cmd: Command, json = true): Command {
   cmd
-    .option('--master <endpoint>', 'master endpoint (default: $GRID_MASTER, the running `grid dev`, or tcp://127.0.0.1:7700)')
+    .option('--master <endpoints>', 'master endpoint, or a comma list of a replicated group (default: $GRID_MASTER, the running `grid dev`, or tcp://127.0.0.1:7700)')
     .option('--storage <endpoint>', 'storage endpoint (default: $GRID_STORAGE, the running `grid dev`, or tcp://127.0.0.1:7702)')
     .option('--data-dir <dir>', 'where `grid dev` keeps dev.json (default ./.grid)');
   if (json) cmd.option('--json', 'machine-readable output on stdout');
@@ -529,5 +531,6 @@ export function registerClientCommands(program: Command): void {
     .action((f: { role?: string; out?: string; force?: boolean }) => init(f));
 
   registerDevCommand(program);
+  registerClusterCommand(program);
   registerCodecCommands(program);
 }

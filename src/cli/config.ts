@@ -12,8 +12,15 @@ export interface ClientConfig {
    * answers, e.g. while the master restarts. After it: "no master answers at ...".
    */
   masterRetryWindowMs: number;
-  /** Time one attempt of a master request waits before it is sent again. */
+  /** Time one attempt of a master request waits before it is sent again (to the next master). */
   masterRequestTimeoutMs: number;
+  /**
+   * Pause after a master answered NOT_LEADER without knowing the leader (an election, ~1-2 s,
+   * or no quorum) before the next master is asked; keeps the client from spinning.
+   */
+  masterLeaderWaitMs: number;
+  /** Time `grid cluster` waits for one node's admin GET /status before calling it unreachable. */
+  clusterStatusTimeoutMs: number;
   /** Time one storage request waits before it is retried. */
   storageRequestTimeoutMs: number;
   /** Retries of one storage request after a timeout (same request_uuid). */
@@ -35,6 +42,8 @@ export interface ClientConfig {
 export const CLIENT_DEFAULTS: ClientConfig = {
   masterRetryWindowMs: 30_000,
   masterRequestTimeoutMs: 2_000,
+  masterLeaderWaitMs: 200,
+  clusterStatusTimeoutMs: 1_000,
   storageRequestTimeoutMs: 10_000,
   storageRetries: 3,
   pollIntervalMs: 500,
@@ -60,6 +69,9 @@ export interface DevConfig {
   maxWorkers: number;
 }
 
+/** Sizes of a master group `grid dev --masters` accepts (Raft needs an odd majority). */
+export const DEV_MASTER_COUNTS = [1, 3, 5] as const;
+
 export const DEV_DEFAULTS: DevConfig = {
   readyTimeoutMs: 30_000,
   // nodes give themselves SHUTDOWN_GRACE_MS (5 s) to stop; allow a little more before SIGKILL
@@ -74,6 +86,8 @@ export const DEV_DEFAULTS: DevConfig = {
 export const CLIENT_ENV: Record<keyof ClientConfig, string> = {
   masterRetryWindowMs: 'GRID_MASTER_RETRY_WINDOW_MS',
   masterRequestTimeoutMs: 'GRID_MASTER_REQUEST_TIMEOUT_MS',
+  masterLeaderWaitMs: 'GRID_MASTER_LEADER_WAIT_MS',
+  clusterStatusTimeoutMs: 'GRID_CLUSTER_STATUS_TIMEOUT_MS',
   storageRequestTimeoutMs: 'GRID_STORAGE_REQUEST_TIMEOUT_MS',
   storageRetries: 'GRID_STORAGE_RETRIES',
   pollIntervalMs: 'GRID_POLL_INTERVAL_MS',
@@ -116,6 +130,8 @@ export function loadClientConfig(env: NodeJS.ProcessEnv = process.env): ClientCo
   const e = CLIENT_ENV;
   check(c, 'masterRetryWindowMs', e.masterRetryWindowMs, 0, 3_600_000);
   check(c, 'masterRequestTimeoutMs', e.masterRequestTimeoutMs, 50, 600_000);
+  check(c, 'masterLeaderWaitMs', e.masterLeaderWaitMs, 0, 60_000);
+  check(c, 'clusterStatusTimeoutMs', e.clusterStatusTimeoutMs, 50, 600_000);
   check(c, 'storageRequestTimeoutMs', e.storageRequestTimeoutMs, 50, 600_000);
   check(c, 'storageRetries', e.storageRetries, 0, 100);
   check(c, 'pollIntervalMs', e.pollIntervalMs, 10, 60_000);

@@ -14,27 +14,43 @@
  * until the operator looks at its log and restarts dev. (`--restart worker,master` makes a
  * master restart too; its jobs are safe in SQLite and clients retry for masterRetryWindowMs.)
  *
+ * Replicated masters (`--masters 3` or 5; docs/architecture.md "Replicated masters"): dev
+ * fixes every master's port before the first starts (peers must know each other), starts
+ * each as `grid master --peers E1,E2,E3 --bind Ei` in `<data-dir>/master-<i>`, and gives the
+ * balancer and the clients the whole list. One dead master is then reported but not fatal:
+ * the others keep serving while a majority runs.
+ *
  * Stop (SIGINT/SIGTERM): workers first (they unmount FUSE), then the rest; SIGTERM, then
  * SIGKILL after `stopGraceMs`; any FUSE mount left under the data dir is lazily unmounted;
  * dev.json is removed; exit 0.
  */
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { Command } from 'commander';
 import { GridError, announceReady } from '../common';
 import { intFlag } from './args';
-import { DevConfig, loadDevConfig } from './config';
+import { DEV_MASTER_COUNTS, DevConfig, loadDevConfig } from './config';
 import { DEFAULT_DATA_DIR, DevNodeState, DevState, devStatePath, readDevState } from './endpoints';
 
 export const DEV_ROLES = ['master', 'balancer', 'storage', 'worker'] as const;
 export type DevRole = (typeof DEV_ROLES)[number];
 
-/** Port offsets from --port-base (docs/architecture.md, "Endpoints and ports"). */
-export const PORT_OFFSETS = { master: 0, balancer: 1, storage: 2, adminMaster: 10, adminBalancer: 11, adminStorage: 12, adminWorker0: 20 } as const;
+/**
+ * Port offsets from --port-base (docs/architecture.md, "Endpoints and ports"). Master 0 is
+ * at P; with --masters N the others at P+3 .. P+N+1 (admin P+13 ..), after balancer P+1 and
+ * storage P+2, so a 1-master layout is unchanged.
+ */
+export const PORT_OFFSETS = { master: 0, balancer: 1, storage: 2, master1: 3, adminMaster: 10, adminBalancer: 11, adminStorage: 12, adminMaster1: 13, adminWorker0: 20 } as const;
+
+/** Most masters dev runs (a group of 5 tolerates 2 failures). */
+export const MAX_DEV_MASTERS = 5;
 
 export interface DevOptions {
   workers: number;
+  /** masters in the group: 1, 3 or 5 (default 1) */
+  masters?: number;
   /** absolute */
   dataDir: string;
   /** 0 = every port ephemeral */
@@ -57,12 +73,20 @@ export function tcp(port: number): string {
   return `tcp://127.0.0.1:${port}`;
 }
 
+/** The name of a node in dev.json and its data dir: master (or master-<i> in a group), worker-<i>, ... */
+export function nodeName(role: DevRole, index: number, masters = 1): string {
+  if (role === 'worker') return `worker-${index}`;
+  if (role === 'master' && masters > 1) return `master-${index}`;
+  return role;
+}
+
 /** Bind endpoint and admin port of a node before its first start. */
 export function plannedPorts(o: Pick<DevOptions, 'portBase'>, role: DevRole, index = 0): { bind?: string; adminPort: number } {
   const P = o.portBase;
   const at = (off: number): number => (P === 0 ? 0 : P + off);
   switch (role) {
     case 'master':
+      if (index > 0) return { bind: tcp(at(PORT_OFFSETS.master1 + index - 1)), adminPort: at(PORT_OFFSETS.adminMaster1 + index - 1) };
       return { bind: tcp(at(PORT_OFFSETS.master)), adminPort: at(PORT_OFFSETS.adminMaster) };
     case 'balancer':
       return { bind: tcp(at(PORT_OFFSETS.balancer)), adminPort: at(PORT_OFFSETS.adminBalancer) };
@@ -87,12 +111,16 @@ export function mainEndpoint(role: DevRole, endpoints: Record<string, string>): 
 
 export type ExitDecision = { action: 'restart'; delayMs: number; message: string } | { action: 'leave-dead'; message: string };
 
-/** What dev does when a node that was serving exits on its own. Pure: tested directly. */
+/**
+ * What dev does when a node that was serving exits on its own. Pure: tested directly.
+ * `masters` is the size of the master group: with more than one, a dead master is not fatal.
+ */
 export function decideOnExit(
   n: { name: string; role: DevRole; pid: number; restarts: number; outputFile: string },
   how: { code: number | null; signal: NodeJS.Signals | null },
   restartRoles: readonly DevRole[],
   cfg: Pick<DevConfig, 'maxRestarts' | 'restartDelayMs'>,
+  masters = 1,
 ): ExitDecision {
   const why = how.signal ? `killed by ${how.signal}` : `exited with code ${how.code}`;
   const base = `${n.name} (pid ${n.pid}) ${why}; its output is in ${n.outputFile}`;
@@ -106,7 +134,40 @@ export function decideOnExit(
     worker: 'the other workers carry on',
   };
   const tooMany = restartRoles.includes(n.role) ? ` after ${n.restarts} restarts` : '';
+  if (n.role === 'master' && masters > 1) {
+    const majority = Math.floor(masters / 2) + 1;
+    return {
+      action: 'leave-dead',
+      message: `!! ${base}${tooMany}; it stays down: the other masters keep serving while ${majority} of ${masters} run (see \`grid cluster\`); restart dev with --restart master to have it restarted`,
+    };
+  }
   return { action: 'leave-dead', message: `${n.role === 'worker' ? '' : '!!! '}${base}${tooMany}; it stays down: ${impact[n.role]}` };
+}
+
+/**
+ * `count` distinct TCP ports on 127.0.0.1 that were free a moment ago: each is listened on
+ * with port 0 (the kernel picks), all held open together so they differ, then released.
+ * Used for the masters of a group under --port-base 0, whose ports must be known before
+ * they start. Another process could take one in between; the master then fails to bind and
+ * dev says so (start again).
+ */
+export async function probeFreePorts(count: number): Promise<number[]> {
+  const servers: net.Server[] = [];
+  try {
+    const ports: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const srv = net.createServer();
+      servers.push(srv);
+      await new Promise<void>((resolve, reject) => {
+        srv.once('error', reject);
+        srv.listen(0, '127.0.0.1', () => resolve());
+      });
+      ports.push((srv.address() as net.AddressInfo).port);
+    }
+    return ports;
+  } finally {
+    await Promise.all(servers.map((srv) => new Promise<void>((r) => srv.close(() => r()))));
+  }
 }
 
 /** Mount points under `dir` listed in /proc/mounts text (octal escapes decoded). */
@@ -194,7 +255,9 @@ export class DevSupervisor {
   private readonly logDir: string;
   private readonly startedAtMs = Date.now();
   private readonly timers = new Set<NodeJS.Timeout>();
-  private endpointsOf: { master: string; balancer: string; storage: string } = { master: '', balancer: '', storage: '' };
+  private endpointsOf: { masters: string[]; balancer: string; storage: string } = { masters: [], balancer: '', storage: '' };
+  /** every master's bind endpoint, fixed before the first starts (a group's --peers) */
+  private masterBinds: string[] = [];
 
   constructor(
     readonly o: DevOptions,
@@ -214,9 +277,13 @@ export class DevSupervisor {
     const left = unmountAllUnder(this.o.dataDir);
     if (left.unmounted.length) this.io.say(`unmounted FUSE mounts left over from an earlier run: ${left.unmounted.join(', ')}`);
     try {
-      const [storage, master] = await Promise.all([this.launch('storage', 0, () => this.roleArgs('storage', 0)), this.launch('master', 0, () => this.roleArgs('master', 0))]);
-      this.endpointsOf.storage = this.endpointOf(storage);
-      this.endpointsOf.master = this.endpointOf(master);
+      this.masterBinds = await this.planMasters();
+      const [storage, ...masters] = await Promise.all([
+        this.launch('storage', 0, () => this.roleArgs('storage', 0)),
+        ...this.masterBinds.map((_, i) => this.launch('master', i, () => this.roleArgs('master', i))),
+      ]);
+      this.endpointsOf.storage = this.endpointOf(storage!);
+      this.endpointsOf.masters = masters.map((m) => this.endpointOf(m));
       const balancer = await this.launch('balancer', 0, () => this.roleArgs('balancer', 0));
       this.endpointsOf.balancer = this.endpointOf(balancer);
       await Promise.all(Array.from({ length: this.o.workers }, (_, i) => this.launch('worker', i, () => this.roleArgs('worker', i))));
@@ -228,6 +295,21 @@ export class DevSupervisor {
     return state;
   }
 
+  get masterCount(): number {
+    return this.o.masters ?? 1;
+  }
+
+  /**
+   * Bind endpoints of the masters. One master binds as planned (port 0 is fine: its real
+   * endpoint comes back in its ready message). A group needs real ports up front.
+   */
+  private async planMasters(): Promise<string[]> {
+    const n = this.masterCount;
+    if (n === 1) return [plannedPorts(this.o, 'master', 0).bind!];
+    if (this.o.portBase !== 0) return Array.from({ length: n }, (_, i) => plannedPorts(this.o, 'master', i).bind!);
+    return (await probeFreePorts(n)).map(tcp);
+  }
+
   private endpointOf(n: Node): string {
     const ep = mainEndpoint(n.role, n.endpoints);
     if (!ep) throw new GridError('UNAVAILABLE', `${n.name} announced no endpoint`, `see ${n.outputFile}`);
@@ -236,14 +318,15 @@ export class DevSupervisor {
 
   /** Arguments of a role; a restarted node keeps the endpoint and admin port it had. */
   private roleArgs(role: DevRole, i: number): string[] {
-    const name = role === 'worker' ? `worker-${i}` : role;
+    const name = nodeName(role, i, this.masterCount);
     const prev = this.nodes.find((n) => n.name === name);
-    const planned = plannedPorts(this.o, role, i);
+    const planned = role === 'master' ? { ...plannedPorts(this.o, role, i), bind: this.masterBinds[i] } : plannedPorts(this.o, role, i);
     const adminPort = prev?.adminPort || planned.adminPort;
     const bind = prev ? mainEndpoint(role, prev.endpoints) ?? planned.bind : planned.bind;
     const dataDir = path.join(this.o.dataDir, name);
     const a = ['--data-dir', dataDir, '--admin-port', String(adminPort)];
-    if (role === 'balancer') a.push('--master', this.endpointsOf.master);
+    if (role === 'master' && this.masterCount > 1) a.push('--peers', this.masterBinds.join(','));
+    if (role === 'balancer') a.push('--master', this.endpointsOf.masters.join(','));
     if (role === 'worker') {
       a.push('--balancer', this.endpointsOf.balancer, '--storage', this.endpointsOf.storage, '--mount', path.join(dataDir, 'mnt'));
       if (this.o.slots !== undefined) a.push('--slots', String(this.o.slots));
@@ -255,7 +338,7 @@ export class DevSupervisor {
   }
 
   private async launch(role: DevRole, index: number, args: () => string[]): Promise<Node> {
-    const name = role === 'worker' ? `worker-${index}` : role;
+    const name = nodeName(role, index, this.masterCount);
     let n = this.nodes.find((x) => x.name === name);
     if (!n) {
       n = {
@@ -359,7 +442,7 @@ export class DevSupervisor {
 
   private onExit(n: Node, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (this.stopping || n.child !== child) return;
-    const d = decideOnExit(n, { code, signal }, this.o.restart, this.cfg);
+    const d = decideOnExit(n, { code, signal }, this.o.restart, this.cfg, this.masterCount);
     const tail = n.tail.get().slice(-Math.min(5, this.cfg.logTailLines));
     this.io.say(`grid dev: ${d.message}${tail.length ? `\n  last output:\n    ${tail.join('\n    ')}` : ''}`);
     if (d.action === 'leave-dead') {
@@ -396,7 +479,8 @@ export class DevSupervisor {
       dataDir: this.o.dataDir,
       logDir: this.logDir,
       startedAtMs: this.startedAtMs,
-      master: this.endpointsOf.master,
+      master: this.endpointsOf.masters[0] ?? '',
+      masters: [...this.endpointsOf.masters],
       balancer: this.endpointsOf.balancer,
       storage: this.endpointsOf.storage,
       nodes: this.nodes.map((n) => ({
@@ -469,6 +553,7 @@ export class DevSupervisor {
 
 interface DevFlags {
   workers?: string;
+  masters?: string;
   dataDir?: string;
   portBase?: string;
   slots?: string;
@@ -487,9 +572,14 @@ export function parseDevOptions(f: DevFlags, cfg: DevConfig): DevOptions {
   const portBase = intFlag(f.portBase, '--port-base', 0, 65535 - 100, 7700);
   if (portBase !== 0 && portBase < 1024) throw new GridError('BAD_REQUEST', `--port-base must be 0 (ephemeral) or at least 1024, got ${portBase}`);
   const workers = intFlag(f.workers, '--workers', 0, cfg.maxWorkers, 2);
+  const masters = intFlag(f.masters, '--masters', 1, MAX_DEV_MASTERS, 1);
+  if (!(DEV_MASTER_COUNTS as readonly number[]).includes(masters)) {
+    throw new GridError('BAD_REQUEST', `--masters must be ${DEV_MASTER_COUNTS.join(', ')}, got ${masters}`, 'a Raft group needs an odd count: 3 survive one dead master, 5 survive two');
+  }
   if (portBase !== 0 && portBase + PORT_OFFSETS.adminWorker0 + workers > 65535) throw new GridError('BAD_REQUEST', `--port-base ${portBase} leaves no room for ${workers} worker admin ports`);
   return {
     workers,
+    masters,
     dataDir: path.resolve(f.dataDir ?? DEFAULT_DATA_DIR),
     portBase,
     slots: f.slots === undefined ? undefined : intFlag(f.slots, '--slots', 1, 1024, 1),
@@ -531,7 +621,8 @@ async function runDev(f: DevFlags): Promise<void> {
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
-  say(`grid dev: starting storage, master, balancer and ${o.workers} worker(s) in ${o.dataDir}`);
+  const nm = o.masters ?? 1;
+  say(`grid dev: starting storage, ${nm === 1 ? 'master' : `${nm} masters`}, balancer and ${o.workers} worker(s) in ${o.dataDir}`);
   let s: DevState;
   try {
     s = await sup.start();
@@ -540,10 +631,18 @@ async function runDev(f: DevFlags): Promise<void> {
     throw e;
   }
   startDone = true;
+  const masters = s.masters ?? [s.master];
+  const masterLines =
+    masters.length === 1
+      ? [`  master    ${s.master}    (clients find it through ${sup.statePath}, or export GRID_MASTER=${s.master})`]
+      : [
+          ...masters.map((m, i) => `  master-${i}  ${m}`),
+          `            (clients find them through ${sup.statePath}, or export GRID_MASTER=${masters.join(',')}; \`grid cluster\` shows which leads)`,
+        ];
   say(
     [
-      `grid dev: ready (${o.workers} worker${o.workers === 1 ? '' : 's'})`,
-      `  master    ${s.master}    (clients find it through ${sup.statePath}, or export GRID_MASTER=${s.master})`,
+      `grid dev: ready (${masters.length === 1 ? '' : `${masters.length} masters, `}${o.workers} worker${o.workers === 1 ? '' : 's'})`,
+      ...masterLines,
       `  storage   ${s.storage}`,
       `  balancer  ${s.balancer}`,
       `  logs      ${s.logDir}  (each node's stdout/stderr: <name>.out; its JSON log: ${o.dataDir}/<name>/logs/)`,
@@ -551,7 +650,13 @@ async function runDev(f: DevFlags): Promise<void> {
       `crashed nodes restarted: ${o.restart.length ? o.restart.join(', ') : 'none'}. Press Ctrl-C to stop.`,
     ].join('\n'),
   );
-  announceReady({ role: 'dev', nodeId: String(process.pid), endpoints: { master: s.master, storage: s.storage, balancer: s.balancer }, adminPort: 0, statePath: sup.statePath });
+  announceReady({
+    role: 'dev',
+    nodeId: String(process.pid),
+    endpoints: { master: masters.join(','), storage: s.storage, balancer: s.balancer },
+    adminPort: 0,
+    statePath: sup.statePath,
+  });
   // keep running until a signal: the children's pipes keep the event loop alive
   await new Promise<void>(() => undefined);
 }
@@ -559,8 +664,9 @@ async function runDev(f: DevFlags): Promise<void> {
 export function registerDevCommand(program: Command): void {
   program
     .command('dev')
-    .description('run a whole grid on this machine: storage, master, balancer and N workers')
+    .description('run a whole grid on this machine: storage, master(s), balancer and N workers')
     .option('--workers <n>', 'number of workers (default 2)')
+    .option('--masters <n>', 'masters in a replicated group: 1, 3 or 5 (default 1); with --port-base P they are at P, P+3, P+4, ...')
     .option('--data-dir <dir>', `folder for every node's data, logs and dev.json (default ${DEFAULT_DATA_DIR})`)
     .option('--port-base <port>', 'first port (default 7700; 0 = every port ephemeral)')
     .option('--slots <n>', 'tasks each worker runs at once (default: the worker\'s own)')

@@ -1,7 +1,9 @@
 /**
  * Where the client finds the master and storage, and the `grid dev` state file it reads
  * them from. Resolution order (first wins): the flag, the environment variable, the
- * dev.json of a running `grid dev` in the data dir, the default port.
+ * dev.json of a running `grid dev` in the data dir, the default port. The master may be a
+ * comma list (a replicated group, docs/architecture.md "Replicated masters"); the client
+ * follows the leader among them.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -16,7 +18,7 @@ export const DEV_STATE_FILE = 'dev.json';
 
 /** One supervised node as recorded in dev.json. */
 export interface DevNodeState {
-  /** role plus index: master, balancer, storage, worker-0, ... */
+  /** role plus index: master (master-0, master-1, ... in a group), balancer, storage, worker-0, ... */
   name: string;
   role: string;
   pid: number;
@@ -38,7 +40,10 @@ export interface DevState {
   dataDir: string;
   logDir: string;
   startedAtMs: number;
+  /** the first master (kept for readers that know only one) */
   master: string;
+  /** every master of the group, in --peers order (absent in files of older versions) */
+  masters?: string[];
   balancer: string;
   storage: string;
   nodes: DevNodeState[];
@@ -88,7 +93,10 @@ export interface EndpointSources {
 }
 
 export interface ResolvedEndpoints {
+  /** every master as given (comma list), for messages */
   master: string;
+  /** the same, one endpoint each, in the given order */
+  masters: string[];
   storage: string;
   /** where each came from, for error messages: flag, env, dev.json or default */
   masterFrom: string;
@@ -102,6 +110,24 @@ function checkEndpoint(v: string, from: string): string {
   return v;
 }
 
+/** Most masters a client accepts in one list (a Raft group has 1, 3 or 5). */
+export const MAX_MASTER_ENDPOINTS = 7;
+
+/** A comma list of master endpoints, each checked, no repeats. */
+export function checkEndpointList(v: string, from: string): string[] {
+  const list = v.split(',').map((x) => x.trim());
+  if (list.some((x) => x === '')) throw configError(`${from} has an empty entry in ${JSON.stringify(v)}`, 'give endpoints separated by single commas: tcp://h1:7700,tcp://h2:7703');
+  list.forEach((x) => checkEndpoint(x, from));
+  if (new Set(list).size !== list.length) throw configError(`${from} lists a master twice: ${JSON.stringify(v)}`);
+  if (list.length > MAX_MASTER_ENDPOINTS) throw configError(`${from} lists ${list.length} masters; at most ${MAX_MASTER_ENDPOINTS}`);
+  return list;
+}
+
+/** The masters recorded in a dev.json (older files have only `master`). */
+export function devMasters(s: DevState): string[] {
+  return Array.isArray(s.masters) && s.masters.length > 0 ? s.masters : s.master ? [s.master] : [];
+}
+
 export function resolveEndpoints(s: EndpointSources): ResolvedEndpoints {
   const dataDir = s.dataDir ?? s.env.GRID_DATA_DIR ?? DEFAULT_DATA_DIR;
   let dev: DevState | undefined;
@@ -113,15 +139,23 @@ export function resolveEndpoints(s: EndpointSources): ResolvedEndpoints {
     }
     return dev;
   };
-  const pick = (flag: string | undefined, flagName: string, envName: string, devKey: 'master' | 'storage', dflt: string): [string, string] => {
-    if (flag !== undefined) return [checkEndpoint(flag, flagName), flagName];
+  const pick = (
+    flag: string | undefined,
+    flagName: string,
+    envName: string,
+    parse: (v: string, from: string) => string[],
+    fromDevState: (d: DevState) => string[],
+    dflt: string,
+  ): [string[], string] => {
+    if (flag !== undefined) return [parse(flag, flagName), flagName];
     const e = s.env[envName];
-    if (e !== undefined && e !== '') return [checkEndpoint(e, envName), envName];
-    const d = fromDev()?.[devKey];
-    if (d) return [d, devStatePath(dataDir)];
-    return [dflt, 'default'];
+    if (e !== undefined && e !== '') return [parse(e, envName), envName];
+    const d = fromDev();
+    const got = d ? fromDevState(d).filter((x) => typeof x === 'string' && x !== '') : [];
+    if (got.length) return [got, devStatePath(dataDir)];
+    return [[dflt], 'default'];
   };
-  const [master, masterFrom] = pick(s.master, '--master', 'GRID_MASTER', 'master', DEFAULT_MASTER_ENDPOINT);
-  const [storage, storageFrom] = pick(s.storage, '--storage', 'GRID_STORAGE', 'storage', DEFAULT_STORAGE_ENDPOINT);
-  return { master, storage, masterFrom, storageFrom };
+  const [masters, masterFrom] = pick(s.master, '--master', 'GRID_MASTER', checkEndpointList, devMasters, DEFAULT_MASTER_ENDPOINT);
+  const [storages, storageFrom] = pick(s.storage, '--storage', 'GRID_STORAGE', (v, from) => [checkEndpoint(v, from)], (d) => [d.storage], DEFAULT_STORAGE_ENDPOINT);
+  return { master: masters.join(','), masters, storage: storages[0]!, masterFrom, storageFrom };
 }

@@ -1,25 +1,37 @@
 /**
- * The client's side of the job_* requests (docs/architecture.md, "Submit"). Every request
- * is re-sent with the SAME request_uuid (and a submit with the same job_uuid) until the
- * master answers or `masterRetryWindowMs` has passed, so a master that restarts meanwhile
- * applies it once and the user never sees the restart.
+ * The client's side of the job_* requests (docs/architecture.md, "Submit" and "Replicated
+ * masters"). Every request is re-sent with the SAME request_uuid (and a submit with the same
+ * job_uuid) until a master that leads answers or `masterRetryWindowMs` has passed, so a
+ * master that restarts, or a leader change, is applied once and the user never sees it.
+ *
+ * Which master is asked (MasterCursor, src/common/leader.ts):
+ * - NOT_LEADER naming a leader: reconnect to it and re-send at once;
+ * - NOT_LEADER `leader=unknown` (an election, or no quorum): wait `masterLeaderWaitMs`, then
+ *   ask the next master in the list;
+ * - a timeout (that master is dead or cut off): ask the next master in the list.
  */
 import { Logger } from 'pino';
-import { GridError, RemoteError, RpcClient, TimeoutError } from '../common';
+import { GridError, MasterCursor, RemoteError, RpcClient, TimeoutError, leaderHint } from '../common';
 import { Message, MessageInput, MessageName, MessageOf, newUuid } from '../messages';
+import { CLIENT_DEFAULTS } from './config';
 
 /** Pause before re-sending a request the master refused with UNAVAILABLE (it is starting). */
 const UNAVAILABLE_BACKOFF_MS = 200;
 
 export interface MasterClientOptions {
-  endpoint: string;
+  /** the master's endpoint, or every master of a replicated group (an array or a comma list) */
+  endpoint: string | readonly string[];
   /** where the endpoint came from (flag, env, dev.json, default), for the error message */
   endpointFrom?: string;
   log: Logger;
   masterRetryWindowMs: number;
   masterRequestTimeoutMs: number;
+  /** pause after NOT_LEADER with no known leader; default CLIENT_DEFAULTS.masterLeaderWaitMs */
+  masterLeaderWaitMs?: number;
   /** injected clock (tests); Date.now by default */
   now?: () => number;
+  /** injected sleep (tests); a real timer by default */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 export type JobStatus = MessageOf<'job_status_response'>;
@@ -28,19 +40,80 @@ export type TaskStatus = MessageOf<'task_status_response'>;
 /** The job fields a submit carries (request_uuid and node_uuid are added here). */
 export type JobSpec = Omit<MessageInput<'job_submit_request'>, 'type' | 'node_uuid' | 'request_uuid'>;
 
+/** Counts of how the client found its master, for tests and debug logs. */
+export interface MasterClientStats {
+  /** NOT_LEADER answers that named a leader (followed at once) */
+  redirects: number;
+  /** NOT_LEADER answers with no leader known (waited masterLeaderWaitMs) */
+  noLeader: number;
+  /** attempts that timed out (moved on to the next master) */
+  timeouts: number;
+  /** new sockets opened after the first */
+  reconnects: number;
+}
+
+export function masterList(endpoint: string | readonly string[]): string[] {
+  return typeof endpoint === 'string'
+    ? endpoint
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '')
+    : [...endpoint];
+}
+
 export class MasterClient {
   readonly nodeUuid = newUuid();
-  private readonly rpc: RpcClient;
+  readonly stats: MasterClientStats = { redirects: 0, noLeader: 0, timeouts: 0, reconnects: 0 };
+  private readonly cursor: MasterCursor;
+  private rpc: RpcClient;
+  /** the endpoint `rpc` is connected to (may be a leader outside the configured list) */
+  private connected: string;
   private readonly now: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly leaderWaitMs: number;
 
   constructor(readonly o: MasterClientOptions) {
-    this.rpc = new RpcClient({ endpoint: o.endpoint, nodeUuid: this.nodeUuid, log: o.log });
+    this.cursor = new MasterCursor(masterList(o.endpoint));
+    this.connected = this.cursor.current;
+    this.rpc = this.connect(this.connected);
     this.now = o.now ?? Date.now;
+    this.sleep = o.sleep ?? sleep;
+    this.leaderWaitMs = o.masterLeaderWaitMs ?? CLIENT_DEFAULTS.masterLeaderWaitMs;
+  }
+
+  /** The masters this client may ask, in order. */
+  get endpoints(): readonly string[] {
+    return this.cursor.endpoints;
+  }
+
+  /** The master the next request goes to. */
+  get current(): string {
+    return this.connected;
+  }
+
+  private connect(endpoint: string): RpcClient {
+    return new RpcClient({ endpoint, nodeUuid: this.nodeUuid, log: this.o.log });
+  }
+
+  /**
+   * Points the socket at `endpoint`. A DEALER connected to several masters would round-robin
+   * between them, so a move closes the old socket and opens a new one.
+   */
+  private moveTo(endpoint: string): void {
+    if (endpoint === this.connected) return;
+    this.rpc.close();
+    this.rpc = this.connect(endpoint);
+    this.connected = endpoint;
+    this.stats.reconnects++;
   }
 
   /** Sends `m` until an answer of type `expect` arrives or the retry window closes. */
   async call<N extends MessageName>(m: MessageInput, expect: N): Promise<MessageOf<N>> {
     const deadline = this.now() + this.o.masterRetryWindowMs;
+    // redirects followed at once since the last pause; two followers naming each other (a
+    // stale hint) must not spin, so after one round over the group the client waits too
+    let hopsWithoutPause = 0;
+    let lastNotLeader: RemoteError | undefined;
     for (;;) {
       const left = deadline - this.now();
       // at least one full attempt, even with a zero window
@@ -49,10 +122,31 @@ export class MasterClient {
       try {
         r = await this.rpc.request(m, { timeoutMs, retries: 0 });
       } catch (e) {
-        const starting = e instanceof RemoteError && e.code === 'UNAVAILABLE';
-        if (!(e instanceof TimeoutError) && !starting) throw e;
-        if (this.now() >= deadline) throw this.noMaster(e as GridError);
-        if (starting) await sleep(Math.min(UNAVAILABLE_BACKOFF_MS, Math.max(0, deadline - this.now())));
+        const code = e instanceof RemoteError ? e.code : e instanceof TimeoutError ? 'TIMEOUT' : undefined;
+        if (code !== 'NOT_LEADER' && code !== 'UNAVAILABLE' && code !== 'TIMEOUT') throw e;
+        lastNotLeader = code === 'NOT_LEADER' ? (e as RemoteError) : code === 'TIMEOUT' ? lastNotLeader : undefined;
+        if (this.now() >= deadline) throw this.noMaster(e as GridError, lastNotLeader);
+        const waitLeft = (): number => Math.max(0, deadline - this.now());
+        if (code === 'TIMEOUT') {
+          this.stats.timeouts++;
+          hopsWithoutPause = 0;
+          this.moveTo(this.cursor.next());
+        } else if (code === 'UNAVAILABLE') {
+          await this.sleep(Math.min(UNAVAILABLE_BACKOFF_MS, waitLeft()));
+        } else {
+          const hint = leaderHint((e as RemoteError).message);
+          if (hint && hint !== this.connected && hopsWithoutPause < this.cursor.endpoints.length) {
+            this.stats.redirects++;
+            hopsWithoutPause++;
+            this.o.log.debug({ from: this.connected, to: hint, requestUuid: (m as { request_uuid?: string }).request_uuid }, 'master:redirect to the leader');
+          } else {
+            // no leader known (an election, or no quorum), or a hint we already followed
+            this.stats.noLeader++;
+            hopsWithoutPause = 0;
+            await this.sleep(Math.min(this.leaderWaitMs, waitLeft()));
+          }
+          this.moveTo(hint && hint !== this.connected ? this.cursor.redirect(hint) : this.cursor.next());
+        }
         continue;
       }
       if (r.type !== expect) throw new GridError('UNEXPECTED', `the master answered ${m.type} with ${r.type}, expected ${expect}`, 'client and master may be different versions');
@@ -60,11 +154,24 @@ export class MasterClient {
     }
   }
 
-  private noMaster(last: GridError): GridError {
+  private noMaster(last: GridError, notLeader: RemoteError | undefined): GridError {
     const from = this.o.endpointFrom ? ` (from ${this.o.endpointFrom})` : '';
+    const all = this.cursor.endpoints;
+    if (notLeader) {
+      const known = leaderHint(notLeader.message);
+      return new GridError(
+        'UNAVAILABLE',
+        `no master leads: asked ${all.join(', ')}${from} for ${this.o.masterRetryWindowMs} ms and ${
+          known ? `the masters kept pointing elsewhere (last: leader=${known})` : 'every master that answered knows no leader'
+        }; no quorum? (a majority of the masters must be running and reach each other)`,
+        'start the stopped masters (see `grid cluster`), or wait for the election to finish and try again',
+        { cause: notLeader },
+      );
+    }
+    const where = all.length === 1 ? `at ${all[0]}` : `at any of ${all.join(', ')}`;
     return new GridError(
       'UNAVAILABLE',
-      `no master answers at ${this.o.endpoint}${from} after ${this.o.masterRetryWindowMs} ms; is \`grid dev\` (or \`grid master\`) running?`,
+      `no master answers ${where}${from} after ${this.o.masterRetryWindowMs} ms; is \`grid dev\` (or \`grid master\`) running?`,
       'start it, or point the client at it with --master or GRID_MASTER',
       { cause: last },
     );

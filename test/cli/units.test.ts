@@ -8,7 +8,7 @@ import { GridError } from '../../src/common';
 import { checkJobIdArg, checkReadableFile, parseJobOptions } from '../../src/cli/args';
 import { CLIENT_DEFAULTS, loadClientConfig, loadDevConfig } from '../../src/cli/config';
 import { DEV_DEFAULTS } from '../../src/cli/config';
-import { decideOnExit, mainEndpoint, mountsUnder, parseDevOptions, plannedPorts } from '../../src/cli/dev';
+import { decideOnExit, mainEndpoint, mountsUnder, nodeName, parseDevOptions, plannedPorts, probeFreePorts } from '../../src/cli/dev';
 import { DevState, readDevState, resolveEndpoints } from '../../src/cli/endpoints';
 import { outputPath, unsafeOutputName } from '../../src/cli/paths';
 import { makeTmpDir } from '../helpers/grid';
@@ -89,13 +89,29 @@ describe('cli: endpoint resolution (flag, env, dev.json, default)', () => {
   it('prefers the flag, then the environment, then dev.json, then the default', () => {
     const env = { GRID_MASTER: 'tcp://127.0.0.1:9000', GRID_STORAGE: 'tcp://127.0.0.1:9002' };
     const devState = () => dev;
-    assert.deepEqual(resolveEndpoints({ master: 'tcp://h:1', storage: 'tcp://h:2', env, devState }), { master: 'tcp://h:1', storage: 'tcp://h:2', masterFrom: '--master', storageFrom: '--storage' });
-    assert.deepEqual(resolveEndpoints({ env, devState }), { master: env.GRID_MASTER, storage: env.GRID_STORAGE, masterFrom: 'GRID_MASTER', storageFrom: 'GRID_STORAGE' });
+    assert.deepEqual(resolveEndpoints({ master: 'tcp://h:1', storage: 'tcp://h:2', env, devState }), { master: 'tcp://h:1', masters: ['tcp://h:1'], storage: 'tcp://h:2', masterFrom: '--master', storageFrom: '--storage' });
+    assert.deepEqual(resolveEndpoints({ env, devState }), { master: env.GRID_MASTER, masters: [env.GRID_MASTER], storage: env.GRID_STORAGE, masterFrom: 'GRID_MASTER', storageFrom: 'GRID_STORAGE' });
     const r = resolveEndpoints({ env: {}, devState, dataDir: '/d' });
     assert.equal(r.master, dev.master);
     assert.equal(r.storage, dev.storage);
     assert.equal(r.masterFrom, '/d/dev.json');
-    assert.deepEqual(resolveEndpoints({ env: {}, devState: () => undefined }), { master: 'tcp://127.0.0.1:7700', storage: 'tcp://127.0.0.1:7702', masterFrom: 'default', storageFrom: 'default' });
+    assert.deepEqual(resolveEndpoints({ env: {}, devState: () => undefined }), { master: 'tcp://127.0.0.1:7700', masters: ['tcp://127.0.0.1:7700'], storage: 'tcp://127.0.0.1:7702', masterFrom: 'default', storageFrom: 'default' });
+  });
+
+  it('takes a comma list of masters (replicated group) from the flag, the environment or dev.json', () => {
+    const list = 'tcp://127.0.0.1:7700, tcp://127.0.0.1:7703,tcp://127.0.0.1:7704';
+    const r = resolveEndpoints({ master: list, env: {} });
+    assert.deepEqual(r.masters, ['tcp://127.0.0.1:7700', 'tcp://127.0.0.1:7703', 'tcp://127.0.0.1:7704']);
+    assert.equal(r.master, r.masters.join(','));
+    assert.deepEqual(resolveEndpoints({ env: { GRID_MASTER: 'tcp://a:1,tcp://b:2' } }).masters, ['tcp://a:1', 'tcp://b:2']);
+    const group = { ...dev, masters: ['tcp://127.0.0.1:41000', 'tcp://127.0.0.1:41003', 'tcp://127.0.0.1:41004'] };
+    assert.deepEqual(resolveEndpoints({ env: {}, devState: () => group }).masters, group.masters);
+    // an older dev.json without `masters` still works
+    assert.deepEqual(resolveEndpoints({ env: {}, devState: () => dev }).masters, [dev.master]);
+    gridError(() => resolveEndpoints({ master: 'tcp://a:1,,tcp://b:2', env: {} }), 'CONFIG_INVALID', /--master has an empty entry/);
+    gridError(() => resolveEndpoints({ master: 'tcp://a:1,a:2', env: {} }), 'CONFIG_INVALID', /--master must be an endpoint like .* got "a:2"/);
+    gridError(() => resolveEndpoints({ env: { GRID_MASTER: 'tcp://a:1,tcp://a:1' } }), 'CONFIG_INVALID', /GRID_MASTER lists a master twice/);
+    gridError(() => resolveEndpoints({ storage: 'tcp://a:1,tcp://b:2', env: {}, devState: () => undefined }), 'CONFIG_INVALID', /--storage must be an endpoint/);
   });
 
   it('refuses a malformed endpoint, naming where it came from', () => {
@@ -171,6 +187,30 @@ describe('cli: grid dev planning and crash policy', () => {
     assert.deepEqual(plannedPorts({ portBase: 0 }, 'worker', 5), { adminPort: 0 });
   });
 
+  it('places the masters of a group at P, P+3, P+4, ... (admin P+10, P+13, ...), below the workers', () => {
+    const ports = [0, 1, 2, 3, 4].map((i) => plannedPorts({ portBase: 7700 }, 'master', i));
+    assert.deepEqual(
+      ports.map((p) => p.bind),
+      ['tcp://127.0.0.1:7700', 'tcp://127.0.0.1:7703', 'tcp://127.0.0.1:7704', 'tcp://127.0.0.1:7705', 'tcp://127.0.0.1:7706'],
+    );
+    assert.deepEqual(
+      ports.map((p) => p.adminPort),
+      [7710, 7713, 7714, 7715, 7716],
+    );
+    // no clash with the balancer, storage or worker ports
+    const others = [7701, 7702, 7711, 7712, 7720];
+    for (const p of ports) assert.ok(!others.includes(Number(p.bind!.split(':').pop())) && !others.includes(p.adminPort));
+    assert.equal(nodeName('master', 0), 'master');
+    assert.equal(nodeName('master', 2, 3), 'master-2');
+    assert.equal(nodeName('worker', 1, 3), 'worker-1');
+  });
+
+  it('probes distinct free ports for a group under --port-base 0', async () => {
+    const ports = await probeFreePorts(5);
+    assert.equal(new Set(ports).size, 5);
+    for (const p of ports) assert.ok(p > 0 && p < 65536);
+  });
+
   it('finds each role\'s main endpoint in its ready message', () => {
     assert.equal(mainEndpoint('master', { clients: 'tcp://a:1' }), 'tcp://a:1');
     assert.equal(mainEndpoint('balancer', { master: 'tcp://m:1', workers: 'tcp://b:2' }), 'tcp://b:2');
@@ -188,6 +228,11 @@ describe('cli: grid dev planning and crash policy', () => {
     gridError(() => parseDevOptions({ restart: 'workers' }, cfg), 'BAD_REQUEST', /unknown role "workers"/);
     gridError(() => parseDevOptions({ workers: '-1' }, cfg), 'BAD_REQUEST', /--workers/);
     gridError(() => parseDevOptions({ portBase: '80' }, cfg), 'BAD_REQUEST', /--port-base/);
+    assert.equal(o.masters, 1);
+    assert.equal(parseDevOptions({ masters: '3' }, cfg).masters, 3);
+    assert.equal(parseDevOptions({ masters: '5' }, cfg).masters, 5);
+    gridError(() => parseDevOptions({ masters: '2' }, cfg), 'BAD_REQUEST', /--masters must be 1, 3, 5, got 2.*odd count/);
+    gridError(() => parseDevOptions({ masters: '7' }, cfg), 'BAD_REQUEST', /--masters must be an integer from 1 to 5/);
   });
 
   const cfg = { maxRestarts: 2, restartDelayMs: 100 };
@@ -210,6 +255,14 @@ describe('cli: grid dev planning and crash policy', () => {
     assert.match(s.message, /NO FILES/);
     assert.equal(decideOnExit({ ...worker, name: 'master', role: 'master' }, { code: 1, signal: null }, ['worker', 'master'], cfg).action, 'restart');
     assert.equal(decideOnExit(worker, { code: 1, signal: null }, [], cfg).action, 'leave-dead');
+  });
+
+  it('in a group of masters, reports a dead master clearly but as not fatal', () => {
+    const m = decideOnExit({ ...worker, name: 'master-1', role: 'master' }, { code: null, signal: 'SIGKILL' }, ['worker'], cfg, 3);
+    assert.equal(m.action, 'leave-dead');
+    assert.match(m.message, /^!! master-1 \(pid 42\) killed by SIGKILL.*the other masters keep serving while 2 of 3 run/);
+    assert.doesNotMatch(m.message, /NO JOBS/);
+    assert.equal(decideOnExit({ ...worker, name: 'master-1', role: 'master' }, { code: 1, signal: null }, ['master'], cfg, 3).action, 'restart');
   });
 
   it('finds FUSE mounts under the data dir in /proc/mounts, deepest first, octal escapes decoded', () => {
