@@ -3,7 +3,7 @@
  * with GridError('CONFIG_INVALID'). Defaults are documented in docs/balancer.md.
  */
 import path from 'node:path';
-import { configError, endpointSetting, intSetting, mergeConfig, readConfigFile, stringSetting } from '../common';
+import { configError, endpointList, endpointSetting, intSetting, mergeConfig, readConfigFile, stringSetting } from '../common';
 
 /** The settings the pure dispatch state machine needs (no I/O settings). */
 export interface DispatchLimits {
@@ -25,12 +25,33 @@ export interface DispatchLimits {
   maxWorkers: number;
   /** per-worker LRU of file ids it probably caches, used to prefer cache hits (default 10000) */
   maxCachedFilesPerWorker: number;
+  /**
+   * a dispatched attempt with no result this long after its task's own timeout ran out is
+   * settled `lost` and retried, ms (default 30000): covers staging, uploads and a lost result
+   */
+  taskDeadlineSlackMs: number;
+  /**
+   * extra time a dispatched attempt may wait in the worker's prefetch queue before its
+   * task_started arrives, ms (default 600000); once task_started arrives the deadline counts
+   * from it instead
+   */
+  queuedDeadlineMs: number;
+  /** the task timeout assumed for the deadline when task_dispatch.timeout_ms is 0, ms (default 3600000, the worker's default) */
+  defaultTaskTimeoutMs: number;
+  /**
+   * least time between two balancer_hello after a NOT_LEADER redirect, ms (default 200), so
+   * masters that keep pointing elsewhere (an election) are not asked in a tight loop
+   */
+  masterRedirectMinMs: number;
 }
 
 export interface BalancerConfig extends DispatchLimits {
   /** folder for the node id and logs */
   dataDir: string;
-  /** the master's ROUTER endpoint this balancer connects a DEALER to */
+  /**
+   * the master's ROUTER endpoint this balancer connects a DEALER to, or a comma list of the
+   * replicated masters' endpoints (the balancer follows NOT_LEADER hints and skips silent ones)
+   */
   master: string;
   /** ROUTER endpoint workers connect to; port 0 = ephemeral */
   bind: string;
@@ -55,6 +76,10 @@ export const BALANCER_DEFAULTS: BalancerConfig = {
   maxQueuedTasks: 100_000,
   maxWorkers: 1000,
   maxCachedFilesPerWorker: 10_000,
+  taskDeadlineSlackMs: 30_000,
+  queuedDeadlineMs: 600_000,
+  defaultTaskTimeoutMs: 3_600_000,
+  masterRedirectMinMs: 200,
 };
 
 /** Validates the dispatch settings (also used by tests that build the state machine directly). */
@@ -68,17 +93,38 @@ export function validateDispatchLimits(c: Record<string, unknown>): DispatchLimi
   intSetting(c, 'maxQueuedTasks', 1, 10_000_000);
   intSetting(c, 'maxWorkers', 1, 100_000);
   intSetting(c, 'maxCachedFilesPerWorker', 0, 10_000_000);
+  intSetting(c, 'taskDeadlineSlackMs', 0, 86_400_000);
+  intSetting(c, 'queuedDeadlineMs', 0, 86_400_000);
+  intSetting(c, 'defaultTaskTimeoutMs', 1, 2 ** 31 - 1);
+  intSetting(c, 'masterRedirectMinMs', 0, 60_000);
   if ((c.retryBackoffMaxMs as number) < (c.retryBackoffBaseMs as number)) {
     throw configError(`setting retryBackoffMaxMs (${c.retryBackoffMaxMs}) must be at least retryBackoffBaseMs (${c.retryBackoffBaseMs})`);
   }
   return c as unknown as DispatchLimits;
 }
 
+/**
+ * The master endpoints named by the `master` setting (one endpoint or a comma list), each
+ * checked like any endpoint setting; CONFIG_INVALID when empty, malformed or repeated.
+ */
+export function masterEndpoints(master: unknown): string[] {
+  const raw = stringSetting({ master }, 'master');
+  const list = endpointList(raw);
+  if (list.length === 0) throw configError(`setting master names no endpoint (got ${JSON.stringify(raw)})`, 'give tcp://HOST:PORT or a comma list tcp://A:7700,tcp://B:7700');
+  for (const e of list) endpointSetting({ master: e }, 'master');
+  const seen = new Set<string>();
+  for (const e of list) {
+    if (seen.has(e)) throw configError(`setting master lists ${e} twice`, 'name each master once');
+    seen.add(e);
+  }
+  return list;
+}
+
 export function loadBalancerConfig(flags: Partial<Record<keyof BalancerConfig, unknown>>, configFile?: string): BalancerConfig {
   const file = configFile ? readConfigFile(configFile) : {};
   const c = mergeConfig(BALANCER_DEFAULTS, file, flags, configFile ?? 'flags') as unknown as Record<string, unknown>;
   c.dataDir = path.resolve(stringSetting(c, 'dataDir'));
-  endpointSetting(c, 'master');
+  masterEndpoints(c.master);
   endpointSetting(c, 'bind');
   intSetting(c, 'adminPort', 0, 65535);
   intSetting(c, 'tickMs', 1, 10_000);
@@ -95,7 +141,9 @@ export function sampleConfig(): string {
 {
   // folder for the node id and logs
   "dataDir": "./.grid/balancer",
-  // the master's ZeroMQ endpoint
+  // the master's ZeroMQ endpoint, or a comma list of the replicated masters' endpoints
+  // ("tcp://10.0.0.1:7700,tcp://10.0.0.2:7700,tcp://10.0.0.3:7700"): the balancer follows
+  // the leader (NOT_LEADER hints) and moves on to the next one when a master falls silent
   "master": "tcp://127.0.0.1:7700",
   // ZeroMQ endpoint workers connect to (port 0 = pick a free one)
   "bind": "tcp://127.0.0.1:7701",
@@ -119,7 +167,16 @@ export function sampleConfig(): string {
   // most workers registered at once
   "maxWorkers": 1000,
   // per worker, how many recently used file ids are remembered for cache-aware dispatch
-  "maxCachedFilesPerWorker": 10000
+  "maxCachedFilesPerWorker": 10000,
+  // a dispatched attempt without a result by (task timeout + this) after it started is
+  // settled lost and retried, in milliseconds (covers staging, uploads, a lost result)
+  "taskDeadlineSlackMs": 30000,
+  // extra milliseconds a prefetched attempt may wait at the worker before task_started
+  "queuedDeadlineMs": 600000,
+  // task timeout assumed for deadlines when a task has none (timeout_ms 0), in milliseconds
+  "defaultTaskTimeoutMs": 3600000,
+  // least milliseconds between two hellos after NOT_LEADER redirects (elections)
+  "masterRedirectMinMs": 200
 }
 `;
 }

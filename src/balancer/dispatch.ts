@@ -10,6 +10,11 @@
  *
  * Inputs: `start`, `onMaster(msg)`, `onWorker(workerId, msg)`, `tick`. Workers are named by
  * the node_uuid they send; the shell maps that to a ZeroMQ routing id.
+ *
+ * Replicated masters: the machine decides which master to talk to (MasterCursor over the
+ * configured list, NOT_LEADER hints, silence) and says so with a `masterLink` output; the
+ * shell then opens a new connection there and sends every later `toMaster` on it, and drops
+ * whatever still arrives on the old one (so `onMaster` always means "the current master").
  */
 import {
   ERROR_CODES,
@@ -21,6 +26,7 @@ import {
   WorkerState,
 } from '../messages';
 import { assert } from '../common/errors';
+import { MasterCursor, leaderHint } from '../common/leader';
 import { DispatchLimits } from './config';
 
 export interface DispatchOptions extends DispatchLimits {
@@ -29,11 +35,15 @@ export interface DispatchOptions extends DispatchLimits {
   /** what workers must announce in worker_ready */
   protocolVersion: number;
   softwareVersion: string;
+  /** the master endpoints, in order (one, or the replicated masters); the first is tried first */
+  masters: readonly string[];
 }
 
 /** Events: what happened, for logs and tests. Namespaced, one shape per name. */
 export type DispatchEvent =
-  | { type: 'master:hello'; reason: 'start' | 'unanswered' | 'silent' | 'room'; }
+  | { type: 'master:hello'; reason: HelloReason }
+  /** the master link moves: a follower named the leader (or none), or the master fell silent */
+  | { type: 'master:redirect'; from: string; to: string; why: RedirectWhy; hint: string | null }
   /** the master answered a hello (first message since the hello) */
   | { type: 'master:heard'; first: boolean }
   | { type: 'master:lost'; silentMs: number }
@@ -51,11 +61,20 @@ export type DispatchEvent =
   | { type: 'task:dispatched'; jobUuid: string; taskIndex: number; attempt: number; workerId: string; cacheHits: number }
   | { type: 'task:started'; jobUuid: string; taskIndex: number; attempt: number; workerId: string }
   | { type: 'task:retry'; jobUuid: string; taskIndex: number; attempt: number; outcome: number; delayMs: number; failedOn: string }
+  /** an attempt passed its deadline without a result: settled lost (then retried or final) */
+  | { type: 'task:deadline'; jobUuid: string; taskIndex: number; attempt: number; workerId: string; budgetMs: number; from: 'dispatch' | 'task_started' }
   | { type: 'task:settled'; jobUuid: string; taskIndex: number; attempt: number; outcome: number; workerId: string }
   | { type: 'task:cancelled'; jobUuid: string; dropped: number; running: number }
   | { type: 'result:ignored'; jobUuid: string; taskIndex: number; attempt: number; workerId: string; why: 'duplicate' | 'stale' }
   | { type: 'result:refused'; jobUuid: string; taskIndex: number; attempt: number; reason: string }
   | { type: 'result:acked'; jobUuid: string; taskIndex: number; attempt: number };
+
+export type HelloReason = 'start' | 'unanswered' | 'silent' | 'room' | 'redirect';
+/**
+ * Why the master link moved: `not-leader` (an error_reply NOT_LEADER), `silent` (a connected
+ * master said nothing for the liveness time), `unanswered` (hellos unanswered that long).
+ */
+export type RedirectWhy = 'not-leader' | 'silent' | 'unanswered';
 
 /** Why a worker was declared lost. */
 export type LostReason = 'silent' | 'disconnect' | 'rejoined' | 'reconnected';
@@ -69,6 +88,8 @@ const LOST_WHY: Record<LostReason, (livenessMs: number) => string> = {
 export type DispatchOutput =
   | { kind: 'toWorker'; workerId: string; msg: MessageInput }
   | { kind: 'toMaster'; msg: MessageInput }
+  /** close the master connection and open one to `endpoint`; later toMaster outputs go there */
+  | { kind: 'masterLink'; endpoint: string }
   | { kind: 'event'; event: DispatchEvent };
 
 type TaskSpec = MessageOf<'task_dispatch'>;
@@ -83,6 +104,8 @@ interface HeldTask {
   workerId?: string;
   dispatchedAtMs: number;
   started: boolean;
+  /** running: past this time without a result, the attempt is settled lost */
+  deadlineMs: number;
   /** workers an earlier attempt failed or was lost on, so a retry prefers another one */
   failedOn: string[];
 }
@@ -131,10 +154,12 @@ export interface DispatchCounters {
   resultsRefused: number;
   jobsCancelled: number;
   masterHellos: number;
+  masterRedirects: number;
+  deadlinesMissed: number;
 }
 
 export interface DispatchStatus {
-  master: { state: MasterState; lastHeardMsAgo: number | null };
+  master: { state: MasterState; lastHeardMsAgo: number | null; endpoint: string; endpoints: string[] };
   workers: {
     workerId: string;
     slots: number;
@@ -177,7 +202,20 @@ export class Dispatcher {
   private readonly settledUnacked = new Set<string>();
   private masterState: MasterState = 'hello-pending';
   private masterHeardMs: number | null = null;
+  private readonly cursor: MasterCursor;
+  /** the master the link points at (a NOT_LEADER hint may name one outside the list) */
+  private masterEndpoint: string;
+  /** since when the link waits for an answer from this master (hello-pending) */
+  private masterWaitSinceMs = 0;
   private helloSentMs = -Infinity;
+  /** hello-pending: the next hello goes out at this time */
+  private nextHelloAtMs = Infinity;
+  /** when the last hello after a redirect went out (they are masterRedirectMinMs apart) */
+  private redirectHelloMs = -Infinity;
+  /** a redirect's hello waits for masterRedirectMinMs to pass */
+  private redirectHelloDue = false;
+  /** lower bound of every running attempt's deadline, so tick scans only when one may be due */
+  private nextDeadlineMs = Infinity;
   private masterBeatSentMs = -Infinity;
   private workerBeatSentMs = -Infinity;
   /** task_dispatch was dropped at the bound: ask the master again once there is room */
@@ -200,9 +238,14 @@ export class Dispatcher {
     resultsRefused: 0,
     jobsCancelled: 0,
     masterHellos: 0,
+    masterRedirects: 0,
+    deadlinesMissed: 0,
   };
 
-  constructor(readonly o: DispatchOptions) {}
+  constructor(readonly o: DispatchOptions) {
+    this.cursor = new MasterCursor([...o.masters]);
+    this.masterEndpoint = this.cursor.current;
+  }
 
   private get livenessMs(): number {
     return this.o.livenessMissed * this.o.heartbeatIntervalMs;
@@ -215,6 +258,7 @@ export class Dispatcher {
     assert(!this.started, 'Dispatcher.start called twice');
     this.started = true;
     const out: DispatchOutput[] = [];
+    this.masterWaitSinceMs = nowMs;
     this.hello(out, nowMs, 'start');
     return out;
   }
@@ -222,6 +266,13 @@ export class Dispatcher {
   /** Any message that arrived on the master connection. */
   onMaster(m: Message, nowMs: number): DispatchOutput[] {
     const out: DispatchOutput[] = [];
+    if (m.type === 'error_reply' && m.error_code === ERROR_CODES.NOT_LEADER) {
+      // A follower (docs/architecture.md, "Replicated masters"): it is not our master and
+      // proves nothing about the leader, so it does not count as an answer. Go where it says.
+      this.redirect(out, nowMs, 'not-leader', leaderHint(m.message));
+      this.dispatchPass(out, nowMs);
+      return out;
+    }
     // Any message from the master proves it is there and has our hello (docs/architecture.md,
     // "Master -> balancer"): it only talks to a balancer that said hello.
     const answered = this.masterState !== 'connected';
@@ -307,7 +358,7 @@ export class Dispatcher {
         w.jobUuid = m.job_uuid;
         break;
       case 'task_started':
-        this.onStarted(out, w, m);
+        this.onStarted(out, w, m, nowMs);
         break;
       case 'task_result':
         this.onResult(out, w, m, nowMs);
@@ -327,6 +378,7 @@ export class Dispatcher {
     for (const w of [...this.workers.values()]) {
       if (nowMs - w.lastSeenMs > this.livenessMs) this.loseWorker(out, w, 'silent', nowMs);
     }
+    this.expireDeadlines(out, nowMs);
     if (nowMs - this.workerBeatSentMs >= this.o.heartbeatIntervalMs) {
       this.workerBeatSentMs = nowMs;
       for (const w of this.workers.values()) this.toWorker(out, w.id, { type: 'generic_message', node_uuid: this.o.nodeUuid });
@@ -359,26 +411,72 @@ export class Dispatcher {
    * Every hello waits for an answer: the state is hello-pending until any master message
    * arrives, and hello repeats every interval meanwhile (the master answers a hello at once).
    */
-  private hello(out: DispatchOutput[], nowMs: number, reason: 'start' | 'unanswered' | 'silent' | 'room'): void {
+  private hello(out: DispatchOutput[], nowMs: number, reason: HelloReason): void {
+    if (this.masterState === 'connected') this.masterWaitSinceMs = nowMs;
+    if (reason === 'redirect') this.redirectHelloMs = nowMs;
+    this.redirectHelloDue = false;
     this.helloSentMs = nowMs;
+    this.nextHelloAtMs = nowMs + this.o.heartbeatIntervalMs;
     this.masterState = 'hello-pending';
     this.counters.masterHellos++;
     this.emit(out, { type: 'master:hello', reason });
     out.push({ kind: 'toMaster', msg: { type: 'balancer_hello', node_uuid: this.o.nodeUuid, protocol_version: this.o.protocolVersion } });
   }
 
+  /**
+   * Moves the master link: to the leader a follower named (or the next master when it named
+   * none), or to the next master after silence. A new endpoint gets a `masterLink` output and
+   * a hello at once, except that hellos after redirects are at least masterRedirectMinMs
+   * apart (during an election every master says "not me", and two masters with stale views
+   * may name each other: neither must become a tight loop). Unacknowledged results are made
+   * due, so they reach the new master as soon as it answers.
+   */
+  private redirect(out: DispatchOutput[], nowMs: number, why: RedirectWhy, hint: string | undefined): void {
+    const from = this.masterEndpoint;
+    const to = why === 'not-leader' ? this.cursor.redirect(hint) : this.cursor.next();
+    this.masterEndpoint = to;
+    this.counters.masterRedirects++;
+    this.emit(out, { type: 'master:redirect', from, to, why, hint: hint ?? null });
+    if (to !== from) {
+      out.push({ kind: 'masterLink', endpoint: to });
+      // Results sent to the old master may never have arrived: all are due now (they keep
+      // their order; the re-send in tick runs once the new master has answered).
+      for (const u of this.unacked.values()) u.lastSentMs = -Infinity;
+    }
+    this.masterState = 'hello-pending';
+    this.masterWaitSinceMs = nowMs;
+    const dueMs = this.redirectHelloMs + this.o.masterRedirectMinMs;
+    if (nowMs >= dueMs) this.hello(out, nowMs, 'redirect');
+    else {
+      this.redirectHelloDue = true;
+      this.nextHelloAtMs = dueMs;
+    }
+  }
+
   private tickMaster(out: DispatchOutput[], nowMs: number): void {
     if (!this.started) return;
+    const several = this.cursor.endpoints.length > 1;
     if (this.masterState === 'hello-pending') {
+      // A master that leaves hellos unanswered for the liveness time is skipped (dead, or
+      // cut off); with one master there is nowhere else to go, so keep asking it.
+      if (several && nowMs - this.masterWaitSinceMs > this.livenessMs) {
+        this.redirect(out, nowMs, 'unanswered', undefined);
+        return;
+      }
       // Until any master message answers, say hello every interval.
-      if (nowMs - this.helloSentMs >= this.o.heartbeatIntervalMs) this.hello(out, nowMs, 'unanswered');
+      if (nowMs >= this.nextHelloAtMs) this.hello(out, nowMs, this.redirectHelloDue ? 'redirect' : 'unanswered');
       return;
     }
     const silentMs = nowMs - (this.masterHeardMs ?? nowMs);
     if (silentMs > this.livenessMs) {
       this.masterState = 'hello-pending';
       this.emit(out, { type: 'master:lost', silentMs });
-      this.hello(out, nowMs, 'silent');
+      // A dead leader is skipped: the next master either leads or names the leader.
+      if (several) this.redirect(out, nowMs, 'silent', undefined);
+      else {
+        this.masterWaitSinceMs = nowMs;
+        this.hello(out, nowMs, 'silent');
+      }
       return;
     }
     if (this.droppedSinceHello && this.heldCount() <= this.o.maxQueuedTasks / 2 && nowMs - this.helloSentMs >= this.o.heartbeatIntervalMs) {
@@ -416,7 +514,7 @@ export class Dispatcher {
       });
       return;
     }
-    const t: HeldTask = { key, spec: m, attempt: m.attempt, state: 'queued', notBeforeMs: 0, dispatchedAtMs: 0, started: false, failedOn: [] };
+    const t: HeldTask = { key, spec: m, attempt: m.attempt, state: 'queued', notBeforeMs: 0, dispatchedAtMs: 0, started: false, deadlineMs: Infinity, failedOn: [] };
     this.tasks.set(key, t);
     this.queue.set(key, t);
     let s = this.byJob.get(m.job_uuid);
@@ -516,10 +614,12 @@ export class Dispatcher {
     this.toWorker(out, workerId, errorReply(this.o.nodeUuid, code, reason));
   }
 
-  private onStarted(out: DispatchOutput[], w: WorkerRec, m: MessageOf<'task_started'>): void {
+  private onStarted(out: DispatchOutput[], w: WorkerRec, m: MessageOf<'task_started'>, nowMs: number): void {
     const t = this.tasks.get(taskKey(m.job_uuid, m.task_index));
     if (!t || t.state !== 'running' || t.workerId !== w.id || t.attempt !== m.attempt) return;
     t.started = true;
+    // The attempt runs now: its own timeout (plus slack) counts from here, not from dispatch.
+    this.setDeadline(t, nowMs);
     this.emit(out, { type: 'task:started', jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt, workerId: w.id });
     out.push({ kind: 'toMaster', msg: { ...m, node_uuid: this.o.nodeUuid, worker_uuid: w.id } });
   }
@@ -574,32 +674,92 @@ export class Dispatcher {
     for (const key of w.assigned) {
       const t = this.tasks.get(key)!;
       assert(t.state === 'running' && t.workerId === w.id, `task ${key} assigned to ${w.id} is running there`);
-      const retry = t.attempt < t.spec.max_retries;
       const why = LOST_WHY[reason](this.livenessMs);
-      const msg: MessageInput<'task_result'> = {
-        type: 'task_result',
-        node_uuid: this.o.nodeUuid,
-        job_uuid: t.spec.job_uuid,
-        worker_uuid: w.id,
-        log_file_uuid: NIL_UUID,
-        task_index: t.spec.task_index,
-        attempt: t.attempt,
-        exit_code: -1,
-        duration_ms: Math.min(U32_MAX, Math.max(0, nowMs - t.dispatchedAtMs)),
-        outcome: TaskOutcome.lost,
-        final: retry ? 0 : 1,
-        output_file_uuids: [],
-        output_names: [],
-        error: `worker ${w.id} was lost (${why}) while holding this attempt`,
-        log_tail: '',
-      };
-      // Lost results bypass maxUnackedResults: they are bounded by maxQueuedTasks instead.
-      this.toMasterResult(out, msg, key, nowMs, true);
-      // A lost attempt is not the task's fault: re-queue at once (no backoff), elsewhere.
-      if (retry) this.retry(out, t, TaskOutcome.lost, w.id, nowMs, false);
-      else this.settle(out, t, TaskOutcome.lost, w.id);
+      this.settleLost(out, t, w.id, nowMs, `worker ${w.id} was lost (${why}) while holding this attempt`);
     }
     w.assigned.clear();
+  }
+
+  /**
+   * Settles a running attempt as outcome `lost` (its worker is gone, or it passed its
+   * deadline): a made-up task_result goes to the master, and the task is re-queued at once
+   * with attempt + 1 if attempts remain, else it settles failed. The caller frees the
+   * worker's capacity. A late result of this attempt is then stale: acknowledged, ignored.
+   */
+  private settleLost(out: DispatchOutput[], t: HeldTask, workerId: string, nowMs: number, error: string): void {
+    const retry = t.attempt < t.spec.max_retries;
+    const msg: MessageInput<'task_result'> = {
+      type: 'task_result',
+      node_uuid: this.o.nodeUuid,
+      job_uuid: t.spec.job_uuid,
+      worker_uuid: workerId,
+      log_file_uuid: NIL_UUID,
+      task_index: t.spec.task_index,
+      attempt: t.attempt,
+      exit_code: -1,
+      duration_ms: Math.min(U32_MAX, Math.max(0, nowMs - t.dispatchedAtMs)),
+      outcome: TaskOutcome.lost,
+      final: retry ? 0 : 1,
+      output_file_uuids: [],
+      output_names: [],
+      error,
+      log_tail: '',
+    };
+    // Lost results bypass maxUnackedResults: they are bounded by maxQueuedTasks instead.
+    this.toMasterResult(out, msg, t.key, nowMs, true);
+    // A lost attempt is not the task's fault: re-queue at once (no backoff), elsewhere.
+    if (retry) this.retry(out, t, TaskOutcome.lost, workerId, nowMs, false);
+    else this.settle(out, t, TaskOutcome.lost, workerId);
+  }
+
+  // ---- deadlines ---------------------------------------------------------------------------
+
+  /** How long an attempt may run: its own timeout (or the default for 0) plus the slack. */
+  private runBudgetMs(t: HeldTask): number {
+    return (t.spec.timeout_ms || this.o.defaultTaskTimeoutMs) + this.o.taskDeadlineSlackMs;
+  }
+
+  /**
+   * At dispatch (not started): the attempt may first wait in the worker's prefetch queue,
+   * so it gets queuedDeadlineMs more; at task_started the budget counts from then.
+   */
+  private setDeadline(t: HeldTask, nowMs: number): void {
+    t.deadlineMs = nowMs + this.runBudgetMs(t) + (t.started ? 0 : this.o.queuedDeadlineMs);
+    if (t.deadlineMs < this.nextDeadlineMs) this.nextDeadlineMs = t.deadlineMs;
+  }
+
+  /**
+   * Settles every running attempt past its deadline as lost. Without this a task whose
+   * result was lost on a worker that stays alive would be held forever. Scans only when the
+   * earliest deadline may have passed (nextDeadlineMs is a lower bound of all of them).
+   */
+  private expireDeadlines(out: DispatchOutput[], nowMs: number): void {
+    if (nowMs <= this.nextDeadlineMs) return;
+    let next = Infinity;
+    for (const w of this.workers.values()) {
+      for (const key of [...w.assigned]) {
+        const t = this.tasks.get(key)!;
+        if (nowMs <= t.deadlineMs) {
+          if (t.deadlineMs < next) next = t.deadlineMs;
+          continue;
+        }
+        const budgetMs = this.runBudgetMs(t) + (t.started ? 0 : this.o.queuedDeadlineMs);
+        const from = t.started ? 'task_started' : 'dispatch';
+        this.counters.deadlinesMissed++;
+        this.emit(out, { type: 'task:deadline', jobUuid: t.spec.job_uuid, taskIndex: t.spec.task_index, attempt: t.attempt, workerId: w.id, budgetMs, from });
+        // The worker's own timeout has long run out, so it no longer runs this attempt: free
+        // its capacity (keeping it would leak a slot for good when the result was lost).
+        w.assigned.delete(key);
+        this.settleLost(
+          out,
+          t,
+          w.id,
+          nowMs,
+          `no result from worker ${w.id} within ${budgetMs} ms of ${from} (task timeout ${t.spec.timeout_ms || this.o.defaultTaskTimeoutMs} ms + taskDeadlineSlackMs ${this.o.taskDeadlineSlackMs} ms${t.started ? '' : ` + queuedDeadlineMs ${this.o.queuedDeadlineMs} ms`}); the result was lost or the worker hung`,
+        );
+      }
+    }
+    this.nextDeadlineMs = next;
   }
 
   private retry(out: DispatchOutput[], t: HeldTask, outcome: number, workerId: string, nowMs: number, withBackoff: boolean): void {
@@ -608,6 +768,7 @@ export class Dispatcher {
     t.attempt = failed + 1;
     t.workerId = undefined;
     t.started = false;
+    t.deadlineMs = Infinity;
     if (!t.failedOn.includes(workerId)) t.failedOn.push(workerId);
     if (t.failedOn.length > 16) t.failedOn.shift(); // bounded: only the recent ones matter
     this.counters.retries++;
@@ -654,6 +815,7 @@ export class Dispatcher {
       t.workerId = w.id;
       t.dispatchedAtMs = nowMs;
       t.started = false;
+      this.setDeadline(t, nowMs);
       w.assigned.add(t.key);
       w.dispatched++;
       assert(w.assigned.size <= w.slots + w.prefetch, `worker ${w.id} within capacity`);
@@ -717,10 +879,15 @@ export class Dispatcher {
     return this.masterState === 'connected';
   }
 
+  /** The master endpoint the link points at (the shell connects there at start). */
+  get currentMaster(): string {
+    return this.masterEndpoint;
+  }
+
   /** Where a task is, or undefined when not held. */
-  taskInfo(jobUuid: string, taskIndex: number): { state: HeldTask['state']; attempt: number; workerId?: string; notBeforeMs: number } | undefined {
+  taskInfo(jobUuid: string, taskIndex: number): { state: HeldTask['state']; attempt: number; workerId?: string; notBeforeMs: number; deadlineMs: number } | undefined {
     const t = this.tasks.get(taskKey(jobUuid, taskIndex));
-    return t && { state: t.state, attempt: t.attempt, workerId: t.workerId, notBeforeMs: t.notBeforeMs };
+    return t && { state: t.state, attempt: t.attempt, workerId: t.workerId, notBeforeMs: t.notBeforeMs, deadlineMs: t.deadlineMs };
   }
 
   workerLoad(workerId: string): number | undefined {
@@ -735,7 +902,12 @@ export class Dispatcher {
     let running = 0;
     for (const w of this.workers.values()) running += w.assigned.size;
     return {
-      master: { state: this.masterState, lastHeardMsAgo: this.masterHeardMs === null ? null : nowMs - this.masterHeardMs },
+      master: {
+        state: this.masterState,
+        lastHeardMsAgo: this.masterHeardMs === null ? null : nowMs - this.masterHeardMs,
+        endpoint: this.masterEndpoint,
+        endpoints: [...this.cursor.endpoints],
+      },
       workers: [...this.workers.values()].map((w) => ({
         workerId: w.id,
         slots: w.slots,

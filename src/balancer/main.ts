@@ -8,7 +8,7 @@ export function registerCommands(program: Command): void {
   program
     .command('balancer')
     .description('run a balancer: takes tasks from the master and dispatches them to workers (Paranoid Pirate)')
-    .option('--master <endpoint>', "the master's ZeroMQ endpoint (default tcp://127.0.0.1:7700)")
+    .option('--master <endpoints>', "the master's ZeroMQ endpoint, or a comma list of the replicated masters' endpoints (default tcp://127.0.0.1:7700)")
     .option('--bind <endpoint>', 'ZeroMQ endpoint workers connect to; port 0 = any free port (default tcp://127.0.0.1:7701)')
     .option('--admin-port <port>', 'admin HTTP port for /healthz and /status; 0 = any free port (default 7711)')
     .option('--data-dir <dir>', 'folder for the node id and logs (default ./.grid/balancer)')

@@ -2,12 +2,15 @@
  * The balancer node: the I/O shell around the pure Dispatcher. A ROUTER (RpcServer) serves
  * workers, a DEALER (RpcClient, used only for one-way sends) talks to the master, one
  * ticker calls dispatcher.tick(Date.now()), and every output batch is executed in order.
+ * When the dispatcher moves the master link (`masterLink`: NOT_LEADER redirect, silence),
+ * the old DEALER is closed and a new one opened; anything the old one still delivers is
+ * dropped, so the dispatcher only ever hears its current master.
  */
 import path from 'node:path';
 import { Logger } from 'pino';
 import { Message, MessageInput, PROTOCOL_VERSION, isUuid, newUuid } from '../messages';
 import { AdminServer, GridError, RpcClient, RpcServer, SOFTWARE_VERSION, createLogger, persistentNodeId } from '../common';
-import { BalancerConfig } from './config';
+import { BalancerConfig, masterEndpoints } from './config';
 import { DispatchEvent, DispatchOutput, DispatchStatus, Dispatcher } from './dispatch';
 
 /** Log level of each event: what an operator must see at info, problems at warn. */
@@ -15,6 +18,7 @@ const EVENT_LEVEL: Record<DispatchEvent['type'], 'debug' | 'info' | 'warn'> = {
   'master:hello': 'info',
   'master:heard': 'info',
   'master:lost': 'warn',
+  'master:redirect': 'warn',
   'master:error': 'warn',
   'master:unexpected': 'warn',
   'worker:joined': 'info',
@@ -29,6 +33,7 @@ const EVENT_LEVEL: Record<DispatchEvent['type'], 'debug' | 'info' | 'warn'> = {
   'task:dispatched': 'debug',
   'task:started': 'debug',
   'task:retry': 'info',
+  'task:deadline': 'warn',
   'task:settled': 'info',
   'task:cancelled': 'info',
   'result:ignored': 'info',
@@ -40,7 +45,6 @@ export interface BalancerStatus extends DispatchStatus {
   role: 'balancer';
   nodeId: string;
   endpoint: string;
-  master: DispatchStatus['master'] & { endpoint: string };
   server: RpcServer['stats'];
 }
 
@@ -77,12 +81,18 @@ export class BalancerNode {
       maxQueuedTasks: cfg.maxQueuedTasks,
       maxWorkers: cfg.maxWorkers,
       maxCachedFilesPerWorker: cfg.maxCachedFilesPerWorker,
+      taskDeadlineSlackMs: cfg.taskDeadlineSlackMs,
+      queuedDeadlineMs: cfg.queuedDeadlineMs,
+      defaultTaskTimeoutMs: cfg.defaultTaskTimeoutMs,
+      masterRedirectMinMs: cfg.masterRedirectMinMs,
+      masters: masterEndpoints(cfg.master),
     });
     this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, handler: (m, peer) => this.fromWorker(m, peer) });
     this.admin = new AdminServer({
       host: '127.0.0.1',
       port: cfg.adminPort,
-      health: () => (this.dispatcher.masterConnected ? null : `no word from the master at ${cfg.master} yet (saying balancer_hello every ${cfg.heartbeatIntervalMs} ms)`),
+      health: () =>
+        this.dispatcher.masterConnected ? null : `no word from the master at ${this.dispatcher.currentMaster} yet (saying balancer_hello every ${cfg.heartbeatIntervalMs} ms; masters: ${cfg.master})`,
       status: () => this.status(),
     });
   }
@@ -91,7 +101,7 @@ export class BalancerNode {
   async start(): Promise<{ endpoint: string; adminPort: number }> {
     const endpoint = await this.server.start();
     const adminPort = await this.admin.start();
-    this.masterLink = new RpcClient({ endpoint: this.cfg.master, nodeUuid: this.nodeId, log: this.log, onUnsolicited: (m) => this.fromMaster(m) });
+    this.openMasterLink(this.dispatcher.currentMaster);
     this.execute(this.dispatcher.start(Date.now()));
     this.ticker = setInterval(() => this.execute(this.dispatcher.tick(Date.now())), this.cfg.tickMs);
     this.log.info({ endpoint, adminPort, master: this.cfg.master }, 'balancer serving');
@@ -114,7 +124,22 @@ export class BalancerNode {
 
   status(): BalancerStatus {
     const s = this.dispatcher.status(Date.now());
-    return { role: 'balancer', nodeId: this.nodeId, endpoint: this.server.endpoint, ...s, master: { ...s.master, endpoint: this.cfg.master }, server: this.server.stats };
+    return { role: 'balancer', nodeId: this.nodeId, endpoint: this.server.endpoint, ...s, server: this.server.stats };
+  }
+
+  /** A new DEALER to `endpoint` replaces the old one (closed: its queued sends are dropped). */
+  private openMasterLink(endpoint: string): void {
+    this.masterLink?.close();
+    const link: RpcClient = new RpcClient({
+      endpoint,
+      nodeUuid: this.nodeId,
+      log: this.log,
+      // only the current link speaks for the master; a late message on an old one is dropped
+      onUnsolicited: (m) => {
+        if (link === this.masterLink) this.fromMaster(m);
+      },
+    });
+    this.masterLink = link;
   }
 
   private fromMaster(m: Message): void {
@@ -149,6 +174,9 @@ export class BalancerNode {
         }
         case 'toMaster':
           this.sendMaster(o.msg);
+          break;
+        case 'masterLink':
+          if (!this.stopped) this.openMasterLink(o.endpoint);
           break;
         case 'event':
           if (o.event.type === 'worker:lost') gone.push(o.event.workerId);

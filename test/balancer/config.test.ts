@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BALANCER_DEFAULTS, loadBalancerConfig, sampleConfig } from '../../src/balancer';
+import { BALANCER_DEFAULTS, loadBalancerConfig, masterEndpoints, sampleConfig } from '../../src/balancer';
 import { GridError } from '../../src/common';
 
 describe('balancer config', () => {
@@ -27,9 +27,21 @@ describe('balancer config', () => {
     assert.equal(c.livenessMissed, 5);
   });
 
+  it('takes one master or a comma list (spaces allowed), kept as the string given', () => {
+    assert.equal(loadBalancerConfig({ master: 'tcp://10.0.0.1:7700' }).master, 'tcp://10.0.0.1:7700');
+    const list = 'tcp://10.0.0.1:7700, tcp://10.0.0.2:7700,tcp://10.0.0.3:7700';
+    assert.equal(loadBalancerConfig({ master: list }).master, list);
+    assert.deepEqual(masterEndpoints(list), ['tcp://10.0.0.1:7700', 'tcp://10.0.0.2:7700', 'tcp://10.0.0.3:7700']);
+  });
+
   const bad: [string, Record<string, unknown>, RegExp][] = [
     ['an unknown setting', { heartbeatMs: 5 }, /unknown setting "heartbeatMs"/],
     ['a bad endpoint', { master: 'localhost:7700' }, /setting master must be an endpoint/],
+    ['a bad endpoint in a master list', { master: 'tcp://127.0.0.1:7700, tcp//b:7700' }, /setting master must be an endpoint like tcp:\/\/127\.0\.0\.1:7700, got "tcp\/\/b:7700"/],
+    ['a master list of only commas', { master: ' , ,' }, /setting master names no endpoint/],
+    ['a master listed twice', { master: 'tcp://a:7700,tcp://a:7700' }, /setting master lists tcp:\/\/a:7700 twice/],
+    ['a negative task deadline slack', { taskDeadlineSlackMs: -1 }, /taskDeadlineSlackMs must be an integer from 0/],
+    ['a zero default task timeout', { defaultTaskTimeoutMs: 0 }, /defaultTaskTimeoutMs must be an integer from 1/],
     ['a zero liveness', { livenessMissed: 0 }, /livenessMissed must be an integer from 2/],
     ['backoff max below base', { retryBackoffBaseMs: 2000, retryBackoffMaxMs: 1000 }, /retryBackoffMaxMs \(1000\) must be at least retryBackoffBaseMs/],
     ['a ticker slower than heartbeats', { tickMs: 1000 }, /tickMs \(1000\) must be below heartbeatIntervalMs/],

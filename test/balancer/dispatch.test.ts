@@ -2,7 +2,9 @@
 // docs/architecture.md "Master -> balancer", "Balancer -> worker (Paranoid Pirate)",
 // "Results", "Cancel").
 import assert from 'node:assert/strict';
-import { ERROR_CODES, PROTOCOL_VERSION, TaskOutcome, newUuid } from '../../src/messages';
+import { notLeader } from '../../src/common/leader';
+import { DispatchOutput } from '../../src/balancer';
+import { ERROR_CODES, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, newUuid } from '../../src/messages';
 import {
   ackMsg,
   checkOutputs,
@@ -17,7 +19,23 @@ import {
   taskMsg,
   toMaster,
   toWorker,
+  wire,
 } from './helpers';
+
+const M1 = 'tcp://10.0.0.1:7700';
+const M2 = 'tcp://10.0.0.2:7700';
+const M3 = 'tcp://10.0.0.3:7700';
+
+/** A follower's answer, built like the masters build it (GridError NOT_LEADER -> error_reply). */
+function notLeaderReply(leader: string | undefined) {
+  const e = notLeader(leader);
+  return wire<'error_reply'>({ type: 'error_reply', node_uuid: newUuid(), request_uuid: NIL_UUID, error_code: e.wireCode, message: e.describe() });
+}
+
+/** The kinds of a batch in order, with masterLink endpoints and message types: ordering matters to the shell. */
+function masterTrace(out: DispatchOutput[]): string[] {
+  return out.flatMap((o) => (o.kind === 'masterLink' ? [`link ${o.endpoint}`] : o.kind === 'toMaster' ? [`send ${(o.msg as { type: string }).type}`] : []));
+}
 
 const A = '00000000-0000-4000-8000-00000000000a';
 const B = '00000000-0000-4000-8000-00000000000b';
@@ -393,6 +411,159 @@ describe('balancer dispatch state machine', () => {
       const d = connected();
       const out = d.onWorker(A, { type: 'job_list_request', node_uuid: A, request_uuid: newUuid(), limit: 1 }, 0);
       assert.equal(toWorker(out, A, 'error_reply')[0]!.error_code, ERROR_CODES.UNEXPECTED);
+    });
+  });
+  describe('replicated masters (architecture.md "Replicated masters")', () => {
+    it('NOT_LEADER with a hint: moves the link to the named leader and says hello there at once', () => {
+      const d = makeDispatcher({ masters: [M1, M2, M3] });
+      assert.equal(d.currentMaster, M1);
+      assert.deepEqual(masterTrace(d.start(0)), ['send balancer_hello']);
+      const out = checkOutputs(d.onMaster(notLeaderReply(M3), 5));
+      assert.deepEqual(masterTrace(out), [`link ${M3}`, 'send balancer_hello'], 'the new link first, then the hello on it');
+      assert.deepEqual(events(out, 'master:redirect'), [{ type: 'master:redirect', from: M1, to: M3, why: 'not-leader', hint: M3 }]);
+      assert.equal(events(out, 'master:heard').length, 0, 'a follower is no answer');
+      assert.equal(d.masterConnected, false);
+      assert.equal(d.currentMaster, M3);
+      d.onMaster(heartbeat(newUuid()), 10);
+      assert.equal(d.masterConnected, true);
+      const st = d.status(10).master;
+      assert.deepEqual([st.endpoint, st.endpoints], [M3, [M1, M2, M3]]);
+    });
+
+    it('NOT_LEADER without a leader (election): next master, hellos at least masterRedirectMinMs apart', () => {
+      const d = makeDispatcher({ masters: [M1, M2, M3], masterRedirectMinMs: 200 });
+      d.start(0);
+      const a = d.onMaster(notLeaderReply(undefined), 5);
+      assert.deepEqual(masterTrace(a), [`link ${M2}`, 'send balancer_hello'], 'the first redirect says hello at once');
+      assert.equal(events(a, 'master:redirect')[0]!.hint, null);
+      const b = d.onMaster(notLeaderReply(undefined), 10);
+      assert.deepEqual(masterTrace(b), [`link ${M3}`], 'moved, but no hello 5 ms after the last redirect hello');
+      assert.equal(toMaster(d.tick(204), 'balancer_hello').length, 0);
+      const due = d.tick(205);
+      assert.deepEqual(masterTrace(due), ['send balancer_hello'], 'hello once the minimum gap is over');
+      assert.deepEqual(events(due, 'master:hello').map((e) => e.reason), ['redirect']);
+      // a hint naming a master outside the list is followed too
+      const outside = 'tcp://10.0.0.9:7700';
+      const c = d.onMaster(notLeaderReply(outside), 700);
+      assert.deepEqual(masterTrace(c), [`link ${outside}`, 'send balancer_hello']);
+      assert.equal(d.currentMaster, outside);
+    });
+
+    it('NOT_LEADER to a result after a leader change: unacked results are re-sent on the new link once it answers', () => {
+      const d = makeDispatcher({ masters: [M1, M2], resultResendMs: 2000 });
+      d.start(0);
+      d.onMaster(heartbeat(newUuid()), 0);
+      d.onWorker(A, readyMsg(A, 1, 0), 0);
+      const job = newUuid();
+      d.onMaster(taskMsg(job, 0), 0);
+      assert.equal(toMaster(d.onWorker(A, resultMsg(A, job, 0, 0), 100), 'task_result').length, 1);
+      // M1 lost leadership and answers the result (or a heartbeat) with NOT_LEADER naming M2
+      const out = d.onMaster(notLeaderReply(M2), 150);
+      assert.deepEqual(masterTrace(out), [`link ${M2}`, 'send balancer_hello']);
+      assert.equal(toMaster(d.tick(160), 'task_result').length, 0, 'not before the new master answered');
+      d.onMaster(heartbeat(newUuid()), 170);
+      const resent = d.tick(180);
+      assert.deepEqual(toMaster(resent, 'task_result').map((r) => [r.task_index, r.final]), [[0, 1]], 'at once, not after resultResendMs');
+      d.onMaster(taskMsg(job, 0), 190); // the new leader re-sends its open task: deduplicated
+      assert.equal(d.status(190).tasksHeld, 0);
+      d.onMaster(ackMsg(job, 0, 0), 200);
+      assert.equal(d.status(200).unackedResults, 0);
+    });
+
+    it('a silent master is skipped: next in the list, and on to the next while hellos go unanswered', () => {
+      const d = makeDispatcher({ masters: [M1, M2, M3] });
+      d.start(0);
+      d.onMaster(heartbeat(newUuid()), 0);
+      assert.equal(masterTrace(d.tick(3000)).includes(`link ${M2}`), false, 'silent exactly the liveness time is alive');
+      const lost = d.tick(3001);
+      assert.equal(events(lost, 'master:lost').length, 1);
+      assert.deepEqual(events(lost, 'master:redirect').map((e) => [e.from, e.to, e.why]), [[M1, M2, 'silent']]);
+      assert.deepEqual(masterTrace(lost), [`link ${M2}`, 'send balancer_hello']);
+      // M2 is dead too: hellos repeat each interval, then after the liveness time M3 is tried
+      assert.deepEqual(masterTrace(d.tick(4001)), ['send balancer_hello']);
+      const next = d.tick(6002);
+      assert.deepEqual(events(next, 'master:redirect').map((e) => [e.from, e.to, e.why]), [[M2, M3, 'unanswered']]);
+      assert.deepEqual(masterTrace(next), [`link ${M3}`, 'send balancer_hello']);
+      d.onMaster(heartbeat(newUuid()), 6100);
+      assert.equal(d.masterConnected, true);
+      assert.equal(d.currentMaster, M3);
+      // wraps around the list
+      const wrap = d.tick(9200);
+      assert.deepEqual(events(wrap, 'master:redirect').map((e) => e.to), [M1]);
+    });
+
+    it('with one master, silence keeps the same link (no reconnect) and says hello again', () => {
+      const d = connected();
+      const out = d.tick(3001);
+      assert.deepEqual(masterTrace(out), ['send balancer_hello']);
+      assert.equal(events(out, 'master:redirect').length, 0);
+      assert.equal(events(d.tick(100_000), 'master:redirect').length, 0, 'unanswered hellos never move a single master');
+    });
+  });
+
+  describe('per-attempt deadlines', () => {
+    // timeout_ms is 10_000 in taskMsg
+    const o = { taskDeadlineSlackMs: 1000, queuedDeadlineMs: 5000, defaultTaskTimeoutMs: 60_000 };
+
+    it('an attempt with no result by its deadline is settled lost and retried elsewhere; its late result is acked and ignored', () => {
+      const d = connected(o);
+      d.onWorker(A, readyMsg(A, 1, 0), 0);
+      const job = newUuid();
+      assert.equal(dispatchedTo(d.onMaster(taskMsg(job, 0, { maxRetries: 2 }), 0))[0]!.workerId, A);
+      d.onWorker(A, { type: 'task_started', node_uuid: A, job_uuid: job, worker_uuid: A, task_index: 0, attempt: 0 }, 100);
+      assert.equal(d.taskInfo(job, 0)!.deadlineMs, 100 + 10_000 + 1000, 'from task_started: timeout + slack');
+      d.onWorker(B, readyMsg(B, 1, 0), 200);
+      for (const t of [5000, 10_000, 11_100]) {
+        d.onWorker(A, statusMsg(A), t); // A stays alive the whole time
+        d.onWorker(B, statusMsg(B), t);
+        assert.equal(events(d.tick(t), 'task:deadline').length, 0, `not yet at ${t}`);
+      }
+      d.onWorker(A, statusMsg(A), 11_101);
+      d.onWorker(B, statusMsg(B), 11_101);
+      const out = checkOutputs(d.tick(11_101));
+      assert.deepEqual(events(out, 'task:deadline').map((e) => [e.workerId, e.attempt, e.budgetMs, e.from]), [[A, 0, 11_000, 'task_started']]);
+      const lost = toMaster(out, 'task_result');
+      assert.deepEqual(lost.map((r) => [r.attempt, r.outcome, r.final, r.worker_uuid]), [[0, TaskOutcome.lost, 0, A]]);
+      assert.match(lost[0]!.error, /no result from worker .* within 11000 ms of task_started/);
+      assert.deepEqual(dispatchedTo(out).map((x) => [x.workerId, x.m.attempt]), [[B, 1]], 'retried at once on the other worker');
+      assert.equal(d.workerLoad(A), 0, "A's slot is free again");
+      assert.equal(d.status(11_101).counters.deadlinesMissed, 1);
+      // the result of attempt 0 arrives late: acknowledged so A forgets it, but ignored
+      const late = d.onWorker(A, resultMsg(A, job, 0, 0), 11_200);
+      assert.equal(toWorker(late, A, 'result_ack').length, 1);
+      assert.deepEqual(events(late, 'result:ignored').map((e) => e.why), ['stale']);
+      assert.equal(toMaster(late, 'task_result').length, 0);
+      assert.deepEqual(d.taskInfo(job, 0), { state: 'running', attempt: 1, workerId: B, notBeforeMs: 0, deadlineMs: 11_101 + 11_000 + 5000 });
+    });
+
+    it('a prefetched attempt without task_started gets queuedDeadlineMs more; timeout_ms 0 uses defaultTaskTimeoutMs; the last attempt settles failed', () => {
+      const d = connected(o);
+      d.onWorker(A, readyMsg(A, 1, 1), 0);
+      const job = newUuid();
+      const spec = taskMsg(job, 0, { maxRetries: 0 });
+      d.onMaster(wire<'task_dispatch'>({ ...spec, timeout_ms: 0 }), 0);
+      assert.equal(d.taskInfo(job, 0)!.deadlineMs, 60_000 + 1000 + 5000);
+      for (let t = 1000; t <= 66_000; t += 1000) d.onWorker(A, statusMsg(A), t), d.tick(t);
+      assert.equal(d.taskInfo(job, 0)!.state, 'running');
+      d.onWorker(A, statusMsg(A), 66_001);
+      const out = d.tick(66_001);
+      assert.deepEqual(events(out, 'task:deadline').map((e) => [e.budgetMs, e.from]), [[66_000, 'dispatch']]);
+      assert.deepEqual(toMaster(out, 'task_result').map((r) => [r.outcome, r.final]), [[TaskOutcome.lost, 1]]);
+      assert.equal(d.taskInfo(job, 0), undefined, 'settled: no attempts left');
+      assert.equal(d.status(66_001).counters.settledFailed, 1);
+    });
+
+    it('a result in time clears the deadline (nothing fires later)', () => {
+      const d = connected(o);
+      d.onWorker(A, readyMsg(A, 1, 0), 0);
+      const job = newUuid();
+      d.onMaster(taskMsg(job, 0), 0);
+      d.onWorker(A, resultMsg(A, job, 0, 0), 500);
+      d.onMaster(ackMsg(job, 0, 0), 600);
+      for (let t = 1000; t <= 40_000; t += 1000) {
+        d.onWorker(A, statusMsg(A), t);
+        assert.equal(events(d.tick(t), 'task:deadline').length, 0);
+      }
     });
   });
 });

@@ -21,6 +21,11 @@ export function makeDispatcher(o: Partial<DispatchOptions> = {}): Dispatcher {
     maxQueuedTasks: 100_000,
     maxWorkers: 1000,
     maxCachedFilesPerWorker: 10_000,
+    taskDeadlineSlackMs: 30_000,
+    queuedDeadlineMs: 600_000,
+    defaultTaskTimeoutMs: 3_600_000,
+    masterRedirectMinMs: 200,
+    masters: ['tcp://127.0.0.1:7700'],
     ...o,
   });
 }
@@ -31,7 +36,7 @@ export function wire<N extends Message['type']>(m: MessageInput): MessageOf<N> {
 }
 
 export function checkOutputs(out: DispatchOutput[]): DispatchOutput[] {
-  for (const o of out) if (o.kind !== 'event') wire(o.msg);
+  for (const o of out) if (o.kind === 'toWorker' || o.kind === 'toMaster') wire(o.msg);
   return out;
 }
 

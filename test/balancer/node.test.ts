@@ -10,6 +10,8 @@ import path from 'node:path';
 import * as zmq from 'zeromq';
 import { BalancerNode, loadBalancerConfig } from '../../src/balancer';
 import { SOFTWARE_VERSION } from '../../src/common';
+import { notLeader } from '../../src/common/leader';
+import { DispatchEvent } from '../../src/balancer';
 import { ERROR_CODES, Message, MessageInput, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, decode, encode, newUuid } from '../../src/messages';
 import { taskMsg } from './helpers';
 
@@ -36,13 +38,18 @@ function get(port: number, p: string): Promise<{ code: number; body: string }> {
   });
 }
 
-/** The test's master: a ROUTER that records what it gets and heartbeats the balancer once it said hello. */
+/**
+ * The test's master: a ROUTER that records what it gets and heartbeats the balancer once it
+ * said hello. As a follower (`followerOf` set: the leader's endpoint, or null for "unknown")
+ * it answers every message with error_reply NOT_LEADER, built the way masters build it.
+ */
 class FakeMaster {
   readonly id = newUuid();
   readonly sock = new zmq.Router({ linger: 0 });
   readonly inbox: Message[] = [];
   peer?: Buffer;
   beating = true;
+  followerOf: string | null | undefined = undefined;
   private timer?: NodeJS.Timeout;
   endpoint = '';
   async start(): Promise<string> {
@@ -52,8 +59,14 @@ class FakeMaster {
       try {
         for await (const [peer, ...frames] of this.sock) {
           const m = decode(frames as Buffer[]);
-          if (m.type === 'balancer_hello') this.peer = peer as Buffer;
           this.inbox.push(m);
+          if (this.followerOf !== undefined) {
+            const e = notLeader(this.followerOf ?? undefined);
+            const reply = encode({ type: 'error_reply', node_uuid: this.id, request_uuid: NIL_UUID, error_code: e.wireCode, message: e.describe() });
+            await this.sock.send([peer as Buffer, ...reply]);
+            continue;
+          }
+          if (m.type === 'balancer_hello') this.peer = peer as Buffer;
         }
       } catch {
         /* closed */
@@ -146,10 +159,12 @@ describe('balancer node on real sockets', function () {
     return w;
   }
 
-  async function startNode(): Promise<{ endpoint: string; adminPort: number }> {
+  async function startNode(o: { master?: string; taskDeadlineSlackMs?: number; queuedDeadlineMs?: number } = {}): Promise<{ endpoint: string; adminPort: number }> {
     const cfg = loadBalancerConfig({
       dataDir: dir,
-      master: master.endpoint,
+      master: o.master ?? master.endpoint,
+      ...(o.taskDeadlineSlackMs !== undefined ? { taskDeadlineSlackMs: o.taskDeadlineSlackMs } : {}),
+      ...(o.queuedDeadlineMs !== undefined ? { queuedDeadlineMs: o.queuedDeadlineMs } : {}),
       bind: 'tcp://127.0.0.1:0',
       adminPort: 0,
       heartbeatIntervalMs: HB_MS,
@@ -250,8 +265,84 @@ describe('balancer node on real sockets', function () {
     await until('connected again', () => node!.dispatcher.masterConnected);
   });
 
+  it('follows NOT_LEADER to the leader, takes tasks from it, moves on when it falls silent and re-sends unacked results there', async () => {
+    // three masters: m1 is a follower naming m2 (the leader, `master`), m3 takes over later
+    const m1 = new FakeMaster();
+    const m3 = new FakeMaster();
+    closers.push(() => m1.close(), () => m3.close());
+    await m1.start();
+    await m3.start();
+    m1.followerOf = master.endpoint;
+    m3.beating = false; // not leader yet: silent until it is
+    const seen: DispatchEvent[] = [];
+    const { endpoint, adminPort } = await startNode({ master: `${m1.endpoint},${master.endpoint},${m3.endpoint}` });
+    node!.eventListeners.push((e) => seen.push(e));
+    await until('hello at m1', () => m1.of('balancer_hello').length > 0);
+    await until('hello at m2 (the leader m1 named)', () => master.of('balancer_hello').length > 0);
+    await until('connected to m2', () => node!.dispatcher.masterConnected);
+    assert.equal(node!.dispatcher.currentMaster, master.endpoint);
+    const redirect = seen.find((e) => e.type === 'master:redirect');
+    assert.deepEqual(redirect, { type: 'master:redirect', from: m1.endpoint, to: master.endpoint, why: 'not-leader', hint: master.endpoint });
+
+    // tasks from the leader reach a worker; its result goes to the leader, which does not ack it
+    const a = worker(endpoint);
+    await a.ready(2, 0);
+    const job = newUuid();
+    await master.send(taskMsg(job, 0));
+    await until('task 0 at A', () => a.of('task_dispatch').find((m) => m.task_index === 0));
+    await a.result(job, 0, 0);
+    await until('result at m2', () => master.of('task_result').length > 0);
+
+    // m2 dies (silent); the balancer moves to m3, the next in its list, which now leads
+    master.beating = false;
+    m3.beating = true;
+    await until('hello at m3', () => m3.of('balancer_hello').length > 0);
+    await until('connected to m3', () => node!.dispatcher.masterConnected && node!.dispatcher.currentMaster === m3.endpoint);
+    assert.ok(seen.some((e) => e.type === 'master:redirect' && e.from === master.endpoint && e.to === m3.endpoint && e.why === 'silent'));
+    const r = await until('unacked result re-sent to m3', () => m3.of('task_result').find((x) => x.task_index === 0));
+    assert.deepEqual([r.attempt, r.final, r.outcome], [0, 1, TaskOutcome.ok]);
+    await m3.send({ type: 'result_ack', node_uuid: m3.id, job_uuid: job, task_index: 0, attempt: 0 });
+    await until('unacked drained', () => node!.dispatcher.status(Date.now()).unackedResults === 0);
+    await m3.send(taskMsg(job, 1));
+    await until('task 1 (from m3) at A', () => a.of('task_dispatch').find((m) => m.task_index === 1));
+
+    const st = JSON.parse((await get(adminPort, '/status')).body);
+    assert.equal(st.master.endpoint, m3.endpoint);
+    assert.deepEqual(st.master.endpoints, [m1.endpoint, master.endpoint, m3.endpoint]);
+    assert.equal(st.master.state, 'connected');
+    assert.ok(st.counters.masterRedirects >= 2);
+    // nothing more reached m2 after the move (the old DEALER is closed)
+    const atM2 = master.inbox.length;
+    await new Promise((res) => setTimeout(res, 3 * HB_MS));
+    assert.equal(master.inbox.length, atM2);
+  });
+
+  it('settles an attempt whose result never comes as lost at its deadline and retries it; the late result is acked and ignored', async () => {
+    const { endpoint } = await startNode({ taskDeadlineSlackMs: 100, queuedDeadlineMs: 100 });
+    await until('connected', () => node!.dispatcher.masterConnected);
+    const a = worker(endpoint); // keeps heartbeating: never declared lost
+    await a.ready(1, 0);
+    await until('greeting', () => a.of('generic_message').length > 0);
+    const job = newUuid();
+    await master.send({ ...taskMsg(job, 0, { maxRetries: 1 }), timeout_ms: 100 });
+    await until('attempt 0 at A', () => a.of('task_dispatch').find((m) => m.attempt === 0));
+    await a.send({ type: 'task_started', node_uuid: a.id, job_uuid: job, worker_uuid: a.id, task_index: 0, attempt: 0 });
+    const lost = await until('lost result at the master', () => master.of('task_result').find((r) => r.attempt === 0));
+    assert.deepEqual([lost.outcome, lost.final, lost.worker_uuid], [TaskOutcome.lost, 0, a.id]);
+    assert.match(lost.error, /within 200 ms of task_started/);
+    await until('attempt 1 at A (the only worker)', () => a.of('task_dispatch').find((m) => m.attempt === 1));
+    await a.result(job, 0, 0); // attempt 0, too late
+    await until('late result acked', () => a.of('result_ack').some((x) => x.attempt === 0));
+    await a.result(job, 0, 1);
+    const fin = await until('final result of attempt 1', () => master.of('task_result').find((r) => r.attempt === 1));
+    assert.deepEqual([fin.outcome, fin.final], [TaskOutcome.ok, 1]);
+    assert.equal(master.of('task_result').filter((r) => r.attempt === 0 && r.outcome === TaskOutcome.ok).length, 0, 'the late result is not forwarded');
+    assert.equal(node!.dispatcher.status(Date.now()).counters.deadlinesMissed, 1);
+  });
+
   it('runs as `grid balancer`, announces GRID_READY and stops on SIGTERM', async () => {
-    const child = spawn(process.execPath, [BIN, 'balancer', '--master', master.endpoint, '--bind', 'tcp://127.0.0.1:0', '--admin-port', '0', '--data-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // a comma list of masters: the first is the one that answers
+    const child = spawn(process.execPath, [BIN, 'balancer', '--master', `${master.endpoint},tcp://127.0.0.1:1`, '--bind', 'tcp://127.0.0.1:0', '--admin-port', '0', '--data-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
     closers.push(() => {
       if (child.exitCode === null) child.kill('SIGKILL');
     });
