@@ -13,7 +13,9 @@ export function notLeader(leaderEndpoint: string | undefined): GridError {
   const where = leaderEndpoint ?? 'unknown';
   return new GridError(
     'NOT_LEADER',
-    `leader=${where}; this master is a follower${leaderEndpoint ? `, the leader is ${leaderEndpoint}` : ' and no leader is elected yet'}`,
+    leaderEndpoint
+      ? `leader=${where}; this master is a follower, the leader is ${leaderEndpoint}`
+      : `leader=${where}; no master leads right now: an election is under way, or fewer than a majority of masters are up (no quorum)`,
     'clients and balancers follow this automatically',
   );
 }

@@ -11,9 +11,10 @@ export function registerCommands(program: Command): void {
     .option('--data-dir <dir>', 'folder for jobs.db, node id and logs (default ./.grid/master)')
     .option('--bind <endpoint>', 'ZeroMQ endpoint for clients and balancers (default tcp://127.0.0.1:7700)')
     .option('--admin-port <port>', 'admin HTTP port for /healthz and /status; 0 = any free port (default 7710)')
+    .option('--peers <endpoints>', 'every master of the Raft group, comma separated, this one included (its --bind); omit for a single master')
     .option('--config <file>', 'JSON config file (see grid init --role master); flags override it')
-    .action(async (o: { dataDir?: string; bind?: string; adminPort?: string; config?: string }) => {
-      const cfg = loadMasterConfig({ dataDir: o.dataDir, bind: o.bind, adminPort: o.adminPort }, o.config);
+    .action(async (o: { dataDir?: string; bind?: string; adminPort?: string; peers?: string; config?: string }) => {
+      const cfg = loadMasterConfig({ dataDir: o.dataDir, bind: o.bind, adminPort: o.adminPort, peers: o.peers }, o.config);
       const node = new MasterNode(cfg);
       const { endpoint, adminPort } = await node.start();
       onShutdown(() => node.stop());

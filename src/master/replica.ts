@@ -95,7 +95,10 @@ export class Replica {
     this.committer = new GroupCommitter(this.core, this.storage, { send: (ms) => this.send(ms), apply: (rd) => this.applyReady(rd) });
     for (const [id, ep] of this.peerIds) {
       if (id === this.id) continue;
-      const d = new zmq.Dealer({ linger: 0, sendHighWaterMark: PEER_SEND_HWM, sendTimeout: 0 });
+      // immediate: queue only to a connected peer. Messages to a master that is down are
+      // dropped (Raft re-sends what still matters) instead of piling up in ZeroMQ and
+      // flooding it with stale appends when it comes back.
+      const d = new zmq.Dealer({ linger: 0, sendHighWaterMark: PEER_SEND_HWM, sendTimeout: 0, immediate: true });
       d.connect(ep);
       this.out.set(id, d);
     }
