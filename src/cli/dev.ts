@@ -138,7 +138,9 @@ export function decideOnExit(
     const majority = Math.floor(masters / 2) + 1;
     return {
       action: 'leave-dead',
-      message: `!! ${base}${tooMany}; it stays down: the other masters keep serving while ${majority} of ${masters} run (see \`grid cluster\`); restart dev with --restart master to have it restarted`,
+      message: `!! ${base}${tooMany}; it stays down: the other masters keep serving while ${majority} of ${masters} run (see \`grid cluster\`)${
+        restartRoles.includes('master') ? '' : '; `grid dev --restart worker,master` restarts dead masters'
+      }`,
     };
   }
   return { action: 'leave-dead', message: `${n.role === 'worker' ? '' : '!!! '}${base}${tooMany}; it stays down: ${impact[n.role]}` };
