@@ -633,8 +633,10 @@ export class Dispatcher {
       return;
     }
     if (this.unacked.size >= this.o.maxUnackedResults) {
-      // Backpressure: not acknowledged, so the worker keeps it and re-sends it later.
+      // Backpressure: not acknowledged, so the worker keeps it and re-sends it later. The
+      // attempt is done, not lost: its deadline moves so the wait for room does not expire it.
       this.counters.resultsRefused++;
+      t.deadlineMs = Math.max(t.deadlineMs, nowMs + this.o.taskDeadlineSlackMs);
       this.emit(out, {
         type: 'result:refused',
         jobUuid: m.job_uuid,

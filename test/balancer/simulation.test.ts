@@ -40,6 +40,8 @@ interface SimWorker {
   lastBeatMs: number;
   /** key job/task/attempt -> task */
   running: Map<string, MessageOf<'task_dispatch'>>;
+  /** key job/task/attempt -> when it arrived (a worker ends every task within its timeout) */
+  receivedMs: Map<string, number>;
   /** results sent and not yet acknowledged, with when they were last sent */
   unacked: Map<string, { msg: MessageInput<'task_result'>; sentMs: number }>;
 }
@@ -66,7 +68,7 @@ class Sim {
   private readonly pending: (() => void)[] = [];
   readonly cancelledJobs = new Set<string>();
   readonly jobs: string[];
-  stats = { dispatches: 0, crashes: 0, partitions: 0, pauses: 0, failures: 0 };
+  stats = { dispatches: 0, crashes: 0, partitions: 0, pauses: 0, failures: 0, lostResults: 0, deadlines: 0 };
 
   constructor(readonly seed: number) {
     this.rng = mulberry32(seed);
@@ -77,10 +79,13 @@ class Sim {
       maxCachedFilesPerWorker: Math.floor(r() * 8),
       retryBackoffBaseMs: 100 + Math.floor(r() * 400),
       resultResendMs: 500 + Math.floor(r() * 2000),
+      // short deadlines, so lost results are recovered within the run (task timeout is 10 s)
+      taskDeadlineSlackMs: 1000 + Math.floor(r() * 3000),
+      queuedDeadlineMs: Math.floor(r() * 3000),
     });
     const nWorkers = 1 + Math.floor(r() * 5);
     for (let i = 0; i < nWorkers; i++) {
-      this.workers.push({ id: uuidOf(0xa0, seed * 16 + i), slots: 1 + Math.floor(r() * 3), prefetch: Math.floor(r() * 3), mode: 'up', conn: 0, awaitingGreeting: true, readySentMs: 0, untilMs: 0, lastBeatMs: 0, running: new Map(), unacked: new Map() });
+      this.workers.push({ id: uuidOf(0xa0, seed * 16 + i), slots: 1 + Math.floor(r() * 3), prefetch: Math.floor(r() * 3), mode: 'up', conn: 0, awaitingGreeting: true, readySentMs: 0, untilMs: 0, lastBeatMs: 0, running: new Map(), receivedMs: new Map(), unacked: new Map() });
     }
     this.jobs = [uuidOf(0x10b, seed * 4), uuidOf(0x10b, seed * 4 + 1)];
     const files = Array.from({ length: 6 }, (_, i) => uuidOf(0xf11e, seed * 8 + i));
@@ -162,6 +167,7 @@ class Sim {
         this.stats.dispatches++;
         assert.ok(!this.cancelledJobs.has(m.job_uuid), `task ${m.task_index} of a cancelled job dispatched`);
         w.running.set(`${m.job_uuid}/${m.task_index}/${m.attempt}`, m);
+        w.receivedMs.set(`${m.job_uuid}/${m.task_index}/${m.attempt}`, this.now);
         assert.ok(w.running.size <= w.slots + w.prefetch, `worker capacity ${w.slots}+${w.prefetch} exceeded: ${w.running.size}`);
         this.fromWorker(w, { type: 'task_started', node_uuid: w.id, job_uuid: m.job_uuid, worker_uuid: w.id, task_index: m.task_index, attempt: m.attempt });
         break;
@@ -170,7 +176,7 @@ class Sim {
         w.unacked.delete(`${m.job_uuid}/${m.task_index}/${m.attempt}`);
         break;
       case 'task_cancel':
-        for (const [k, t] of w.running) if (t.job_uuid === m.job_uuid) w.running.delete(k);
+        for (const [k, t] of w.running) if (t.job_uuid === m.job_uuid) (w.running.delete(k), w.receivedMs.delete(k));
         break;
       case 'error_reply':
         assert.equal(m.error_code, ERROR_CODES.UNAVAILABLE, `unexpected error_reply: ${m.message}`);
@@ -187,6 +193,7 @@ class Sim {
   private rejoin(w: SimWorker): void {
     w.mode = 'up';
     w.running.clear();
+    w.receivedMs.clear();
     w.awaitingGreeting = true;
     w.readySentMs = this.now;
     w.lastBeatMs = this.now;
@@ -207,6 +214,7 @@ class Sim {
       this.stats.crashes++;
       w.mode = 'dead';
       w.running.clear();
+      w.receivedMs.clear();
       w.unacked.clear();
       w.untilMs = this.now + 500 + r() * 6000;
       return;
@@ -226,8 +234,17 @@ class Sim {
       this.fromWorker(w, { type: 'worker_status', node_uuid: w.id, job_uuid: NIL_UUID, state: 0 });
     }
     for (const [k, t] of [...w.running]) {
-      if (r() > 0.08) continue;
+      // like a real worker, every task ends within its timeout_ms (killed at the latest)
+      const overdue = this.now - (w.receivedMs.get(k) ?? this.now) >= t.timeout_ms - 1000;
+      if (!overdue && r() > 0.08) continue;
       w.running.delete(k);
+      w.receivedMs.delete(k);
+      if (this.chaos && r() < 0.03) {
+        // the result is lost for good (the worker forgets it; the balancer never hears):
+        // only the balancer's per-attempt deadline can move this task on
+        this.stats.lostResults++;
+        continue;
+      }
       const fail = this.chaos && r() < 0.3;
       if (fail) this.stats.failures++;
       const msg: MessageInput<'task_result'> = {
@@ -301,7 +318,7 @@ class Sim {
 describe('balancer dispatch: seeded random schedules (docs/balancer.md "Invariants")', () => {
   const SEEDS = Number(process.env.GRID_SIM_SEEDS ?? 150);
   it(`keeps its invariants and settles every task once, over ${SEEDS} seeds`, () => {
-    let chaosTotals = { dispatches: 0, crashes: 0, partitions: 0, pauses: 0, failures: 0 };
+    let chaosTotals = { dispatches: 0, crashes: 0, partitions: 0, pauses: 0, failures: 0, lostResults: 0, deadlines: 0 };
     for (let seed = 1; seed <= SEEDS; seed++) {
       const sim = new Sim(seed);
       try {
@@ -319,10 +336,11 @@ describe('balancer dispatch: seeded random schedules (docs/balancer.md "Invarian
         (e as Error).message = `seed ${seed} (software ${SOFTWARE}): ${(e as Error).message}`;
         throw e;
       }
+      sim.stats.deadlines = sim.d.counters.deadlinesMissed;
       for (const k of Object.keys(chaosTotals) as (keyof typeof chaosTotals)[]) chaosTotals[k] += sim.stats[k];
     }
     // the schedules really exercised the faults (a simulation without faults proves little)
-    assert.ok(chaosTotals.crashes > 10 && chaosTotals.partitions > 10 && chaosTotals.pauses > 10 && chaosTotals.failures > 100, JSON.stringify(chaosTotals));
+    assert.ok(chaosTotals.crashes > 10 && chaosTotals.partitions > 10 && chaosTotals.pauses > 10 && chaosTotals.failures > 100 && chaosTotals.lostResults > 10 && chaosTotals.deadlines >= chaosTotals.lostResults / 2, JSON.stringify(chaosTotals));
     chaosTotals = { ...chaosTotals };
   });
 });
