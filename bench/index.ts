@@ -5,6 +5,8 @@
  * below. measure() is the shared timer: ops/s of a function, median of several rounds.
  */
 import { codecSection } from './codec';
+import { gridBench } from './grid';
+import { raftBench } from './raft';
 
 export interface Measured {
   opsPerSec: number;
@@ -49,6 +51,8 @@ export function section(name: string, run: () => Promise<void>): void {
 }
 
 section('codec', codecSection);
+section('grid', gridBench);
+section('raft', raftBench);
 
 async function main(argv: string[]): Promise<void> {
   let only: string | undefined;

@@ -138,6 +138,7 @@ export class Replica {
   }
 
   get isLeader(): boolean {
+    this.checkLeadership(); // the role may have changed in a step since the last tick
     return this.leader;
   }
 
@@ -149,7 +150,7 @@ export class Replica {
 
   /** NOT_LEADER unless this master leads. */
   requireLeader(): void {
-    if (!this.leader) throw notLeader(this.leaderEndpoint);
+    if (!this.isLeader) throw notLeader(this.leaderEndpoint);
   }
 
   /** Proposes a command; resolves with what apply() returned once it is committed and applied. */
