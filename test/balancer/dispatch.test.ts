@@ -543,7 +543,10 @@ describe('balancer dispatch state machine', () => {
       const spec = taskMsg(job, 0, { maxRetries: 0 });
       d.onMaster(wire<'task_dispatch'>({ ...spec, timeout_ms: 0 }), 0);
       assert.equal(d.taskInfo(job, 0)!.deadlineMs, 60_000 + 1000 + 5000);
-      for (let t = 1000; t <= 66_000; t += 1000) d.onWorker(A, statusMsg(A), t), d.tick(t);
+      for (let t = 1000; t <= 66_000; t += 1000) {
+        d.onWorker(A, statusMsg(A), t);
+        d.tick(t);
+      }
       assert.equal(d.taskInfo(job, 0)!.state, 'running');
       d.onWorker(A, statusMsg(A), 66_001);
       const out = d.tick(66_001);
