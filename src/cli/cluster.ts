@@ -187,7 +187,8 @@ export function agreedLeader(masters: readonly MasterView[]): string | null {
 const cell = (v: unknown): string => (v === null || v === undefined ? '-' : String(v));
 
 function table(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  // a short row's last cell (an UNREACHABLE reason) runs on freely and does not widen columns
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.filter((r) => r.length === header.length || i < r.length - 1).map((r) => (r[i] ?? '').length)));
   const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
   return [line(header), ...rows.map(line)];
 }

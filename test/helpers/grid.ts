@@ -13,11 +13,12 @@
  */
 import { ChildProcess, execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { unmountAllUnder } from '../../src/cli/dev';
-import { DevState, devStatePath } from '../../src/cli/endpoints';
+import { DevState, devMasters, devStatePath } from '../../src/cli/endpoints';
 
 /** The repository root (tests run from dist/test/...). */
 export const REPO = path.resolve(__dirname, '..', '..', '..');
@@ -30,6 +31,8 @@ export const DEV_READY_TIMEOUT_MS = 60_000;
 export const DEV_STOP_WAIT_MS = 15_000;
 /** Longest a single `grid ...` command may run in a test before it is killed. */
 export const RUN_TIMEOUT_MS = 120_000;
+/** Time one GET of a node's admin /status may take in a test before it counts as no answer. */
+export const ADMIN_GET_TIMEOUT_MS = 2_000;
 
 export interface RunResult {
   code: number | null;
@@ -97,6 +100,8 @@ function isGridProcess(pid: number): boolean {
 
 export interface GridOptions {
   workers?: number;
+  /** masters in a replicated group (`--masters`): 1, 3 or 5; default 1 */
+  masters?: number;
   slots?: number;
   prefetch?: number;
   /** roles dev restarts after a crash (`--restart`); default dev's own (worker) */
@@ -122,8 +127,39 @@ export class Grid {
   get dataDir(): string {
     return path.join(this.tmp, 'grid');
   }
+  /** the first master (the only one unless started with masters: 3) */
   get master(): string {
     return this.state.master;
+  }
+  /** every master endpoint, in --peers order */
+  get masters(): string[] {
+    return devMasters(this.state);
+  }
+  /** dev.json entries of the masters (master, or master-0, master-1, ...) */
+  masterNodes(): DevState['nodes'] {
+    return this.refreshState().nodes.filter((n) => n.role === 'master');
+  }
+
+  /**
+   * The master that leads now, read from each master's admin GET /status (`raft.role`), or
+   * undefined when none does (an election, or no quorum). A group of one always leads.
+   */
+  async leader(): Promise<DevState['nodes'][number] | undefined> {
+    const nodes = this.masterNodes().filter((n) => n.state === 'running');
+    const st = await Promise.all(nodes.map((n) => adminStatus(n.adminPort)));
+    let best: { n: DevState['nodes'][number]; term: number } | undefined;
+    nodes.forEach((n, i) => {
+      const raft = (st[i] as { raft?: { role?: string; term?: number } } | undefined)?.raft;
+      if (raft?.role === 'leader' && (!best || (raft.term ?? 0) > best.term)) best = { n, term: raft.term ?? 0 };
+    });
+    return best?.n;
+  }
+
+  /** Waits until some master leads and returns it. */
+  async waitForLeader(timeoutMs = 30_000): Promise<DevState['nodes'][number]> {
+    let found: DevState['nodes'][number] | undefined;
+    await waitFor(async () => !!(found = await this.leader()), 'a master to lead', timeoutMs, 100);
+    return found!;
   }
   get storage(): string {
     return this.state.storage;
@@ -154,9 +190,9 @@ export class Grid {
     return n;
   }
 
-  /** Runs `grid ...args` against this grid (GRID_MASTER, GRID_STORAGE set). */
+  /** Runs `grid ...args` against this grid (GRID_MASTER = every master, comma separated; GRID_STORAGE). */
   run(args: string[], o: RunOptions = {}): Promise<RunResult> {
-    return runGrid(args, { ...o, env: { GRID_MASTER: this.master, GRID_STORAGE: this.storage, ...this.env, ...o.env } });
+    return runGrid(args, { ...o, env: { GRID_MASTER: this.masters.join(','), GRID_STORAGE: this.storage, ...this.env, ...o.env } });
   }
 
   /** Last lines of a node's captured stdout/stderr, for failure messages. */
@@ -229,6 +265,7 @@ export async function startGrid(o: GridOptions = {}): Promise<Grid> {
   const tmp = makeTmpDir();
   const dataDir = path.join(tmp, 'grid');
   const args = ['dev', '--port-base', '0', '--data-dir', dataDir, '--workers', String(o.workers ?? 2)];
+  if (o.masters !== undefined) args.push('--masters', String(o.masters));
   if (o.slots !== undefined) args.push('--slots', String(o.slots));
   if (o.prefetch !== undefined) args.push('--prefetch', String(o.prefetch));
   if (o.restart !== undefined) args.push('--restart', o.restart);
@@ -275,4 +312,24 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, what: stri
 
 export function pidAlive(pid: number): boolean {
   return alive(pid);
+}
+
+/** GET http://127.0.0.1:<port>/status as JSON, or undefined when the node does not answer. */
+export function adminStatus(port: number, timeoutMs = ADMIN_GET_TIMEOUT_MS): Promise<unknown> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/status', agent: false, timeout: timeoutMs }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (b: Buffer) => parts.push(b));
+      res.on('error', () => resolve(undefined));
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(Buffer.concat(parts).toString('utf8')));
+        } catch {
+          resolve(undefined);
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(undefined));
+  });
 }
