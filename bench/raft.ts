@@ -9,30 +9,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GridError, MasterCursor, RemoteError, RpcClient, leaderHint, silentLogger } from '../src/common';
-import { MessageInput, newUuid } from '../src/messages';
-import { Cluster } from '../test/helpers/masters';
+import { newUuid } from '../src/messages';
+import { Cluster, submitMsg as submitN } from '../test/helpers/masters';
+
+const submitMsg = () => submitN(2);
 
 const KILLS = Number(process.env.GRID_BENCH_KILLS ?? 10);
 const SUBMITS = Number(process.env.GRID_BENCH_SUBMITS ?? 400);
 
-function submitMsg(): MessageInput<'job_submit_request'> {
-  return {
-    type: 'job_submit_request',
-    node_uuid: newUuid(),
-    request_uuid: newUuid(),
-    job_uuid: newUuid(),
-    program_file_uuid: newUuid(),
-    chunk_size: 1,
-    max_retries: 0,
-    task_timeout_ms: 10_000,
-    memory_limit_mb: 256,
-    output_limit_bytes: 1 << 20,
-    input_file_uuids: [newUuid(), newUuid()],
-    input_names: ['a', 'b'],
-    args: [],
-    program_name: 'job.js',
-  };
-}
 
 const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 

@@ -145,3 +145,23 @@ export class Cluster {
   }
 }
 
+
+/** A job_submit_request of n one-input tasks with fresh ids (no real files behind them). */
+export function submitMsg(n: number, jobUuid = newUuid(), maxRetries = 0): MessageInput<'job_submit_request'> {
+  return {
+    type: 'job_submit_request',
+    node_uuid: newUuid(),
+    request_uuid: newUuid(),
+    job_uuid: jobUuid,
+    program_file_uuid: newUuid(),
+    chunk_size: 1,
+    max_retries: maxRetries,
+    task_timeout_ms: 10_000,
+    memory_limit_mb: 256,
+    output_limit_bytes: 1 << 20,
+    input_file_uuids: Array.from({ length: n }, () => newUuid()),
+    input_names: Array.from({ length: n }, (_, i) => `f${i}`),
+    args: [],
+    program_name: 'job.js',
+  };
+}

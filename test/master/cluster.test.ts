@@ -9,26 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { RemoteError, RpcClient, leaderHint } from '../../src/common';
 import { JobState, MessageInput, MessageOf, newUuid } from '../../src/messages';
-import { Cluster } from '../helpers/masters';
+import { Cluster, submitMsg } from '../helpers/masters';
 
-function submitMsg(n: number, jobUuid = newUuid()): MessageInput<'job_submit_request'> {
-  return {
-    type: 'job_submit_request',
-    node_uuid: newUuid(),
-    request_uuid: newUuid(),
-    job_uuid: jobUuid,
-    program_file_uuid: newUuid(),
-    chunk_size: 1,
-    max_retries: 0,
-    task_timeout_ms: 10_000,
-    memory_limit_mb: 256,
-    output_limit_bytes: 1 << 20,
-    input_file_uuids: Array.from({ length: n }, () => newUuid()),
-    input_names: Array.from({ length: n }, (_, i) => `f${i}`),
-    args: [],
-    program_name: 'job.js',
-  };
-}
 
 const status = (job: string): MessageInput<'job_status_request'> => ({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: job });
 

@@ -8,28 +8,13 @@ import path from 'node:path';
 import * as zmq from 'zeromq';
 import { MasterNode, loadMasterConfig } from '../../src/master';
 import { RpcClient, RemoteError, silentLogger } from '../../src/common';
+import { submitMsg as submitN } from '../helpers/masters';
+
+const submitMsg = (n: number, jobUuid?: string) => submitN(n, jobUuid, 1);
 import { JobState, Message, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, decode, encode, newUuid } from '../../src/messages';
 
 const BIN = path.resolve(__dirname, '../../../bin/grid.js');
 
-function submitMsg(n: number, jobUuid = newUuid()) {
-  return {
-    type: 'job_submit_request' as const,
-    node_uuid: newUuid(),
-    request_uuid: newUuid(),
-    job_uuid: jobUuid,
-    program_file_uuid: newUuid(),
-    chunk_size: 1,
-    max_retries: 1,
-    task_timeout_ms: 10_000,
-    memory_limit_mb: 256,
-    output_limit_bytes: 1 << 20,
-    input_file_uuids: Array.from({ length: n }, () => newUuid()),
-    input_names: Array.from({ length: n }, (_, i) => `f${i}`),
-    args: [],
-    program_name: 'job.js',
-  };
-}
 
 /** A test DEALER that plays the balancer. */
 class FakeBalancer {
