@@ -17,6 +17,8 @@ import { CLIENT_DEFAULTS } from './config';
 
 /** Pause before re-sending a request the master refused with UNAVAILABLE (it is starting). */
 const UNAVAILABLE_BACKOFF_MS = 200;
+/** What a followable leader hint looks like (a master's client endpoint). */
+const LEADER_HINT_RE = /^tcp:\/\/[^:/\s]+:\d{1,5}$/;
 
 export interface MasterClientOptions {
   /** the master's endpoint, or every master of a replicated group (an array or a comma list) */
@@ -134,7 +136,9 @@ export class MasterClient {
         } else if (code === 'UNAVAILABLE') {
           await this.sleep(Math.min(UNAVAILABLE_BACKOFF_MS, waitLeft()));
         } else {
-          const hint = leaderHint((e as RemoteError).message);
+          // a hint that is not a tcp:// endpoint is ignored: connecting to it would throw
+          const raw = leaderHint((e as RemoteError).message);
+          const hint = raw && LEADER_HINT_RE.test(raw) ? raw : undefined;
           if (hint && hint !== this.connected && hopsWithoutPause < this.cursor.endpoints.length) {
             this.stats.redirects++;
             hopsWithoutPause++;

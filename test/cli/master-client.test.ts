@@ -196,6 +196,15 @@ describe('cli: MasterClient follows the leader of a replicated group (real socke
     assert.equal(ids.size, 1, 'one request_uuid throughout');
   });
 
+  it('ignores a hint that is not an endpoint (treated as no leader known) instead of crashing', async () => {
+    const leader = await master(() => 'lead');
+    const odd = await master(() => ({ follower: 'not-an-endpoint' }));
+    const c = client([odd.endpoint, leader.endpoint]);
+    assert.equal((await c.jobStatus(newUuid())).state, 1);
+    assert.equal(c.stats.noLeader, 1);
+    assert.equal(c.current, leader.endpoint);
+  });
+
   it('moves to the next master after a timeout (a dead leader)', async () => {
     const dead = `tcp://127.0.0.1:${await freePort()}`;
     const silent = await master(() => 'silent');
