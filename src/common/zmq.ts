@@ -106,7 +106,10 @@ export class RpcClient {
           this.opts.log.warn({ err: (e as Error).message, endpoint: this.opts.endpoint }, 'undecodable reply dropped');
           continue;
         }
-        const key = replyKey(m);
+        let key = replyKey(m);
+        // The seed's file_request has no request_uuid: storage answers a refused one with an
+        // error_reply whose request_uuid is the file_uuid.
+        if (m.type === 'error_reply' && key && !this.pending.has(key) && this.pending.has('file:' + key)) key = 'file:' + key;
         const p = key ? this.pending.get(key) : undefined;
         if (!p) {
           this.opts.onUnsolicited?.(m);

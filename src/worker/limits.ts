@@ -26,7 +26,7 @@ export function fmtBytes(n: number): string {
 export function timeoutDecision(timeoutMs: number): KillDecision {
   return {
     reason: 'timeout',
-    error: `task exceeded its timeout of ${timeoutMs} ms and was killed; raise the job's --timeout or make the task faster`,
+    error: `task exceeded its timeout of ${timeoutMs} ms and was killed; raise it with grid submit --task-timeout SECONDS, or make the task faster`,
   };
 }
 

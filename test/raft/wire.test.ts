@@ -1,24 +1,11 @@
 // RaftMessage <-> codec round trip for every raft message type (docs/raft.md, "Wire").
 import assert from 'node:assert/strict';
 import { newUuid, encode, decode } from '../../src/messages';
-import { RaftMessage, decodeRaft, encodeRaft, RaftWireError, ENTRY_HEADER_BYTES } from '../../src/master/raft';
+import { RaftMessage, raftMessage, decodeRaft, encodeRaft, RaftWireError, ENTRY_HEADER_BYTES } from '../../src/master/raft';
 
 const a = newUuid();
 const b = newUuid();
-const base = (p: Partial<RaftMessage> & Pick<RaftMessage, 'type'>): RaftMessage => ({
-  from: a,
-  to: b,
-  term: 7,
-  index: 0,
-  logTerm: 0,
-  entries: [],
-  commit: 0,
-  reject: false,
-  rejectHint: 0,
-  context: '',
-  transfer: false,
-  ...p,
-});
+const base = (p: Partial<RaftMessage> & Pick<RaftMessage, 'type'>): RaftMessage => raftMessage({ from: a, to: b, term: 7, ...p });
 
 describe('raft wire', () => {
   const cases: RaftMessage[] = [

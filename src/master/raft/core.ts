@@ -13,7 +13,7 @@ import { GridError } from '../../common/errors';
 import { RaftConfig, ResolvedRaftConfig, resolveRaftConfig } from './config';
 import { RaftLog, entrySize } from './log';
 import { Progress } from './progress';
-import { Entry, HardState, NONE, NotLeaderError, RaftMessage, RaftMessageType, RaftStatus, ReadState, Ready, Role, Snapshot } from './types';
+import { Entry, HardState, NONE, NotLeaderError, RaftMessage, RaftMessageType, RaftStatus, ReadState, Ready, Role, Snapshot, raftMessage } from './types';
 
 export interface Restored {
   hardState: HardState;
@@ -606,20 +606,7 @@ export class RaftCore {
   // ---- sending ------------------------------------------------------------------------------
 
   private send(p: Partial<RaftMessage> & { type: RaftMessageType; to: string }): void {
-    const m: RaftMessage = {
-      from: this.id,
-      term: p.term ?? this.term,
-      index: 0,
-      logTerm: 0,
-      entries: [],
-      commit: 0,
-      reject: false,
-      rejectHint: 0,
-      context: '',
-      transfer: false,
-      ...p,
-    };
-    this.msgs.push(m);
+    this.msgs.push(raftMessage({ ...p, from: this.id, term: p.term ?? this.term }));
   }
 
   private appendEntries(es: Entry[]): void {

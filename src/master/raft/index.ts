@@ -3,7 +3,7 @@ export { RaftCore } from './core';
 export type { Restored } from './core';
 export { RAFT_DEFAULTS, resolveRaftConfig } from './config';
 export type { RaftConfig, ResolvedRaftConfig } from './config';
-export { NotLeaderError, RaftStorageError, NONE } from './types';
+export { NotLeaderError, RaftStorageError, NONE, raftMessage } from './types';
 export type { Entry, EntryType, HardState, RaftMessage, RaftMessageType, RaftStatus, ProgressStatus, ReadState, Ready, Role, Snapshot, SnapshotMeta } from './types';
 export { RaftStorage, GroupCommitter } from './storage';
 export type { ReadyIo, GroupCommitterOptions } from './storage';

@@ -76,6 +76,11 @@ export interface RaftMessage {
   snapshot?: Snapshot;
 }
 
+/** A message with every field not given at its zero value. */
+export function raftMessage(p: Partial<RaftMessage> & Pick<RaftMessage, 'type' | 'from' | 'to' | 'term'>): RaftMessage {
+  return { index: 0, logTerm: 0, entries: [], commit: 0, reject: false, rejectHint: 0, context: '', transfer: false, ...p };
+}
+
 /** A linearizable read may be served once the state machine has applied `index` (§8). */
 export interface ReadState {
   ctx: string;

@@ -6,7 +6,7 @@
  */
 import { GridError } from '../../common/errors';
 import { Message, MessageInput, MessageName, encode, decode } from '../../messages';
-import { Entry, EntryType, RaftMessage } from './types';
+import { Entry, EntryType, RaftMessage, raftMessage } from './types';
 
 export const ENTRY_HEADER_BYTES = 16;
 const TYPE_CODE: Record<EntryType, number> = { normal: 0, noop: 1 };
@@ -106,20 +106,7 @@ export function encodeRaft(m: RaftMessage): Buffer[] {
   return encode(toWire(m));
 }
 
-const blank = (from: string, to: string, term: number): RaftMessage => ({
-  type: 'heartbeat',
-  from,
-  to,
-  term,
-  index: 0,
-  logTerm: 0,
-  entries: [],
-  commit: 0,
-  reject: false,
-  rejectHint: 0,
-  context: '',
-  transfer: false,
-});
+const blank = (from: string, to: string, term: number): RaftMessage => raftMessage({ type: 'heartbeat', from, to, term });
 
 /** The RaftMessage in a decoded codec message. Throws RaftWireError for a non-raft type or bad framing. */
 export function fromWire(w: Message): RaftMessage {
