@@ -7,7 +7,7 @@
  * decode() only ever throws DecodeError. It checks every length against the frame before
  * reading and every count against the frames present before allocating.
  */
-import { isUtf8 } from 'node:buffer';
+import { Buffer, isUtf8 } from 'node:buffer';
 import { DecodeError, EncodeError } from './errors';
 import { GENERIC_HEADER_SIZE, LAYOUT_BY_ID, LAYOUTS, Layout, PlacedField } from './layout';
 import { MAX_FRAMES, MAX_MESSAGE_BYTES, MessageName, TailDef } from './schema';
@@ -23,6 +23,11 @@ const TWO32 = 4294967296;
  */
 function u32At(b: Uint8Array, off: number): number {
   return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16)) + b[off + 3]! * 16777216;
+}
+
+/** Source text reading the u32 at constant offset `off` of `b` (as u32At does). */
+function u32Expr(off: number): string {
+  return `((b[${off}] | (b[${off + 1}] << 8) | (b[${off + 2}] << 16)) + b[${off + 3}] * 16777216)`;
 }
 
 /** Source text storing the u32 (or i32) expression `v` at constant offset `off` of `b`. */
@@ -42,18 +47,19 @@ const H = {
     }
     throw new EncodeError(value === undefined ? 'MISSING_FIELD' : 'BAD_FIELD', `${type}.${name} must be ${want}, got ${shown}`);
   },
+  badUuid(type: string, name: string, v: unknown): never {
+    return H.badField(type, name, v, 'a UUID like 123e4567-e89b-42d3-a456-426614174000');
+  },
   putUuid(b: Buffer, off: number, v: unknown, type: string, name: string): void {
-    if (!writeUuid(b, off, v as string)) H.badField(type, name, v, 'a UUID like 123e4567-e89b-42d3-a456-426614174000');
+    if (!writeUuid(b, off, v as string)) H.badUuid(type, name, v);
   },
-  u64(b: Buffer, off: number, type: number, name: string): number {
-    const lo = u32At(b, off);
-    const hi = u32At(b, off + 4);
-    if (hi > 0x1fffff) throw new DecodeError('VALUE_OUT_OF_RANGE', `${name} is above 2^53-1`, type);
-    return hi * TWO32 + lo;
+  /** cold path of the inline u64 read in generated decode code */
+  tooBig(type: number, name: string): never {
+    throw new DecodeError('VALUE_OUT_OF_RANGE', `${name} is above 2^53-1`, type);
   },
-  en(v: number, allowed: Set<number>, type: number, name: string): number {
-    if (!allowed.has(v)) throw new DecodeError('VALUE_OUT_OF_RANGE', `${name} = ${v} is not one of ${[...allowed].join(', ')}`, type);
-    return v;
+  /** cold path of the inline enum check in generated decode code */
+  badEnum(v: number, allowed: readonly number[], type: number, name: string): never {
+    throw new DecodeError('VALUE_OUT_OF_RANGE', `${name} = ${v} is not one of ${allowed.join(', ')}`, type);
   },
   nz(type: number, off: number): never {
     throw new DecodeError('NONZERO_PADDING', `padding byte at offset ${off} is not zero`, type);
@@ -124,7 +130,8 @@ function genEncodeStruct(l: Layout): string {
     if (tail) get = `(m[${N}] === undefined && m[${JSON.stringify(tail.name)}] != null ? m[${JSON.stringify(tail.name)}].length : m[${N}])`;
     lines.push(`v = ${get};`);
     if (f.kind === 'uuid') {
-      lines.push(`H.putUuid(b, ${f.offset}, v, ${T}, ${N});`);
+      // writeUuid directly, not through H: one call level fewer per UUID field
+      lines.push(`if (!writeUuid(b, ${f.offset}, v)) H.badUuid(${T}, ${N}, v);`);
       continue;
     }
     if (f.kind === 'sha256') {
@@ -215,13 +222,15 @@ function genDecode(l: Layout): string {
         expr = `(b[${f.offset}] | (b[${f.offset + 1}] << 8))`;
         break;
       case 'u32':
-        expr = `((b[${f.offset}] | (b[${f.offset + 1}] << 8) | (b[${f.offset + 2}] << 16)) + b[${f.offset + 3}] * 16777216)`;
+        expr = u32Expr(f.offset);
         break;
       case 'i32':
         expr = `(b[${f.offset}] | (b[${f.offset + 1}] << 8) | (b[${f.offset + 2}] << 16) | (b[${f.offset + 3}] << 24))`;
         break;
       case 'u64':
-        expr = `H.u64(b, ${f.offset}, ${ID}, ${N})`;
+        // inline, like u32: the high word is checked here and the error built only when it fails
+        lines.push(`const h_${f.name} = ${u32Expr(f.offset + 4)};`, `if (h_${f.name} > 0x1fffff) H.tooBig(${ID}, ${N});`);
+        expr = `(h_${f.name} * ${TWO32} + ${u32Expr(f.offset)})`;
         break;
       case 'uuid':
         expr = `readUuid(b, ${f.offset})`;
@@ -230,8 +239,12 @@ function genDecode(l: Layout): string {
         expr = `Buffer.from(b.subarray(${f.offset}, ${f.offset + 32}))`;
         break;
     }
-    if (f.enum) expr = `H.en(${expr}, ENUM_${f.name}, ${ID}, ${N})`;
     lines.push(`const f_${f.name} = ${expr};`);
+    if (f.enum) {
+      // one comparison per allowed value instead of a Set lookup (enums have a handful of values)
+      const vals = Object.values(f.enum);
+      lines.push(`if (${vals.map((x) => `f_${f.name} !== ${x}`).join(' && ')}) H.badEnum(f_${f.name}, ${JSON.stringify(vals)}, ${ID}, ${N});`);
+    }
     props.push(`${N}: f_${f.name}`);
   }
   // trailing frames: count them from the struct first, then check each against its field
@@ -273,9 +286,9 @@ interface Compiled {
 }
 
 function compile(l: Layout): Compiled {
-  const enums = l.fields.filter((f) => f.enum).map((f) => `ENUM_${f.name}`);
-  const enumSets = l.fields.filter((f) => f.enum).map((f) => new Set(Object.values(f.enum!)));
-  const mk = (src: string) => new Function('H', 'DecodeError', 'readUuid', ...enums, src)(H, DecodeError, readUuid, ...enumSets);
+  // Buffer is passed in: the global `Buffer` is an accessor on globalThis, which optimized code
+  // reads through a LoadGlobalIC call on every encode (seen in a perf profile of bench/codec.ts).
+  const mk = (src: string) => new Function('H', 'DecodeError', 'readUuid', 'writeUuid', 'Buffer', src)(H, DecodeError, readUuid, writeUuid, Buffer);
   return {
     layout: l,
     encodeStruct: mk(genEncodeStruct(l)),
