@@ -38,6 +38,9 @@ export function isUuid(s: unknown): s is string {
  * Straight-line code with one validity check at the end: this runs for every UUID field of
  * every message sent, and the unrolled form measured ~25% faster than a loop (bench/codec.ts).
  * Byte i of the UUID: bytes 0..7 are `upper`, stored LE, so UUID byte 0 lands at off + 7.
+ * Its cost is the 36 charCodeAt calls (~1 ns each: V8 re-dispatches on the string's
+ * representation per call); per-char nibble tables measured the same, and native copies
+ * (latin1Write, TextEncoder.encodeInto) cost more than the whole function to cross into C++.
  */
 export function writeUuid(buf: Uint8Array, off: number, s: string): boolean {
   if (typeof s !== 'string' || s.length !== 36 || s.charCodeAt(8) !== 45 || s.charCodeAt(13) !== 45 || s.charCodeAt(18) !== 45 || s.charCodeAt(23) !== 45) {
@@ -71,7 +74,10 @@ const fcc = String.fromCharCode;
 /**
  * The canonical lower-case string of the UUID at `off`. One String.fromCharCode call makes a
  * flat one-byte string: several times faster than joining 16 pieces, whose rope V8 must
- * flatten again when the string is first used (bench/codec.ts measured it).
+ * flatten again when the string is first used (bench/codec.ts measured it). Also measured slower
+ * on Node 20: a scratch Buffer + latin1Slice/toString('latin1') (~30 ns to cross into C++),
+ * fromCharCode.apply on a scratch Uint16Array, a 256-entry byte-pair table, arithmetic hex
+ * digits. The builtin's per-character cost (~0.65 ns) is now most of this function.
  */
 export function readUuid(buf: Uint8Array, off: number): string {
   const H = HEX_HI;
