@@ -9,8 +9,8 @@ export const ERROR_CODES = {
   CHECKSUM_MISMATCH: 4, // uploaded bytes do not match the SHA-256 they were sent with
   VERSION_MISMATCH: 5, // the peer speaks another protocol or software version
   TOO_LARGE: 6, // over a named size limit
-  NOT_LEADER: 7, // this master is not the leader; frame 1 names the leader's endpoint
-  NO_QUORUM: 8, // the masters cannot reach a majority
+  NOT_LEADER: 7, // this master does not lead; frame 1 starts `leader=<endpoint>;` or `leader=unknown;` (election, or no quorum)
+  NO_QUORUM: 8, // reserved: a master cut off from a majority answers NOT_LEADER `leader=unknown;` instead
   UNAVAILABLE: 9, // the node is starting, stopping or overloaded; retry later
   QUOTA_EXCEEDED: 10, // the storage node's quota is full
   UNEXPECTED: 11, // this node does not take that message type
