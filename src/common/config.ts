@@ -81,8 +81,12 @@ export function endpointSetting(cfg: Record<string, unknown>, key: string): stri
 
 /** A node's id, kept in its data dir so it is stable across restarts. */
 export function persistentNodeId(dataDir: string, newId: () => string): string {
-  fs.mkdirSync(dataDir, { recursive: true });
   const file = `${dataDir}/node-id`;
+  try {
+    fs.mkdirSync(dataDir, { recursive: true });
+  } catch (e) {
+    throw unusableDataDir(dataDir, e);
+  }
   try {
     const id = fs.readFileSync(file, 'utf8').trim();
     if (/^[0-9a-f-]{36}$/.test(id)) return id;
@@ -90,6 +94,15 @@ export function persistentNodeId(dataDir: string, newId: () => string): string {
     // first start
   }
   const id = newId();
-  fs.writeFileSync(file, id + '\n');
+  try {
+    fs.writeFileSync(file, id + '\n');
+  } catch (e) {
+    throw unusableDataDir(dataDir, e);
+  }
   return id;
+}
+
+function unusableDataDir(dataDir: string, e: unknown): Error {
+  const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+  return configError(`cannot use data dir ${dataDir}: ${code}`, 'give --data-dir a folder this user can create and write');
 }
