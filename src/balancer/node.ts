@@ -12,6 +12,7 @@ import { Message, MessageInput, PROTOCOL_VERSION, isUuid, newUuid } from '../mes
 import { AdminServer, GridError, RpcClient, RpcServer, SOFTWARE_VERSION, createLogger, persistentNodeId } from '../common';
 import { BalancerConfig, masterEndpoints } from './config';
 import { DispatchEvent, DispatchOutput, DispatchStatus, Dispatcher } from './dispatch';
+import { balancerMetrics } from './metrics';
 
 /** Log level of each event: what an operator must see at info, problems at warn. */
 const EVENT_LEVEL: Record<DispatchEvent['type'], 'debug' | 'info' | 'warn'> = {
@@ -94,6 +95,7 @@ export class BalancerNode {
       health: () =>
         this.dispatcher.masterConnected ? null : `no word from the master at ${this.dispatcher.currentMaster} yet (saying balancer_hello every ${cfg.heartbeatIntervalMs} ms; masters: ${cfg.master})`,
       status: () => this.status(),
+      metrics: balancerMetrics(this.nodeId, () => this.status()),
     });
   }
 

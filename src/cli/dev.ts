@@ -328,6 +328,7 @@ export class DevSupervisor {
     const dataDir = path.join(this.o.dataDir, name);
     const a = ['--data-dir', dataDir, '--admin-port', String(adminPort)];
     if (role === 'master' && this.masterCount > 1) a.push('--peers', this.masterBinds.join(','));
+    if (role === 'master') a.push('--dashboard-nodes-file', this.statePath); // the dashboard shows every node
     if (role === 'balancer') a.push('--master', this.endpointsOf.masters.join(','));
     if (role === 'worker') {
       a.push('--balancer', this.endpointsOf.balancer, '--storage', this.endpointsOf.storage, '--mount', path.join(dataDir, 'mnt'));
@@ -647,6 +648,7 @@ async function runDev(f: DevFlags): Promise<void> {
       ...masterLines,
       `  storage   ${s.storage}`,
       `  balancer  ${s.balancer}`,
+      `  dashboard http://127.0.0.1:${s.nodes.find((n) => n.role === 'master')?.adminPort}/dashboard  (metrics: GET /metrics on every node's admin port)`,
       `  logs      ${s.logDir}  (each node's stdout/stderr: <name>.out; its JSON log: ${o.dataDir}/<name>/logs/)`,
       `  state     ${sup.statePath}`,
       `crashed nodes restarted: ${o.restart.length ? o.restart.join(', ') : 'none'}. Press Ctrl-C to stop.`,

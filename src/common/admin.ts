@@ -1,9 +1,24 @@
 /**
  * The HTTP admin API every node serves (seed 001): GET /healthz (200 "ok" while the node
- * serves, 503 with a reason otherwise) and GET /status (JSON the operator and the CLI read).
+ * serves, 503 with a reason otherwise), GET /status (JSON the operator and the CLI read) and
+ * GET /metrics (Prometheus text format, docs/operations.md "Metrics"). A role may add its
+ * own routes (the masters serve the dashboard this way).
  */
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
+import { GridError } from './errors';
+
+/** What a route answers. */
+export interface AdminResponse {
+  status: number;
+  /** content-type */
+  type: string;
+  body: string | Buffer;
+  headers?: Record<string, string>;
+}
+
+/** A role's own GET route: answers the paths it owns, undefined for the rest. */
+export type AdminRoute = (path: string, query: URLSearchParams) => AdminResponse | undefined | Promise<AdminResponse | undefined>;
 
 export interface AdminOptions {
   host: string;
@@ -12,6 +27,10 @@ export interface AdminOptions {
   /** null when healthy, else why not */
   health: () => string | null;
   status: () => unknown;
+  /** the Prometheus exposition of this node (GET /metrics) */
+  metrics?: { text: () => Promise<string>; contentType: string };
+  /** further GET routes, tried in order before the 404 */
+  routes?: AdminRoute[];
 }
 
 export class AdminServer {
@@ -21,21 +40,7 @@ export class AdminServer {
   constructor(private readonly o: AdminOptions) {}
 
   async start(): Promise<number> {
-    const server = http.createServer((req, res) => {
-      try {
-        if (req.method !== 'GET') return this.reply(res, 405, { error: 'only GET is served' });
-        const url = (req.url ?? '/').split('?')[0];
-        if (url === '/healthz') {
-          const why = this.o.health();
-          res.writeHead(why ? 503 : 200, { 'content-type': 'text/plain' });
-          return res.end(why ? `unhealthy: ${why}\n` : 'ok\n');
-        }
-        if (url === '/status') return this.reply(res, 200, this.o.status());
-        return this.reply(res, 404, { error: `no such path ${url}; try /healthz or /status` });
-      } catch (e) {
-        return this.reply(res, 500, { error: (e as Error).message });
-      }
-    });
+    const server = http.createServer((req, res) => void this.serve(req, res));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -43,6 +48,37 @@ export class AdminServer {
     });
     this.port = (server.address() as AddressInfo).port;
     return this.port;
+  }
+
+  private async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    try {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return this.reply(res, 405, { error: 'only GET is served' });
+      const url = new URL(req.url ?? '/', 'http://admin');
+      const path = url.pathname;
+      if (path === '/healthz') {
+        const why = this.o.health();
+        res.writeHead(why ? 503 : 200, { 'content-type': 'text/plain' });
+        return void res.end(why ? `unhealthy: ${why}\n` : 'ok\n');
+      }
+      if (path === '/status') return this.reply(res, 200, this.o.status());
+      if (path === '/metrics' && this.o.metrics) {
+        const text = await this.o.metrics.text();
+        res.writeHead(200, { 'content-type': this.o.metrics.contentType });
+        return void res.end(text);
+      }
+      for (const route of this.o.routes ?? []) {
+        const r = await route(path, url.searchParams);
+        if (!r) continue;
+        res.writeHead(r.status, { 'content-type': r.type, 'cache-control': 'no-store', ...r.headers });
+        return void res.end(r.body);
+      }
+      const known = ['/healthz', '/status', ...(this.o.metrics ? ['/metrics'] : []), ...(this.o.routes?.length ? ['/dashboard'] : [])];
+      return this.reply(res, 404, { error: `no such path ${path}; try ${known.join(', ')}` });
+    } catch (e) {
+      const bad = e instanceof GridError && e.code === 'BAD_REQUEST';
+      if (!res.headersSent) return this.reply(res, bad ? 400 : 500, { error: bad ? (e as GridError).describe() : (e as Error).message });
+      res.destroy();
+    }
   }
 
   private reply(res: http.ServerResponse, code: number, body: unknown): void {

@@ -193,6 +193,8 @@ export interface ServerStats {
   received: number;
   decodeErrors: number;
   handlerErrors: number;
+  /** error replies sent, by stable error code (DECODE_ERROR, NOT_LEADER, INTERNAL, ...): GET /metrics grid_errors_total */
+  errorsByCode: Record<string, number>;
 }
 
 /**
@@ -204,7 +206,7 @@ export interface ServerStats {
 export class RpcServer {
   readonly sock = new zmq.Router({ linger: 0, sendHighWaterMark: 100_000, receiveHighWaterMark: 100_000 });
   private readonly out = new SendQueue(this.sock, 100_000);
-  readonly stats: ServerStats = { received: 0, decodeErrors: 0, handlerErrors: 0 };
+  readonly stats: ServerStats = { received: 0, decodeErrors: 0, handlerErrors: 0, errorsByCode: {} };
   private closed = false;
   endpoint = '';
 
@@ -236,6 +238,7 @@ export class RpcServer {
     } catch (e) {
       this.stats.decodeErrors++;
       const err = e as DecodeError;
+      this.countError('DECODE_ERROR');
       this.opts.log.warn({ code: err.code, err: err.message, peer: peer.toString('hex') }, 'undecodable message');
       await this.sendTo(peer, this.errorReply(NIL_UUID, ERROR_CODES.DECODE_ERROR, err.message));
       return;
@@ -246,6 +249,7 @@ export class RpcServer {
     } catch (e) {
       this.stats.handlerErrors++;
       const rid = 'request_uuid' in m ? m.request_uuid : NIL_UUID;
+      this.countError(e instanceof GridError ? e.code : 'INTERNAL');
       if (e instanceof GridError) {
         this.opts.log.info({ code: e.code, err: e.message, type: m.type }, 'request refused');
         reply = this.errorReply(rid, e.wireCode, e.describe());
@@ -256,6 +260,11 @@ export class RpcServer {
     }
     if (!reply) return;
     for (const r of Array.isArray(reply) ? reply : [reply]) await this.sendTo(peer, r);
+  }
+
+  /** Codes are a closed set (GridErrorCode), so this map stays small. */
+  private countError(code: string): void {
+    this.stats.errorsByCode[code] = (this.stats.errorsByCode[code] ?? 0) + 1;
   }
 
   errorReply(requestUuid: string, code: number, message: string): MessageInput<'error_reply'> {

@@ -38,6 +38,12 @@ export interface MasterConfig {
   snapshotEveryEntries: number;
   /** most time a stopping leader waits to hand leadership over */
   transferWaitMs: number;
+  /** admin HOST:PORT of other nodes the dashboard shows, comma separated ('' = none) */
+  dashboardNodes: string;
+  /** a grid dev state file (dev.json) listing nodes for the dashboard, re-read on use ('' = none) */
+  dashboardNodesFile: string;
+  /** most time the dashboard waits for one node's /status, ms */
+  dashboardStatusTimeoutMs: number;
 }
 
 export const MASTER_DEFAULTS: MasterConfig = {
@@ -57,6 +63,9 @@ export const MASTER_DEFAULTS: MasterConfig = {
   proposalTimeoutMs: 5000,
   snapshotEveryEntries: 10_000,
   transferWaitMs: 1000,
+  dashboardNodes: '',
+  dashboardNodesFile: '',
+  dashboardStatusTimeoutMs: 1000,
 };
 
 export function loadMasterConfig(flags: Partial<Record<keyof MasterConfig, unknown>>, configFile?: string): MasterConfig {
@@ -87,6 +96,14 @@ export function loadMasterConfig(flags: Partial<Record<keyof MasterConfig, unkno
   intSetting(c, 'proposalTimeoutMs', 10, 600_000);
   intSetting(c, 'snapshotEveryEntries', 10, 100_000_000);
   intSetting(c, 'transferWaitMs', 0, 60_000);
+  for (const k of ['dashboardNodes', 'dashboardNodesFile']) {
+    if (typeof c[k] !== 'string') throw configError(`setting ${k} must be a string, got ${JSON.stringify(c[k])}`);
+  }
+  for (const a of (c.dashboardNodes as string).split(',').map((x) => x.trim()).filter(Boolean)) {
+    if (!/^[^:/\s]+:\d{1,5}$/.test(a)) throw configError(`dashboardNodes lists ${JSON.stringify(a)}, not an admin address HOST:PORT`, 'e.g. "10.0.0.2:7711,10.0.0.3:7720"');
+  }
+  if (c.dashboardNodesFile) c.dashboardNodesFile = path.resolve(c.dashboardNodesFile as string);
+  intSetting(c, 'dashboardStatusTimeoutMs', 10, 60_000);
   return c as unknown as MasterConfig;
 }
 
@@ -125,7 +142,13 @@ export function sampleConfig(): string {
   // snapshot the job state and compact the Raft log every this many applied entries
   "snapshotEveryEntries": 10000,
   // how long a stopping leader waits to hand leadership to a caught-up peer, ms
-  "transferWaitMs": 1000
+  "transferWaitMs": 1000,
+  // the dashboard (GET /dashboard on the admin port) shows these nodes too: their admin
+  // addresses HOST:PORT, comma separated, and/or a grid dev state file (dev.json) to read them from
+  "dashboardNodes": "",
+  "dashboardNodesFile": "",
+  // most time the dashboard waits for one node's GET /status, ms
+  "dashboardStatusTimeoutMs": 1000
 }
 `;
 }

@@ -12,9 +12,11 @@ export function registerCommands(program: Command): void {
     .option('--bind <endpoint>', 'ZeroMQ endpoint for clients and balancers (default tcp://127.0.0.1:7700)')
     .option('--admin-port <port>', 'admin HTTP port for /healthz and /status; 0 = any free port (default 7710)')
     .option('--peers <endpoints>', 'every master of the Raft group, comma separated, this one included (its --bind); omit for a single master')
+    .option('--dashboard-nodes <admins>', 'admin HOST:PORT of other nodes the dashboard shows, comma separated')
+    .option('--dashboard-nodes-file <file>', 'a grid dev state file (dev.json) the dashboard reads the nodes from')
     .option('--config <file>', 'JSON config file (see grid init --role master); flags override it')
-    .action(async (o: { dataDir?: string; bind?: string; adminPort?: string; peers?: string; config?: string }) => {
-      const cfg = loadMasterConfig({ dataDir: o.dataDir, bind: o.bind, adminPort: o.adminPort, peers: o.peers }, o.config);
+    .action(async (o: { dataDir?: string; bind?: string; adminPort?: string; peers?: string; dashboardNodes?: string; dashboardNodesFile?: string; config?: string }) => {
+      const cfg = loadMasterConfig({ dataDir: o.dataDir, bind: o.bind, adminPort: o.adminPort, peers: o.peers, dashboardNodes: o.dashboardNodes, dashboardNodesFile: o.dashboardNodesFile }, o.config);
       const node = new MasterNode(cfg);
       const { endpoint, adminPort } = await node.start();
       onShutdown(() => node.stop());

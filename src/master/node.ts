@@ -24,6 +24,10 @@ import { MasterConfig } from './config';
 import { fromWire, isRaftWireMessage } from './raft';
 import { Replica } from './replica';
 import { JobStore, ResultCommand, TaskSpec } from './store';
+import { MasterMetrics, RaftView } from './metrics';
+import { ClusterView } from './cluster-view';
+import { Dashboard } from './dashboard';
+import { OUTCOME_NAMES } from './views';
 
 interface BalancerPeer {
   peer: Buffer;
@@ -38,6 +42,7 @@ export class MasterNode {
   readonly store: JobStore;
   private readonly server: RpcServer;
   private readonly admin: AdminServer;
+  readonly metrics: MasterMetrics;
   private balancer?: BalancerPeer;
   private heartbeat?: NodeJS.Timeout;
   private replica?: Replica;
@@ -52,11 +57,33 @@ export class MasterNode {
     this.log = log ?? createLogger({ role: 'master', nodeId: this.nodeId, file: path.join(cfg.dataDir, 'logs', `master-${this.nodeId}.log`) });
     this.store = new JobStore(path.join(cfg.dataDir, 'jobs.db'), { maxInputsPerJob: cfg.maxInputsPerJob, maxArgs: cfg.maxArgs });
     this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, handler: (m, peer) => this.handle(m, peer) });
+    this.metrics = new MasterMetrics(this.nodeId, {
+      db: () => this.store.db,
+      raft: () => (this.replica ? (this.replica.status() as unknown as RaftView) : null),
+      raftCounters: () => this.replica?.counters ?? {},
+      balancerConnected: () => this.balancer !== undefined,
+      queues: () => ({ results: this.pendingResults.length, started: this.pendingStarted.length }),
+      counters: () => this.counters,
+      server: () => this.server.stats,
+    });
+    const dashboard = new Dashboard(
+      {
+        nodeId: this.nodeId,
+        endpoint: () => this.server.endpoint,
+        db: () => this.store.db,
+        raft: () => this.replica?.status() ?? null,
+        status: () => this.status() as Record<string, unknown>,
+        startedAtMs: (j, i) => this.metrics.startedAtMs(j, i),
+      },
+      new ClusterView({ nodes: cfg.dashboardNodes, nodesFile: cfg.dashboardNodesFile, timeoutMs: cfg.dashboardStatusTimeoutMs }),
+    );
     this.admin = new AdminServer({
       host: '127.0.0.1',
       port: cfg.adminPort,
       health: () => null,
       status: () => this.status(),
+      metrics: this.metrics.node,
+      routes: [dashboard.route],
     });
   }
 
@@ -202,6 +229,7 @@ export class MasterNode {
         return this.hello(m, peer);
       case 'task_started':
         this.touch(peer);
+        this.metrics.started(m.job_uuid, m.task_index, m.attempt, Date.now());
         this.pendingStarted.push({ jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt, workerUuid: m.worker_uuid });
         this.scheduleFlush();
         return;
@@ -268,7 +296,8 @@ export class MasterNode {
       this.log.info({ jobId: cmd.jobUuid }, 'job:cancelled');
       this.toBalancer({ type: 'task_cancel', node_uuid: this.nodeId, job_uuid: cmd.jobUuid });
     }
-    if (r.k === 'results') {
+    if (r.k === 'results' && cmd.k === 'results') {
+      for (const x of cmd.results) this.metrics.resulted(x.jobUuid, x.taskIndex, x.attempt, OUTCOME_NAMES[x.outcome] ?? String(x.outcome), Date.now());
       for (const e of r.effects) {
         if (e.kind === 'job:settled') this.log.info({ jobId: e.jobUuid, state: e.state === JobState.succeeded ? 'succeeded' : 'failed' }, 'job:settled');
         if (e.kind === 'job:cancel-tasks') this.toBalancer({ type: 'task_cancel', node_uuid: this.nodeId, job_uuid: e.jobUuid });
@@ -279,7 +308,10 @@ export class MasterNode {
 
   private onLeadership(leader: boolean): void {
     // A new leader waits for the balancer's hello; a former leader forgets its balancer.
-    if (!leader) this.balancer = undefined;
+    if (!leader) {
+      this.balancer = undefined;
+      this.metrics.forget();
+    }
   }
 
   private hello(m: MessageOf<'balancer_hello'>, peer: Buffer): MessageInput | void {
@@ -302,6 +334,7 @@ export class MasterNode {
 
   private dispatch(t: TaskSpec): void {
     this.counters.dispatched++;
+    this.metrics.dispatched(t.jobUuid, t.taskIndex, t.attempt, Date.now());
     this.toBalancer({
       type: 'task_dispatch',
       node_uuid: this.nodeId,

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { Logger } from 'pino';
 import { Message, MessageInput, MessageOf, PutStatus, newUuid } from '../messages';
 import { AdminServer, GridError, RpcServer, createLogger, persistentNodeId } from '../common';
+import { StorageSnapshot, storageMetrics } from './metrics';
 import { StorageConfig } from './config';
 import { CorruptChunk, FileStore } from './store';
 
@@ -57,7 +58,9 @@ export class StorageNode {
     this.log = o.log ?? createLogger({ role: 'storage', nodeId: this.nodeId, file: path.join(cfg.dataDir, 'logs', `storage-${this.nodeId}.log`) });
     this.store = new FileStore(path.join(cfg.dataDir, 'storage.db'), cfg, this.log);
     this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, handler: (m) => this.handle(m) });
-    this.admin = new AdminServer({ host: '127.0.0.1', port: cfg.adminPort, health: () => (this.stopped ? 'stopping' : null), status: () => this.status() });
+    this.admin = new AdminServer({ host: '127.0.0.1', port: cfg.adminPort, health: () => (this.stopped ? 'stopping' : null), status: () => this.status(),
+      metrics: storageMetrics(this.nodeId, () => this.status() as StorageSnapshot, () => this.server.stats),
+    });
   }
 
   async start(): Promise<{ endpoint: string; adminPort: number }> {

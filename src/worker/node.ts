@@ -36,6 +36,7 @@ import { GridFs, isSafeName } from './fusefs';
 import { OutcomeName } from './limits';
 import { BalancerLink, resultKey } from './link';
 import { RunResult, TaskRun } from './runner';
+import { WorkerMetrics, WorkerSnapshot } from './metrics';
 
 type Dispatch = MessageOf<'task_dispatch'>;
 type ResultMsg = MessageInput<'task_result'>;
@@ -78,6 +79,7 @@ export class WorkerNode {
   readonly storage: StorageClient;
   readonly fs?: GridFs;
   private readonly admin: AdminServer;
+  private readonly metrics: WorkerMetrics;
   private readonly link: BalancerLink<ResultMsg>;
   private sock?: zmq.Dealer;
   private out?: SendQueue;
@@ -116,7 +118,8 @@ export class WorkerNode {
       });
     }
     this.link = new BalancerLink<ResultMsg>(cfg, Date.now());
-    this.admin = new AdminServer({ host: '127.0.0.1', port: cfg.adminPort, health: () => this.health(), status: () => this.status() });
+    this.metrics = new WorkerMetrics(this.nodeId, () => this.status() as WorkerSnapshot);
+    this.admin = new AdminServer({ host: '127.0.0.1', port: cfg.adminPort, health: () => this.health(), status: () => this.status(), metrics: this.metrics.node });
   }
 
   /** Mounts FUSE (refusing to start without it unless staged), serves admin, joins the balancer. */
@@ -450,6 +453,7 @@ export class WorkerNode {
     if (r.outcome === 'ok') this.counts.ok++;
     else if (r.outcome === 'cancelled') this.counts.cancelled++;
     else this.counts.failed++;
+    this.metrics.taskFinished(r.outcome, r.durationMs);
     if (!this.link.addResult(t.key, msg, Date.now())) this.log.warn({ max: this.cfg.maxUnackedResults }, 'too many unacknowledged results; dropped the oldest');
     t.log.info({ outcome: r.outcome, exitCode: r.exitCode, durationMs: r.durationMs, outputs: outputs.length, error: r.error || undefined }, 'task finished');
     void this.send(msg);
