@@ -55,6 +55,7 @@ export class Dashboard {
   }
 
   readonly route: AdminRoute = async (p, q) => {
+    if (p === '/favicon.ico') return { status: 204, type: 'image/x-icon', body: '' };
     if (p === '/') return { status: 302, type: 'text/plain', body: 'see /dashboard\n', headers: { location: '/dashboard' } };
     const asset = ASSETS[p];
     if (asset) return { status: 200, type: TYPES[path.extname(asset)]!, body: await fs.promises.readFile(path.join(ASSET_DIR, asset)) };

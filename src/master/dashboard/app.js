@@ -119,7 +119,7 @@
     fill($('#workers tbody'), o.workers.map((w) => el('tr', { 'data-worker-id': w.nodeId },
       el('td', { title: w.nodeId || '' }, w.name, w.staged ? el('span', { class: 'muted' }, ' (staged)') : null),
       el('td', {}, w.reachable === false ? badge('down') : badge(w.balancerState || (w.reachable ? 'up' : 'unknown'))),
-      el('td', { class: 'slots' }, w.slots === null ? '—' : `${dash(w.load)} / ${w.slots}`),
+      el('td', { class: 'slots' }, w.slots === null ? '—' : `${w.reachable ? w.running.length : dash(w.load)} / ${w.slots}`),
       el('td', { class: 'mono' }, w.running.length ? w.running.map((t) => `${short(t.jobId)}#${t.taskIndex}`).join(' ') : '—'),
       el('td', {}, dash(w.queued)),
       el('td', {}, w.tasksOk === null ? '—' : `${w.tasksOk} / ${w.tasksFailed}`),
@@ -139,10 +139,11 @@
     $('#job-detail').dataset.jobId = j.jobId;
     $('#job-detail').dataset.state = j.state;
     $('#job-title').textContent = j.jobId;
-    $('#job-info').replaceChildren(
+    $('#job-info').replaceChildren(el('div', {},
       badge(j.state), ' ', `${j.program} · ${j.tasks.succeeded}/${j.taskCount} tasks succeeded · submitted ${ago(d.nowMs - j.createdAtMs)} ago`,
       j.finishedAtMs ? ` · took ${dur(j.finishedAtMs - j.createdAtMs)}` : '',
-      j.error ? el('div', { class: 'err' }, j.error) : null);
+      j.owner ? ` · owner ${j.owner}` : '',
+      j.error ? el('div', { class: 'err' }, j.error) : null));
     fill($('#tasks tbody'), d.tasks.map((t) => {
       const duration = t.durationMs !== null ? dur(t.durationMs) : t.startedAtMs ? `${dur(d.nowMs - t.startedAtMs)} so far` : '—';
       const log = [];
