@@ -3,26 +3,12 @@
 // project's own text-format parser (prom-text.ts) and its values checked against the job.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { NodeMetrics, countsAsSamples, snake } from '../../src/common';
 import { newUuid } from '../../src/messages';
 import { EXAMPLES, Grid, startGrid, waitFor } from '../helpers/grid';
+import { httpGet } from './http-get';
 import { PromFamily, one, parsePrometheusText, samples, total } from './prom-text';
-
-/** GET http://127.0.0.1:port/path; resolves with status, content-type and body. */
-export function httpGet(port: number, p: string, timeoutMs = 5000): Promise<{ status: number; type: string; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: p, agent: false, timeout: timeoutMs }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (b: Buffer) => parts.push(b));
-      res.on('error', reject);
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body: Buffer.concat(parts).toString('utf8') }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET ${p} on port ${port}: no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
-  });
-}
 
 describe('metrics: NodeMetrics', () => {
   it('reads gauges and counters on scrape, drops label sets that vanished, and parses as text format', async () => {
