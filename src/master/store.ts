@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { JobState, NIL_UUID, TaskOutcome, TaskState } from '../messages';
 import { GridError, assert } from '../common';
+import { installCounts } from './views';
 
 /** Bounds on a job, checked on submit (docs/master.md). */
 export interface JobLimits {
@@ -158,6 +159,7 @@ export class JobStore {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.exec(SCHEMA);
+    installCounts(this.db); // counts by state for /metrics and the dashboard (views.ts)
     this.st = this.prepare();
   }
 

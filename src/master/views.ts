@@ -3,6 +3,12 @@
  * store's SQLite database as it is on this master (on a follower: the replicated state up
  * to its applied index) and never change it. Statements are prepared per database handle,
  * because a Raft snapshot restore reopens the database.
+ *
+ * Counts by state come from small count tables that SQLite triggers keep in step with the
+ * jobs and tasks tables (installCounts), inside the same transaction as every change, so
+ * they are part of the replicated state and a scrape or a dashboard poll reads a few rows
+ * instead of scanning every task: a GROUP BY over a million tasks measured 0.5-1 s, time
+ * during which the master's event loop (and its Raft heartbeats) would stand still.
  */
 import type Database from 'better-sqlite3';
 import { JobState, TaskOutcome, TaskState } from '../messages';
@@ -44,16 +50,60 @@ export interface TaskView {
   logTail: string;
 }
 
+/**
+ * Creates the count tables and their triggers when the database lacks them, filling them
+ * from the rows already there (a database of an older grid, or an older leader's snapshot),
+ * all in one transaction. Called by JobStore whenever it opens its database.
+ */
+export function installCounts(db: Database.Database): void {
+  const has = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'count_job_tasks'").get() !== undefined;
+  if (has) return;
+  db.transaction(() => {
+    db.exec(`
+CREATE TABLE count_jobs (state INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TABLE count_tasks (state INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TABLE count_job_tasks (job_uuid TEXT NOT NULL, state INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (job_uuid, state)) WITHOUT ROWID;
+INSERT INTO count_jobs (state, n) SELECT state, COUNT(*) FROM jobs GROUP BY state;
+INSERT INTO count_tasks (state, n) SELECT state, COUNT(*) FROM tasks GROUP BY state;
+INSERT INTO count_job_tasks (job_uuid, state, n) SELECT job_uuid, state, COUNT(*) FROM tasks GROUP BY job_uuid, state;
+${countTriggers('jobs', [['count_jobs', ['state']]])}
+${countTriggers('tasks', [
+  ['count_tasks', ['state']],
+  ['count_job_tasks', ['job_uuid', 'state']],
+])}`);
+  })();
+}
+
+/** INSERT/UPDATE OF state/DELETE triggers on `table` keeping each count table's n in step. */
+function countTriggers(table: string, counts: [string, string[]][]): string {
+  const up = (row: 'new' | 'old'): string =>
+    counts
+      .map(([t, keys]) => `INSERT INTO ${t} (${keys.join(', ')}, n) VALUES (${keys.map((k) => `${row}.${k}`).join(', ')}, 1) ON CONFLICT (${keys.join(', ')}) DO UPDATE SET n = n + 1;`)
+      .join('\n  ');
+  const down = (row: 'new' | 'old'): string => counts.map(([t, keys]) => `UPDATE ${t} SET n = n - 1 WHERE ${keys.map((k) => `${k} = ${row}.${k}`).join(' AND ')};`).join('\n  ');
+  return `
+CREATE TRIGGER ${table}_count_insert AFTER INSERT ON ${table} BEGIN
+  ${up('new')}
+END;
+CREATE TRIGGER ${table}_count_update AFTER UPDATE OF state ON ${table} WHEN old.state IS NOT new.state BEGIN
+  ${down('old')}
+  ${up('new')}
+END;
+CREATE TRIGGER ${table}_count_delete AFTER DELETE ON ${table} BEGIN
+  ${down('old')}
+END;`;
+}
+
 const cache = new WeakMap<Database.Database, ReturnType<typeof prepare>>();
 
 function prepare(db: Database.Database) {
   return {
-    jobsByState: db.prepare('SELECT state, COUNT(*) AS n FROM jobs GROUP BY state'),
-    tasksByState: db.prepare('SELECT state, COUNT(*) AS n FROM tasks GROUP BY state'),
+    jobsByState: db.prepare('SELECT state, n FROM count_jobs'),
+    tasksByState: db.prepare('SELECT state, n FROM count_tasks'),
     recent: db.prepare('SELECT job_uuid, program_name, state, task_count, created_at_ms, finished_at_ms, error FROM jobs ORDER BY seq DESC LIMIT ?'),
     recentIn: db.prepare('SELECT job_uuid, program_name, state, task_count, created_at_ms, finished_at_ms, error FROM jobs WHERE state = ? ORDER BY seq DESC LIMIT ?'),
     job: db.prepare('SELECT job_uuid, program_name, state, task_count, created_at_ms, finished_at_ms, error FROM jobs WHERE job_uuid = ?'),
-    counts: db.prepare('SELECT state, COUNT(*) AS n FROM tasks WHERE job_uuid = ? GROUP BY state'),
+    counts: db.prepare('SELECT state, n FROM count_job_tasks WHERE job_uuid = ?'),
     tasks: db.prepare(`SELECT task_index, state, outcome, attempts, exit_code, duration_ms, worker_uuid, error,
       substr(log_tail, -${TASK_LIST_TAIL_CHARS}) AS log_tail, settled_at_ms FROM tasks WHERE job_uuid = ? ORDER BY task_index LIMIT ? OFFSET ?`),
     task: db.prepare(`SELECT task_index, state, outcome, attempts, exit_code, duration_ms, worker_uuid, error, log_tail, settled_at_ms
