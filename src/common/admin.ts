@@ -31,6 +31,8 @@ export interface AdminOptions {
   metrics?: { text: () => Promise<string>; contentType: string };
   /** further GET routes, tried in order before the 404 */
   routes?: AdminRoute[];
+  /** paths of those routes a 404 suggests (e.g. /dashboard) */
+  routePaths?: string[];
 }
 
 export class AdminServer {
@@ -72,7 +74,7 @@ export class AdminServer {
         res.writeHead(r.status, { 'content-type': r.type, 'cache-control': 'no-store', ...r.headers });
         return void res.end(r.body);
       }
-      const known = ['/healthz', '/status', ...(this.o.metrics ? ['/metrics'] : []), ...(this.o.routes?.length ? ['/dashboard'] : [])];
+      const known = ['/healthz', '/status', ...(this.o.metrics ? ['/metrics'] : []), ...(this.o.routePaths ?? [])];
       return this.reply(res, 404, { error: `no such path ${path}; try ${known.join(', ')}` });
     } catch (e) {
       const bad = e instanceof GridError && e.code === 'BAD_REQUEST';

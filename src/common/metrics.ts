@@ -9,7 +9,7 @@
  * the labels `role` and `node_id` (the node's persistent id), so a query can tell nodes
  * apart even behind one Prometheus `instance`.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Histogram, Registry } from 'prom-client';
 import { assert } from './errors';
 import { SOFTWARE_VERSION } from './version';
 import type { ServerStats } from './zmq';
@@ -31,10 +31,22 @@ export interface MetricsOptions {
   nodeId: string;
 }
 
+/**
+ * prom-client, loaded when the first node creates its metrics: every CLI command imports
+ * the role modules, and none of them needs it (it measured hundreds of ms to load on a busy
+ * machine).
+ */
+function promClient(): typeof import('prom-client') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('prom-client') as typeof import('prom-client');
+}
+
 export class NodeMetrics {
-  readonly registry = new Registry();
+  readonly registry: Registry;
 
   constructor(readonly o: MetricsOptions) {
+    const { Registry, collectDefaultMetrics } = promClient();
+    this.registry = new Registry();
     this.registry.setDefaultLabels({ role: o.role, node_id: o.nodeId });
     // process_cpu_seconds_total, process_resident_memory_bytes, nodejs_eventloop_lag_seconds, ... all prefixed
     collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
@@ -44,6 +56,7 @@ export class NodeMetrics {
   /** A gauge whose value is read on every scrape. */
   gauge(name: string, help: string, labelNames: string[], read: () => Reading): void {
     checkName(name);
+    const { Gauge } = promClient();
     new Gauge({
       name,
       help,
@@ -65,6 +78,7 @@ export class NodeMetrics {
   counter(name: string, help: string, labelNames: string[], read: () => Reading): void {
     checkName(name);
     assert(name.endsWith('_total'), `counter ${name} ends in _total`);
+    const { Counter } = promClient();
     new Counter({
       name,
       help,
@@ -82,6 +96,7 @@ export class NodeMetrics {
   /** A histogram observed where the event happens (in seconds). */
   histogram<L extends string>(name: string, help: string, labelNames: L[], buckets: number[]): Histogram<L> {
     checkName(name);
+    const { Histogram } = promClient();
     return new Histogram<L>({ name, help, labelNames, buckets, registers: [this.registry] });
   }
 

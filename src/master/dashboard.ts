@@ -61,7 +61,7 @@ export class Dashboard {
     if (asset) return { status: 200, type: TYPES[path.extname(asset)]!, body: await fs.promises.readFile(path.join(ASSET_DIR, asset)) };
     if (p === '/dashboard/api/overview') return json(200, await this.overview(q));
     const m = /^\/dashboard\/api\/jobs\/([^/]+)(?:\/tasks\/([^/]+))?$/.exec(p);
-    if (m) return this.job(decodeURIComponent(m[1]!), m[2], q);
+    if (m) return this.job(decodePart(m[1]!), m[2], q);
     if (p.startsWith('/dashboard/')) return json(404, { error: `no such dashboard path ${p}` });
     return undefined;
   };
@@ -186,6 +186,14 @@ function workerView(b: ReturnType<typeof base>, s: Record<string, unknown> | nul
     tasksOk: ((s?.counts as Record<string, number> | undefined)?.ok as number | undefined) ?? null,
     tasksFailed: ((s?.counts as Record<string, number> | undefined)?.failed as number | undefined) ?? null,
   };
+}
+
+function decodePart(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s; // not valid %-encoding: answered as not a job id
+  }
 }
 
 function json(status: number, body: unknown): AdminResponse {

@@ -7,7 +7,7 @@
  * task (handed to the balancer -> its result committed).
  */
 import type Database from 'better-sqlite3';
-import { Histogram } from 'prom-client';
+import type { Histogram } from 'prom-client';
 import { LATENCY_BUCKETS_S, DURATION_BUCKETS_S, NodeMetrics, Sample, ServerStats, countsAsSamples } from '../common';
 import { jobsByState, tasksByState } from './views';
 

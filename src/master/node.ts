@@ -84,6 +84,7 @@ export class MasterNode {
       status: () => this.status(),
       metrics: this.metrics.node,
       routes: [dashboard.route],
+      routePaths: ['/dashboard'],
     });
   }
 

@@ -4,7 +4,7 @@
  * FUSE reads and the chunk cache), plus one histogram observed when a task finishes (how
  * long its program ran, by outcome).
  */
-import { Histogram } from 'prom-client';
+import type { Histogram } from 'prom-client';
 import { DURATION_BUCKETS_S, NodeMetrics, Sample, countsAsSamples } from '../common';
 
 /** The parts of WorkerNode.status() the metrics read; read defensively. */
