@@ -27,7 +27,7 @@ import { JobStore, ResultCommand, TaskSpec } from './store';
 import { MasterMetrics, RaftView } from './metrics';
 import { ClusterView } from './cluster-view';
 import { Dashboard } from './dashboard';
-import { OUTCOME_NAMES } from './views';
+import { OUTCOME_NAMES, tasksByState } from './views';
 
 interface BalancerPeer {
   peer: Buffer;
@@ -132,11 +132,19 @@ export class MasterNode {
       nodeId: this.nodeId,
       endpoint: this.server.endpoint,
       balancer: b ? { nodeUuid: b.nodeUuid, lastSeenMsAgo: Date.now() - b.lastSeenMs } : null,
-      openTasks: this.store.openTasks().length,
+      // pending + running: only running jobs have such tasks (a settled job's are settled or
+      // cancelled); read from the count tables, not by listing them (views.ts)
+      openTasks: this.openTaskCount(),
       raft: this.replica?.status() ?? null,
       counters: this.counters,
       server: this.server.stats,
     };
+  }
+
+  private openTaskCount(): number {
+    if (!this.store.db.open) return 0;
+    const c = tasksByState(this.store.db);
+    return (c.pending ?? 0) + (c.running ?? 0);
   }
 
   private tick(): void {

@@ -74,6 +74,8 @@ describe('master views: counts by state', () => {
   const agree = (what: string): void => {
     const s = scanned(store.db);
     assert.deepEqual({ jobs: jobsByState(store.db), tasks: tasksByState(store.db) }, s, what);
+    // the master's /status reports open tasks as pending + running (only running jobs have them)
+    assert.equal(s.tasks.pending! + s.tasks.running!, store.openTasks().length, `${what}: open tasks`);
   };
 
   it('stay equal to a full count through submit, start, retry, success, failure and cancel', () => {
