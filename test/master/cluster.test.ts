@@ -64,11 +64,13 @@ describe('three masters on Raft (real processes)', function () {
   it('with two of three dead, the survivor refuses with NOT_LEADER and serves nothing stale', async () => {
     const sub = submitMsg(3);
     await c.request(sub);
+    const first = await c.leader();
+    const follower = [0, 1, 2].find((i) => i !== first)!;
+    await c.kill(follower);
+    // read the leader again just before it is killed (killing the follower could have moved it)
     const l = await c.leader();
-    const others = [0, 1, 2].filter((i) => i !== l);
-    await c.kill(others[0]!);
     await c.kill(l);
-    const survivor = c.masters[others[1]!]!;
+    const survivor = c.masters[[0, 1, 2].find((i) => i !== l && i !== follower)!]!;
     // It first still names the dead leader; once its election timeout passes it knows no
     // master leads, and it never answers from its (possibly stale) state.
     const t0 = Date.now();
