@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { EXAMPLES, Grid, adminStatus, makeTmpDir, pidAlive, startGrid, waitFor } from '../helpers/grid';
+import { EXAMPLES, Grid, adminStatus, makeTmpDir, pidAlive, runGrid, startGrid, waitFor } from '../helpers/grid';
 import { TaskFiles, assertExactlyOnce, assertResultsFolder, localOutputs } from '../helpers/exactly-once';
 import { readExecutions } from '../../src/worker/journal';
 
@@ -215,6 +215,18 @@ describe('e2e: grid dev + wordcount (the quick start)', function () {
     const res = await grid().run(['results', id, '--out', path.join(work, 'cancelled')]);
     assert.equal(res.code, 2, 'results of a cancelled job exit 2');
     assert.match(res.stderr, /is cancelled/);
+  });
+
+  it('a second grid dev on the same data dir is refused, and the running grid is untouched', async () => {
+    const before = grid().refreshState().nodes.map((n) => [n.name, n.pid]);
+    const r = await runGrid(['dev', '--port-base', '0', '--data-dir', grid().dataDir, '--workers', '1'], { timeoutMs: 60_000 });
+    assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`BAD_REQUEST: a grid dev \\(pid ${grid().dev.pid}\\) already runs with data dir ${grid().dataDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    assert.match(r.stderr, /stop it first, or use another --data-dir/);
+    assert.deepEqual(grid().refreshState().nodes.map((n) => [n.name, n.pid]), before, 'same nodes, same pids');
+    for (const [, pid] of before) assert.ok(pidAlive(pid as number));
+    const jobs = await grid().run(['jobs']);
+    assert.equal(jobs.code, 0, jobs.stderr);
   });
 
   it('teardown stops every node and leaves no FUSE mount', async () => {

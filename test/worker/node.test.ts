@@ -60,7 +60,7 @@ class FakeBalancer {
     return this.inbox.filter((e) => e.m.type === type && (!from || e.m.node_uuid === from)).map((e) => e.m as MessageOf<T>);
   }
 
-  async waitFor<T extends Message['type']>(type: T, pred: (m: MessageOf<T>) => boolean = () => true, count = 1, ms = 20_000): Promise<MessageOf<T>[]> {
+  async waitFor<T extends Message['type']>(type: T, pred: (m: MessageOf<T>) => boolean = () => true, count = 1, ms = 60_000): Promise<MessageOf<T>[]> {
     const t0 = Date.now();
     for (;;) {
       const got = this.of(type).filter(pred);
