@@ -47,9 +47,14 @@ export class ExecutionJournal {
   private readonly st: ReturnType<ExecutionJournal['prepare']>;
   private closed = false;
 
+  /**
+   * A failed write (disk full, say) never fails the task or the worker: it is reported to
+   * `onError` (the worker logs it) and the run goes unrecorded.
+   */
   constructor(
     dataDir: string,
     private readonly maxRecords = MAX_EXECUTION_RECORDS,
+    private readonly onError: (e: Error) => void = () => undefined,
   ) {
     this.db = new Database(path.join(dataDir, EXECUTIONS_FILE));
     this.db.pragma('journal_mode = WAL');
@@ -73,15 +78,24 @@ export class ExecutionJournal {
   /** Notes that a task's process started; returns the row id to end it with. */
   started(jobUuid: string, taskIndex: number, attempt: number, pid: number, nowMs: number): number {
     if (this.closed) return 0;
-    const id = Number(this.st.start.run(jobUuid, taskIndex, attempt, pid, nowMs).lastInsertRowid);
-    this.st.prune.run(this.maxRecords); // a primary-key range: usually deletes one row or none
-    return id;
+    try {
+      const id = Number(this.st.start.run(jobUuid, taskIndex, attempt, pid, nowMs).lastInsertRowid);
+      this.st.prune.run(this.maxRecords); // a primary-key range: usually deletes one row or none
+      return id;
+    } catch (e) {
+      this.onError(e as Error);
+      return 0;
+    }
   }
 
   /** Notes how the process of row `id` ended. */
   ended(id: number, exitCode: number, outcome: string, nowMs: number): void {
     if (this.closed || id <= 0) return; // closed by stop(): the row stays open, as after a crash
-    this.st.end.run(nowMs, exitCode, outcome, id);
+    try {
+      this.st.end.run(nowMs, exitCode, outcome, id);
+    } catch (e) {
+      this.onError(e as Error);
+    }
   }
 
   /** Counts for GET /status. */
