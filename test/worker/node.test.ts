@@ -149,7 +149,9 @@ describe('worker node (real processes)', function () {
     const dataDir = path.join(tmp, `worker-${workers.length}`);
     fs.mkdirSync(dataDir, { recursive: true });
     const cfgFile = path.join(dataDir, 'worker.json');
-    fs.writeFileSync(cfgFile, `// test config\n${JSON.stringify({ heartbeatIntervalMs: 100, livenessMissed: 3, resultResendMs: 300, memoryPollIntervalMs: 50, outputPollIntervalMs: 50, ...cfg })}\n`);
+    // liveness 30 x 100 ms: on a loaded machine a 300 ms stall would make the worker reconnect
+    // with a new routing id, and this fake balancer would dispatch to the old one (lost)
+    fs.writeFileSync(cfgFile, `// test config\n${JSON.stringify({ heartbeatIntervalMs: 100, livenessMissed: 30, resultResendMs: 300, memoryPollIntervalMs: 50, outputPollIntervalMs: 50, ...cfg })}\n`);
     const storageEp = (storage!.ready.endpoints as { clients: string }).clients;
     const p = await startGrid(['worker', '--balancer', b.endpoint, '--storage', storageEp, '--data-dir', dataDir, '--admin-port', '0', '--slots', '2', '--config', cfgFile, ...extra]);
     workers.push(p);
@@ -287,9 +289,11 @@ describe('worker node (real processes)', function () {
     await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid, 2);
     const after = b.inbox.filter((e) => e.m.type === 'task_result' && (e.m as MessageOf<'task_result'>).job_uuid === d.job_uuid && e.at >= readyAt);
     assert.ok(after.length >= 1);
-    assert.equal(b.of('task_result').filter((m) => m.job_uuid === d.job_uuid).length, 2, 'sent once at the end of the task, once on the reconnect');
     const s = JSON.parse((await get(w.adminPort, '/status')).body);
     assert.ok(s.reconnects >= 1);
+    // sent once at the end of the task, then once per reconnect (a stall may add one)
+    const sent = b.of('task_result').filter((m) => m.job_uuid === d.job_uuid).length;
+    assert.ok(sent >= 2 && sent <= 1 + s.reconnects, `sent ${sent} times with ${s.reconnects} reconnect(s)`);
   });
 
   it('runs staged (no FUSE) when asked, with inputs in the task folder', async () => {
@@ -388,7 +392,7 @@ describe('worker node (real processes)', function () {
       const dataDir = path.join(tmp, `worker-up-${newUuid()}`);
       fs.mkdirSync(dataDir, { recursive: true });
       const cfgFile = path.join(dataDir, 'worker.json');
-      fs.writeFileSync(cfgFile, JSON.stringify({ heartbeatIntervalMs: 100, resultResendMs: 300, storageRequestTimeoutMs: 300, storageRetries: 1 }));
+      fs.writeFileSync(cfgFile, JSON.stringify({ heartbeatIntervalMs: 100, livenessMissed: 30, resultResendMs: 300, storageRequestTimeoutMs: 300, storageRetries: 1 }));
       const p = await startGrid(['worker', '--balancer', b.endpoint, '--storage', ownEp, '--data-dir', dataDir, '--admin-port', '0', '--slots', '1', '--staged', '--config', cfgFile]);
       workers.push(p);
       const id = p.ready.nodeId as string;
