@@ -419,7 +419,10 @@ async function results(jobArg: string, f: EndpointFlags & { out?: string }): Pro
     let bytes = 0;
     await mapLimit(files, c.cfg.transferConcurrency, async (x) => {
       fs.mkdirSync(path.dirname(x.dest), { recursive: true });
-      bytes += await c.storage.downloadTo(x.fileUuid, x.dest);
+      // not `bytes += await ...`: that reads bytes before the await and loses the sizes of
+      // downloads that finish meanwhile (they run transferConcurrency at once)
+      const got = await c.storage.downloadTo(x.fileUuid, x.dest);
+      bytes += got;
       bar?.update(++n, files.length, x.name);
     });
     bar?.stop();

@@ -136,6 +136,10 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE TABLE IF NOT EXISTS meta (
   key TEXT PRIMARY KEY, value INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS accepted_results (
+  job_uuid TEXT NOT NULL, task_index INTEGER NOT NULL, n INTEGER NOT NULL,
+  PRIMARY KEY (job_uuid, task_index)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outputs (
   job_uuid TEXT NOT NULL, task_index INTEGER NOT NULL, idx INTEGER NOT NULL,
   file_uuid TEXT NOT NULL, name TEXT NOT NULL,
@@ -221,6 +225,8 @@ export class JobStore {
       settle: d.prepare(`UPDATE tasks SET state = ?, attempts = MAX(attempts, ? + 1), outcome = ?, exit_code = ?, duration_ms = ?,
         worker_uuid = ?, log_file_uuid = ?, error = ?, log_tail = ?, settled_at_ms = ?
         WHERE job_uuid = ? AND task_index = ? AND state < ${TaskState.succeeded}`),
+      countAccepted: d.prepare('INSERT INTO accepted_results (job_uuid, task_index, n) VALUES (?, ?, 1) ON CONFLICT DO UPDATE SET n = n + 1'),
+      acceptedOf: d.prepare('SELECT task_index, n FROM accepted_results WHERE job_uuid = ? ORDER BY task_index'),
       insertOutput: d.prepare('INSERT INTO outputs (job_uuid, task_index, idx, file_uuid, name) VALUES (?, ?, ?, ?, ?)'),
       setJobState: d.prepare(`UPDATE jobs SET state = ?, error = ?, finished_at_ms = ? WHERE job_uuid = ? AND state = ${JobState.running}`),
       cancelTasks: d.prepare(`UPDATE tasks SET state = ${TaskState.cancelled}, outcome = ${TaskOutcome.cancelled}, settled_at_ms = ?
@@ -297,6 +303,7 @@ export class JobStore {
         const state = r.outcome === TaskOutcome.ok ? TaskState.succeeded : TaskState.failed;
         const upd = this.st.settle.run(state, r.attempt, r.outcome, ...common, nowMs, r.jobUuid, r.taskIndex);
         if (upd.changes === 0) continue; // already settled (or cancelled)
+        this.st.countAccepted.run(r.jobUuid, r.taskIndex);
         if (state === TaskState.succeeded) r.outputs.forEach((o, i) => this.st.insertOutput.run(r.jobUuid, r.taskIndex, i, o.fileUuid, o.name));
         touched.add(r.jobUuid);
         if (state === TaskState.failed) {
@@ -316,6 +323,15 @@ export class JobStore {
       }
     })();
     return effects;
+  }
+
+  /**
+   * How many final results settled each task of a job (task index -> count; tasks never
+   * settled by a result are absent). Exactly-once recording means every count is 1; the
+   * counter is kept apart from the task row so a bug that settles a task twice shows here.
+   */
+  acceptedResults(jobUuid: string): Map<number, number> {
+    return new Map((this.st.acceptedOf.all(jobUuid) as { task_index: number; n: number }[]).map((r) => [r.task_index, r.n]));
   }
 
   /** Cancels a running job; false when it is unknown. Settled jobs stay as they are. */

@@ -10,3 +10,5 @@ export { GridFs, fuseProblem } from './fusefs';
 export type { GridFsOptions } from './fusefs';
 export { ChunkCache } from './chunkcache';
 export type { ChunkSource, ChunkCacheOptions, ChunkCacheStats } from './chunkcache';
+export { ExecutionJournal, readExecutions, MAX_EXECUTION_RECORDS, EXECUTIONS_FILE } from './journal';
+export type { ExecutionRecord } from './journal';

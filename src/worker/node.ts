@@ -34,6 +34,7 @@ import { StorageClient } from '../storage';
 import { WorkerConfig } from './config';
 import { GridFs, isSafeName } from './fusefs';
 import { OutcomeName } from './limits';
+import { ExecutionJournal } from './journal';
 import { BalancerLink, resultKey } from './link';
 import { RunResult, TaskRun } from './runner';
 import { WorkerMetrics, WorkerSnapshot } from './metrics';
@@ -88,6 +89,7 @@ export class WorkerNode {
   private readonly queue: string[] = [];
   private readonly programs = new Map<string, Promise<string>>(); // file uuid -> local path (LRU order)
   private readonly lengths = new Map<string, number>();
+  private journal?: ExecutionJournal;
   private mountHealth: string | null = null;
   private stopping = false;
   private fatal = false;
@@ -128,6 +130,7 @@ export class WorkerNode {
     // Task folders of a previous life are garbage: their tasks were re-dispatched.
     await fsp.rm(path.join(this.cfg.dataDir, 'tasks'), { recursive: true, force: true });
     await fsp.mkdir(path.join(this.cfg.dataDir, 'tasks'), { recursive: true });
+    this.journal = new ExecutionJournal(this.cfg.dataDir, undefined, (e) => this.log.warn({ err: e.message }, 'execution journal write failed; the run goes unrecorded'));
     await this.loadProgramCache();
     if (this.fs) await this.fs.start();
     let adminPort: number;
@@ -164,6 +167,7 @@ export class WorkerNode {
     this.storage.close();
     await this.fs?.stop();
     await this.admin.close();
+    this.journal?.close();
     this.log.info('worker stopped');
   }
 
@@ -388,12 +392,16 @@ export class WorkerNode {
           t.log,
         );
         t.run = run;
+        let execId = 0;
         void run.started.then((pid) => {
+          if (pid > 0) execId = this.journal?.started(m.job_uuid, m.task_index, m.attempt, pid, Date.now()) ?? 0;
           if (pid <= 0 || this.stopping) return;
           this.counts.started++;
           void this.send({ type: 'task_started', node_uuid: this.nodeId, job_uuid: m.job_uuid, worker_uuid: this.nodeId, task_index: m.task_index, attempt: m.attempt });
         });
         result = await run.start();
+        await run.started; // its journal row is written (a microtask that has run by now)
+        this.journal?.ended(execId, result.exitCode, result.outcome, Date.now());
         if (t.cancelled && result.outcome !== 'ok') result = { ...result, outcome: 'cancelled', error: result.outcome === 'cancelled' ? result.error : 'task was cancelled' };
       }
       // the balancer re-dispatches on worker_disconnect; no upload, no result
@@ -578,6 +586,7 @@ export class WorkerNode {
       unackedResults: this.link.pending,
       reconnects: this.link.reconnects,
       programsCached: this.programs.size,
+      executions: this.journal?.summary() ?? null,
       fuse: this.fs ? this.fs.stats() : null,
       counts: { ...this.counts },
     };

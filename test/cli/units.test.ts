@@ -1,6 +1,7 @@
 // Pure parts of the CLI: argument checks, endpoint resolution (flag > env > dev.json >
 // default), result path safety, config validation, dev's crash policy and mount parsing.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
@@ -12,6 +13,9 @@ import { decideOnExit, mainEndpoint, mountsUnder, nodeName, parseDevOptions, pla
 import { DevState, readDevState, resolveEndpoints } from '../../src/cli/endpoints';
 import { outputPath, unsafeOutputName } from '../../src/cli/paths';
 import { makeTmpDir } from '../helpers/grid';
+
+/** uid and gid of `nobody`, for checks that root would pass trivially */
+const NOBODY = 65534;
 
 function gridError(f: () => unknown, code: string, re?: RegExp): void {
   assert.throws(f, (e: unknown) => {
@@ -56,8 +60,17 @@ describe('cli: submit arguments', () => {
       const locked = path.join(tmp, 'locked.txt');
       fs.writeFileSync(locked, 'x');
       fs.chmodSync(locked, 0o000);
-      // root reads anything; the check is only meaningful for other users
       if (process.getuid?.() !== 0) gridError(() => checkReadableFile(locked, 'input file'), 'INPUT_UNREADABLE', /locked\.txt: permission denied/);
+      else {
+        // root reads anything, so as root (CI) the check runs in a child dropped to nobody
+        fs.chmodSync(tmp, 0o755);
+        const code = `try { require(${JSON.stringify(require.resolve('../../src/cli/args'))}).checkReadableFile(${JSON.stringify(locked)}, 'input file'); console.log('{}'); }
+          catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
+        const out = execFileSync(process.execPath, ['-e', code], { uid: NOBODY, gid: NOBODY, encoding: 'utf8' });
+        const e = JSON.parse(out) as { code?: string; message?: string };
+        assert.equal(e.code, 'INPUT_UNREADABLE', out);
+        assert.match(e.message!, /locked\.txt: permission denied/);
+      }
       const ok = path.join(tmp, 'ok.txt');
       fs.writeFileSync(ok, 'x');
       checkReadableFile(ok, 'input file');

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { EXAMPLES, Grid, makeTmpDir, runGrid, startGrid, waitFor } from '../helpers/grid';
+import { assertExactlyOnce, localOutputs } from '../helpers/exactly-once';
 import fs from 'node:fs';
 
 const WORDCOUNT = path.join(EXAMPLES, 'wordcount');
@@ -98,21 +99,27 @@ describe('e2e: grid dev --masters 3', function () {
   it('a job submitted after the leader is SIGKILLed succeeds; cluster shows the new leader; two dead masters = "no quorum?"', async () => {
     g = await startGrid({ masters: 3, workers: 2, slots: 2 });
     assert.equal(g.masters.length, 3);
-    const first = await g.waitForLeader();
+    const leading = await g.waitForLeader();
     let v = await cluster(g);
     assert.deepEqual(v.masters.map((m) => m.name), ['master-0', 'master-1', 'master-2']);
     assert.equal(v.masters.filter((m) => m.role === 'leader').length, 1);
-    assert.equal(v.leader, first.endpoints.clients);
+    assert.equal(v.leader, leading.endpoints.clients);
 
     const inputs = fs.readdirSync(DATA).map((f) => path.join(DATA, f));
-    const before = await g.run(['submit', path.join(WORDCOUNT, 'job.js'), '--inputs', ...inputs, '--wait', '--json']);
+    const job = path.join(WORDCOUNT, 'job.js');
+    const expected = await localOutputs(job, inputs);
+    const before = await g.run(['submit', job, '--inputs', ...inputs, '--wait', '--json']);
     assert.equal(before.code, 0, before.stderr);
+    await assertExactlyOnce(g, JSON.parse(before.stdout).jobId, expected);
 
+    // the leader read again just before the kill (it may have changed since the first look)
+    const first = await g.waitForLeader();
     process.kill(first.pid, 'SIGKILL');
     // the client is given all three (GRID_MASTER list); it skips the dead one and follows the new leader
     const after = await g.run(['submit', path.join(WORDCOUNT, 'job.js'), '--inputs', ...inputs, '--wait', '--json']);
     assert.equal(after.code, 0, `${after.stderr}\n--- dev:\n${g.devOutput()}`);
     assert.equal(JSON.parse(after.stdout).state, 'succeeded');
+    await assertExactlyOnce(g, JSON.parse(after.stdout).jobId, expected, { staleMasters: [first.name] });
     // the job from before the failover is still known to the new leader
     const jobs = JSON.parse((await g.run(['jobs', '--json'])).stdout) as { jobId: string; state: string }[];
     assert.equal(jobs.length, 2);

@@ -7,16 +7,29 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
-import { GRID_BIN, Grid, makeTmpDir, pidAlive, startGrid, waitFor } from '../helpers/grid';
+import { GRID_BIN, Grid, adminStatus, makeTmpDir, pidAlive, startGrid, waitFor } from '../helpers/grid';
+import { assertExactlyOnce, localOutputs } from '../helpers/exactly-once';
+import { readExecutions } from '../../src/worker/journal';
 import { RpcClient, silentLogger } from '../../src/common';
 import { MessageOf, TaskOutcome, TaskState, newUuid } from '../../src/messages';
 
-/** A program that sleeps `ms` (from GRID_ARGS) then writes one output naming its input. */
-const SLOW_JOB = `const ms = Number(JSON.parse(process.env.GRID_ARGS)[0]);
-setTimeout(() => {
-  require('fs').writeFileSync('done.txt', process.argv.slice(2).map((p) => require('path').basename(p)).join(',') + ' ' + process.env.GRID_TASK_INDEX);
-}, ms);
+/**
+ * A program that waits until the gate file named in GRID_ARGS exists ('none' = no gate), then
+ * writes one output naming its inputs and its task index. The test opens the gate, so tasks
+ * are running exactly as long as the test needs, on any machine speed. It gives up (exit 3)
+ * after GATE_GIVE_UP_MS so an orphan of a killed worker cannot outlive the test by much.
+ */
+const GATED_JOB = `const fs = require('fs');
+const gate = JSON.parse(process.env.GRID_ARGS)[0];
+const t0 = Date.now();
+(function wait() {
+  if (gate === 'none' || fs.existsSync(gate)) {
+    fs.writeFileSync('done.txt', process.argv.slice(2).map((p) => require('path').basename(p)).join(',') + ' ' + process.env.GRID_TASK_INDEX);
+    return;
+  }
+  if (Date.now() - t0 > ${180_000}) process.exit(3);
+  setTimeout(wait, 20);
+})();
 `;
 
 function writeInputs(dir: string, n: number, prefix = 'in'): string[] {
@@ -26,17 +39,6 @@ function writeInputs(dir: string, n: number, prefix = 'in'): string[] {
     fs.writeFileSync(f, `input ${i}\n`);
     return f;
   });
-}
-
-/** Outputs recorded per task, read from the master's SQLite file (WAL allows a reader). */
-function outputsPerTask(g: Grid, jobId: string): number[] {
-  const db = new Database(path.join(g.node('master').dataDir, 'jobs.db'), { readonly: true, fileMustExist: true });
-  try {
-    const rows = db.prepare('SELECT task_index, COUNT(*) AS n FROM outputs WHERE job_uuid = ? GROUP BY task_index ORDER BY task_index').all(jobId) as { task_index: number; n: number }[];
-    return rows.map((r) => r.n);
-  } finally {
-    db.close();
-  }
 }
 
 async function taskStatus(g: Grid, jobId: string, i: number): Promise<MessageOf<'task_status_response'>> {
@@ -63,23 +65,35 @@ async function submitJson(g: Grid, args: string[]): Promise<JobJson> {
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as JobJson;
 }
 
-async function runningTasks(g: Grid, jobId: string): Promise<number> {
-  const r = await g.run(['status', jobId, '--json']);
-  if (r.code !== 0) return 0;
-  return (JSON.parse(r.stdout) as JobJson).tasksRunning;
+/** Tasks of `jobId` the workers report running (admin GET /status, read directly: no CLI per poll). */
+async function runningOn(g: Grid, jobId: string): Promise<Map<string, number>> {
+  const per = new Map<string, number>();
+  for (const n of g.refreshState().nodes.filter((x) => x.role === 'worker' && x.state === 'running')) {
+    const st = (await adminStatus(n.adminPort)) as { running?: { jobUuid: string; state: string; pid: number }[] } | undefined;
+    const k = st?.running?.filter((t) => t.jobUuid === jobId && t.state === 'running' && t.pid > 0).length ?? 0;
+    if (k > 0) per.set(n.name, k);
+  }
+  return per;
 }
 
-/** `grid submit ... --wait --json` in the background, so faults can be injected meanwhile. */
-function submitWaiting(g: Grid, args: string[]): { proc: ChildProcess; done: Promise<{ code: number | null; out: string }> } {
-  const proc = spawn(process.execPath, [GRID_BIN, 'submit', ...args, '--wait', '--json'], {
-    env: { ...process.env, GRID_MASTER: g.master, GRID_STORAGE: g.storage },
+/** `grid submit ... --wait` in the background (it prints the job id first), so faults can be injected meanwhile. */
+function submitWaiting(g: Grid, args: string[]): { proc: ChildProcess; output: () => string; done: Promise<{ code: number | null; out: string }> } {
+  const proc = spawn(process.execPath, [GRID_BIN, 'submit', ...args, '--wait'], {
+    env: { ...process.env, GRID_MASTER: g.masters.join(','), GRID_STORAGE: g.storage },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   proc.stdout!.on('data', (b: Buffer) => (out += b.toString()));
   proc.stderr!.on('data', (b: Buffer) => (out += b.toString()));
   const done = new Promise<{ code: number | null; out: string }>((r) => proc.once('exit', (code) => r({ code, out })));
-  return { proc, done };
+  return { proc, output: () => out, done };
+}
+
+/** The job id `submit` printed first. */
+async function jobIdOf(w: { output: () => string }): Promise<string> {
+  let id: string | undefined;
+  await waitFor(() => !!(id = jobIdFrom(w.output())), 'submit to print the job id', 60_000);
+  return id!;
 }
 
 function jobIdFrom(out: string): string | undefined {
@@ -92,8 +106,8 @@ describe('e2e: faults on a real grid', function () {
   let job: string;
   before(() => {
     work = makeTmpDir('grid-e2e-faults-');
-    job = path.join(work, 'slow.js');
-    fs.writeFileSync(job, SLOW_JOB);
+    job = path.join(work, 'gated.js');
+    fs.writeFileSync(job, GATED_JOB);
   });
   after(() => fs.rmSync(work, { recursive: true, force: true }));
 
@@ -104,19 +118,15 @@ describe('e2e: faults on a real grid', function () {
     });
     after(async () => g?.stop());
 
-    it('runs a job of 200 tasks, each recorded once', async () => {
+    it('runs a job of 200 tasks, each run, accepted and delivered once, byte for byte', async () => {
       const inputs = writeInputs(path.join(work, 'many'), 200);
-      const s = await submitJson(g, [job, '--inputs', ...inputs, '--args', '0', '--wait']);
+      const expected = localOutputs(job, inputs, { args: ['none'] }); // computed while the grid runs
+      expected.catch(() => undefined); // awaited below; no unhandled rejection if submit fails first
+      const s = await submitJson(g, [job, '--inputs', ...inputs, '--args', 'none', '--wait']);
       assert.equal(s.state, 'succeeded');
       assert.equal(s.taskCount, 200);
       assert.equal(s.tasksSucceeded, 200);
-      const per = outputsPerTask(g, s.jobId);
-      assert.equal(per.length, 200);
-      assert.ok(per.every((n) => n === 1), 'one output per task, recorded once');
-      const out = path.join(work, 'many-out');
-      const r = await g.run(['results', s.jobId, '--out', out]);
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(fs.readFileSync(path.join(out, '137', 'done.txt'), 'utf8'), 'in137.txt 137');
+      await assertExactlyOnce(g, s.jobId, await expected);
     });
 
     it('reads a 50 MiB input byte-exact through the FUSE mount', async () => {
@@ -134,6 +144,7 @@ fs.writeFileSync('sha.txt', h.digest('hex') + ' ' + n + ' ' + fs.statSync(proces
       );
       const s = await submitJson(g, [hasher, '--inputs', big, '--wait']);
       assert.equal(s.state, 'succeeded');
+      await assertExactlyOnce(g, s.jobId, await localOutputs(hasher, [big]));
       const out = path.join(work, 'sha-out');
       assert.equal((await g.run(['results', s.jobId, '--out', out])).code, 0);
       const want = createHash('sha256').update(data).digest('hex');
@@ -147,7 +158,7 @@ fs.writeFileSync('sha.txt', h.digest('hex') + ' ' + n + ' ' + fs.statSync(proces
       const prog = path.join(work, 'picky.js');
       fs.writeFileSync(prog, `const p = process.argv[2];\nif (p.endsWith('poison.txt')) { console.log('refusing ' + require('path').basename(p)); throw new Error('poisoned input'); }\nrequire('fs').writeFileSync('ok.txt', 'ok');\n`);
       const r = await g.run(['submit', prog, '--inputs', ...inputs, poison, '--retries', '2', '--wait']);
-      assert.notEqual(r.code, 0, 'a failed job exits non-zero');
+      assert.equal(r.code, 2, `a failed job exits 2 (EXIT_JOB_NOT_SUCCEEDED):\n${r.stdout}\n${r.stderr}`);
       assert.match(r.stdout + r.stderr, /poisoned input/);
       const jobId = jobIdFrom(r.stdout + r.stderr)!;
       const t = await taskStatus(g, jobId, 4);
@@ -155,31 +166,31 @@ fs.writeFileSync('sha.txt', h.digest('hex') + ' ' + n + ' ' + fs.statSync(proces
       assert.equal(t.attempts, 3, 'first run plus two retries');
       assert.equal(t.outcome, TaskOutcome.exit_nonzero);
       assert.match(t.log_tail, /refusing poison\.txt/);
+      // and the workers' journals agree: the poisoned task really ran three times, exit 1 each
+      const runs = g
+        .refreshState()
+        .nodes.filter((n) => n.role === 'worker')
+        .flatMap((n) => readExecutions(n.dataDir, jobId).filter((x) => x.taskIndex === 4));
+      assert.deepEqual(runs.map((x) => [x.attempt, x.outcome, x.exitCode]).sort(), [[0, 'exit_nonzero', 1], [1, 'exit_nonzero', 1], [2, 'exit_nonzero', 1]]);
     });
 
-    it('completes a job when a worker is SIGKILLed mid-task, recording each task once', async () => {
+    it('completes a job when a worker is SIGKILLed mid-task, each task run to success, accepted and delivered once', async () => {
       const inputs = writeInputs(path.join(work, 'kill'), 8, 'k');
-      const w = submitWaiting(g, [job, '--inputs', ...inputs, '--args', '1500']);
-      let jobId: string | undefined;
-      // find the job id from `grid jobs` (the newest job), then wait until tasks run
-      await waitFor(
-        async () => {
-          const r = await g.run(['jobs', '--json']);
-          const jobs = (r.code === 0 ? JSON.parse(r.stdout) : []) as JobJson[];
-          jobId = jobs.find((j) => j.program === 'slow.js' && j.state === 'running')?.jobId;
-          return jobId !== undefined && (await runningTasks(g, jobId)) >= 2;
-        },
-        'tasks running',
-        30_000,
-        200,
-      );
+      const gate = path.join(work, 'kill.gate');
+      const w = submitWaiting(g, [job, '--inputs', ...inputs, '--args', gate]);
+      const jobId = await jobIdOf(w);
+      // every worker holds a running task (4 workers, 1 slot each; the gate keeps them running)
+      let per = new Map<string, number>();
+      await waitFor(async () => (per = await runningOn(g, jobId)).size === 4, 'a task running on each of the 4 workers', 60_000);
       const victim = g.node('worker-0');
+      assert.equal(per.get('worker-0'), 1);
       process.kill(victim.pid, 'SIGKILL');
+      await waitFor(() => !pidAlive(victim.pid), 'worker-0 to die', 10_000);
+      fs.writeFileSync(gate, '');
       const res = await w.done;
       assert.equal(res.code, 0, res.out);
-      assert.ok(!pidAlive(victim.pid));
-      const per = outputsPerTask(g, jobId!);
-      assert.deepEqual(per, Array(8).fill(1), 'every task settled once with its outputs');
+      const rep = await assertExactlyOnce(g, jobId, await localOutputs(job, inputs, { args: [gate] }), { killedWorkers: ['worker-0'] });
+      assert.ok(rep.openRuns >= 1, 'the killed worker left its run open in its journal');
     });
   });
 
@@ -190,27 +201,19 @@ fs.writeFileSync('sha.txt', h.digest('hex') + ' ' + n + ' ' + fs.statSync(proces
     });
     after(async () => g?.stop());
 
-    it('completes a job when the master is SIGKILLed and restarted mid-job', async () => {
+    it('completes a job when the master is SIGKILLed and restarted mid-job, each task once', async () => {
       const inputs = writeInputs(path.join(work, 'm'), 8, 'm');
-      const w = submitWaiting(g, [job, '--inputs', ...inputs, '--args', '700']);
-      let jobId: string | undefined;
-      await waitFor(
-        async () => {
-          const r = await g.run(['jobs', '--json']);
-          const jobs = (r.code === 0 ? JSON.parse(r.stdout) : []) as JobJson[];
-          jobId = jobs.find((j) => j.state === 'running')?.jobId;
-          return jobId !== undefined && (await runningTasks(g, jobId)) >= 1;
-        },
-        'tasks running',
-        30_000,
-        200,
-      );
+      const gate = path.join(work, 'master.gate');
+      const w = submitWaiting(g, [job, '--inputs', ...inputs, '--args', gate]);
+      const jobId = await jobIdOf(w);
+      await waitFor(async () => (await runningOn(g, jobId)).size > 0, 'tasks running', 60_000);
       const master = g.node('master');
       process.kill(master.pid, 'SIGKILL');
       await waitFor(() => g.node('master').pid !== master.pid && g.node('master').state === 'running', 'master restarted', 30_000);
+      fs.writeFileSync(gate, '');
       const res = await w.done;
       assert.equal(res.code, 0, res.out);
-      assert.deepEqual(outputsPerTask(g, jobId!), Array(8).fill(1));
+      await assertExactlyOnce(g, jobId, await localOutputs(job, inputs, { args: [gate] }));
     });
   });
 });

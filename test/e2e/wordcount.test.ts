@@ -7,7 +7,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { EXAMPLES, Grid, makeTmpDir, pidAlive, startGrid, waitFor } from '../helpers/grid';
+import Database from 'better-sqlite3';
+import { EXAMPLES, Grid, adminStatus, makeTmpDir, pidAlive, runGrid, startGrid, waitFor } from '../helpers/grid';
+import { TaskFiles, assertExactlyOnce, assertResultsFolder, localOutputs } from '../helpers/exactly-once';
+import { readExecutions } from '../../src/worker/journal';
 
 const WORDCOUNT = path.join(EXAMPLES, 'wordcount', 'job.js');
 const TEXTSTATS = path.join(EXAMPLES, 'textstats', 'job.js');
@@ -47,6 +50,7 @@ describe('e2e: grid dev + wordcount (the quick start)', function () {
   }
 
   let jobId = '';
+  let expected: TaskFiles[] = [];
 
   it('submit --wait runs every task and exits 0', async () => {
     const r = await grid().run(['submit', WORDCOUNT, '--inputs', ...inputs(), '--chunk-size', '2', '--wait', '--json']);
@@ -56,6 +60,52 @@ describe('e2e: grid dev + wordcount (the quick start)', function () {
     assert.equal(s.taskCount, Math.ceil(inputs().length / 2));
     assert.equal(s.tasksSucceeded, s.taskCount);
     jobId = s.jobId;
+    expected = await localOutputs(WORDCOUNT, inputs(), { chunkSize: 2 });
+    const rep = await assertExactlyOnce(grid(), jobId, expected);
+    assert.deepEqual(rep.okRuns, [1, 1, 1]);
+  });
+
+  it('the exactly-once check fails on an injected double run, double acceptance or wrong byte', async () => {
+    assert.ok(jobId, 'the submit test ran');
+    // a second run of task 1 that ended ok, in the journal of the worker that ran it
+    const w = grid()
+      .refreshState()
+      .nodes.filter((n) => n.role === 'worker')
+      .find((n) => readExecutions(n.dataDir, jobId).some((r) => r.taskIndex === 1))!;
+    const wdb = new Database(path.join(w.dataDir, 'executions.db'));
+    try {
+      const id = wdb
+        .prepare("INSERT INTO executions (job_uuid, task_index, attempt, pid, started_at_ms, ended_at_ms, exit_code, outcome) VALUES (?, 1, 0, 1, 1, 2, 0, 'ok')")
+        .run(jobId).lastInsertRowid;
+      await assert.rejects(assertExactlyOnce(grid(), jobId, expected, { checkResults: false }), /task 1 ran to success 2 times/);
+      wdb.prepare('DELETE FROM executions WHERE id = ?').run(id);
+    } finally {
+      wdb.close();
+    }
+    // the master accepting a second result for task 2
+    const mdb = new Database(path.join(grid().node('master').dataDir, 'jobs.db'));
+    try {
+      mdb.prepare('UPDATE accepted_results SET n = 2 WHERE job_uuid = ? AND task_index = 2').run(jobId);
+      await assert.rejects(assertExactlyOnce(grid(), jobId, expected, { checkResults: false }), /master accepted 2 results for task 2/);
+      mdb.prepare('UPDATE accepted_results SET n = 1 WHERE job_uuid = ? AND task_index = 2').run(jobId);
+    } finally {
+      mdb.close();
+    }
+    // a results folder with one byte changed, or one task folder too many
+    const out = path.join(work, 'tamper');
+    assert.equal((await grid().run(['results', jobId, '--out', out])).code, 0);
+    assertResultsFolder(out, expected);
+    const f = path.join(out, '0', 'counts.json');
+    const b = fs.readFileSync(f);
+    b[0]! ^= 1;
+    fs.writeFileSync(f, b);
+    assert.throws(() => assertResultsFolder(out, expected), /task 0: counts\.json differs/);
+    b[0]! ^= 1;
+    fs.writeFileSync(f, b);
+    fs.mkdirSync(path.join(out, '3'));
+    assert.throws(() => assertResultsFolder(out, expected), /exactly 3 task folders/);
+    // and untouched, it passes again
+    await assertExactlyOnce(grid(), jobId, expected);
   });
 
   it('results equal the same program run locally over all inputs', async () => {
@@ -102,6 +152,7 @@ describe('e2e: grid dev + wordcount (the quick start)', function () {
     const r = await grid().run(['submit', TEXTSTATS, '--inputs', ...inputs(), '--chunk-size', '3', '--wait']);
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
     const id = r.stdout.split('\n')[0]!.trim();
+    await assertExactlyOnce(grid(), id, await localOutputs(TEXTSTATS, inputs(), { chunkSize: 3 }));
     const out = path.join(work, 'textstats');
     assert.equal((await grid().run(['results', id, '--out', out])).code, 0);
     for (const [i, file] of inputs().entries()) {
@@ -134,12 +185,48 @@ describe('e2e: grid dev + wordcount (the quick start)', function () {
     const id = r.stdout.trim();
     // wait until it runs, so the cancel reaches a worker
     await waitFor(async () => JSON.parse((await grid().run(['status', id, '--json'])).stdout).tasksRunning === 1, 'the slow task to start', 30_000, 200);
+    // the worker running it, and the task's pid, from the workers' admin /status
+    let pid = 0;
+    let worker = '';
+    await waitFor(
+      async () => {
+        for (const n of grid().refreshState().nodes.filter((x) => x.role === 'worker')) {
+          const st = (await adminStatus(n.adminPort)) as { running?: { jobUuid: string; pid: number }[] } | undefined;
+          const t = st?.running?.find((x) => x.jobUuid === id && x.pid > 0);
+          if (t) [pid, worker] = [t.pid, n.name];
+        }
+        return pid > 0;
+      },
+      'a worker to report the running task with its pid',
+      30_000,
+    );
+    assert.ok(pidAlive(pid), 'the task process runs before the cancel');
     const c = await grid().run(['cancel', id]);
     assert.equal(c.code, 0, c.stderr);
     assert.match(c.stdout, new RegExp(`job ${id} is cancelled`));
+    // the task's process is killed, and the worker's journal says so
+    await waitFor(() => !pidAlive(pid), `task process ${pid} to be killed`, 30_000);
+    const dir = grid().node(worker).dataDir;
+    await waitFor(() => readExecutions(dir, id).some((r) => r.endedAtMs > 0), 'the run to end in the journal', 30_000);
+    assert.deepEqual(
+      readExecutions(dir, id).map((r) => [r.pid, r.outcome]),
+      [[pid, 'cancelled']],
+    );
     const res = await grid().run(['results', id, '--out', path.join(work, 'cancelled')]);
     assert.equal(res.code, 2, 'results of a cancelled job exit 2');
     assert.match(res.stderr, /is cancelled/);
+  });
+
+  it('a second grid dev on the same data dir is refused, and the running grid is untouched', async () => {
+    const before = grid().refreshState().nodes.map((n) => [n.name, n.pid]);
+    const r = await runGrid(['dev', '--port-base', '0', '--data-dir', grid().dataDir, '--workers', '1'], { timeoutMs: 60_000 });
+    assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`BAD_REQUEST: a grid dev \\(pid ${grid().dev.pid}\\) already runs with data dir ${grid().dataDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    assert.match(r.stderr, /stop it first, or use another --data-dir/);
+    assert.deepEqual(grid().refreshState().nodes.map((n) => [n.name, n.pid]), before, 'same nodes, same pids');
+    for (const [, pid] of before) assert.ok(pidAlive(pid as number));
+    const jobs = await grid().run(['jobs']);
+    assert.equal(jobs.code, 0, jobs.stderr);
   });
 
   it('teardown stops every node and leaves no FUSE mount', async () => {

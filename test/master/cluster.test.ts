@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { RemoteError, RpcClient, leaderHint } from '../../src/common';
 import { JobState, MessageInput, MessageOf, newUuid } from '../../src/messages';
 import { Cluster, submitMsg } from '../helpers/masters';
@@ -64,11 +65,13 @@ describe('three masters on Raft (real processes)', function () {
   it('with two of three dead, the survivor refuses with NOT_LEADER and serves nothing stale', async () => {
     const sub = submitMsg(3);
     await c.request(sub);
+    const first = await c.leader();
+    const follower = [0, 1, 2].find((i) => i !== first)!;
+    await c.kill(follower);
+    // read the leader again just before it is killed (killing the follower could have moved it)
     const l = await c.leader();
-    const others = [0, 1, 2].filter((i) => i !== l);
-    await c.kill(others[0]!);
     await c.kill(l);
-    const survivor = c.masters[others[1]!]!;
+    const survivor = c.masters[[0, 1, 2].find((i) => i !== l && i !== follower)!]!;
     // It first still names the dead leader; once its election timeout passes it knows no
     // master leads, and it never answers from its (possibly stale) state.
     const t0 = Date.now();
@@ -125,5 +128,143 @@ describe('three masters on Raft (real processes)', function () {
       const s = (await c.request(status(j))) as unknown as MessageOf<'job_status_response'>;
       assert.equal(s.task_count, 2);
     }
+  });
+
+  it('hands leadership over on SIGTERM (no election timeout): the stopping leader transfers, exits 0, and the group serves on', async () => {
+    const sub = submitMsg(2);
+    await c.request(sub);
+    const l = await c.leader(); // read just before the stop
+    const before = (await c.raft(l))!.term;
+    const proc = c.masters[l]!.proc!;
+    await c.kill(l, 'SIGTERM');
+    assert.equal(proc.exitCode, 0, 'a graceful stop exits 0');
+    const logs = path.join(c.masters[l]!.dir, 'logs');
+    const lines = fs.readdirSync(logs).flatMap((x) => fs.readFileSync(path.join(logs, x), 'utf8').split('\n')).filter((x) => x.includes('raft:leadership transferred for shutdown'));
+    assert.equal(lines.length, 1, 'one hand-over logged');
+    const rec = JSON.parse(lines[0]!) as { done: boolean; to: string };
+    assert.equal(rec.done, true, `the transfer completed before the leader stopped: ${lines[0]}`);
+    const next = await c.leader();
+    assert.notEqual(next, l);
+    assert.equal(rec.to, c.masters[next]!.endpoint, 'leadership went where the old leader sent it');
+    assert.equal((await c.raft(next))!.term, before + 1, 'one term later: the target campaigned at once (TimeoutNow), no failed election');
+    const s = (await c.request(status(sub.job_uuid))) as unknown as MessageOf<'job_status_response'>;
+    assert.equal(s.task_count, 2);
+  });
+
+  it('installs, at start-up, a snapshot that was saved but not yet installed when the master crashed', async () => {
+    const l = await c.leader();
+    const f = [0, 1, 2].find((i) => i !== l)!;
+    const first = submitMsg(1);
+    await c.request(first);
+    // f's state machine as of now, kept aside (f stopped, so the file is consistent)
+    await c.kill(f, 'SIGTERM');
+    const jobsDb = path.join(c.masters[f]!.dir, 'jobs.db');
+    const old = path.join(root, 'jobs.db.old');
+    fs.copyFileSync(jobsDb, old);
+    for (const ext of ['-wal', '-shm']) if (fs.existsSync(jobsDb + ext)) fs.copyFileSync(jobsDb + ext, old + ext);
+    // meanwhile the others compact far past it: f catches up by snapshot
+    const jobs = [first.job_uuid];
+    for (let i = 0; i < 30; i++) {
+      const sub = submitMsg(1);
+      await c.request(sub);
+      jobs.push(sub.job_uuid);
+    }
+    const lead = (await c.raft(await c.leader()))!;
+    await c.start(f);
+    await waitApplied(f, lead.applied);
+    await c.kill(f, 'SIGKILL');
+    // the crash: raft storage holds the installed snapshot, the state machine is the old one
+    for (const ext of ['', '-wal', '-shm']) fs.rmSync(jobsDb + ext, { force: true });
+    fs.copyFileSync(old, jobsDb);
+    for (const ext of ['-wal', '-shm']) if (fs.existsSync(old + ext)) fs.copyFileSync(old + ext, jobsDb + ext);
+    await c.start(f);
+    await waitApplied(f, lead.applied);
+    await c.kill(f, 'SIGTERM');
+    const db = new Database(jobsDb, { readonly: true, fileMustExist: true });
+    try {
+      const have = new Set((db.prepare('SELECT job_uuid FROM jobs').all() as { job_uuid: string }[]).map((r) => r.job_uuid));
+      const missing = jobs.filter((j) => !have.has(j));
+      assert.deepEqual(missing, [], 'every job is in the restarted master\'s state machine');
+    } finally {
+      db.close();
+    }
+  });
+
+  async function waitApplied(i: number, index: number): Promise<void> {
+    const t0 = Date.now();
+    for (;;) {
+      const r = await c.raft(i);
+      if (r && r.applied >= index) return;
+      if (Date.now() - t0 > 30_000) throw new Error(`master ${i} did not apply up to ${index}: ${JSON.stringify(r)}`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+});
+
+// A leader cut off from its followers (both SIGKILLed): what its waiting clients get.
+// docs/raft.md "The master's shell": a change not committed within proposalTimeoutMs, and a
+// read whose leadership check (read barrier) does not complete within it, are refused with
+// UNAVAILABLE; a leader that steps down (check quorum, thesis §6.2) rejects everything in
+// flight with NOT_LEADER at once.
+describe('an isolated Raft leader (real processes)', function () {
+  this.timeout(120_000);
+  let root: string;
+  let c: Cluster;
+
+  async function group(cfg: Record<string, unknown>): Promise<number> {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'grid-raft-isolated-'));
+    const file = path.join(root, 'master.json');
+    fs.writeFileSync(file, JSON.stringify(cfg));
+    c = new Cluster(root, file);
+    await c.init(3);
+    await Promise.all([0, 1, 2].map((i) => c.start(i)));
+    await c.request(submitMsg(1), 60_000);
+    const l = await c.leader(60_000);
+    for (const i of [0, 1, 2].filter((x) => x !== l)) await c.kill(i);
+    return l;
+  }
+  afterEach(async () => {
+    await c?.stopAll();
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  const ask = async (l: number, m: MessageInput, timeoutMs: number) => {
+    const cl = new RpcClient({ endpoint: c.masters[l]!.endpoint, nodeUuid: newUuid(), log: c.log });
+    try {
+      return await cl.request(m, { timeoutMs, retries: 0 });
+    } finally {
+      cl.close();
+    }
+  };
+
+  it('refuses a proposal and a read it cannot commit or confirm within proposalTimeoutMs with UNAVAILABLE', async () => {
+    // elections slow (100 ticks of 50 ms = 5-10 s), so the leader is still leader while its proposal times out
+    const l = await group({ proposalTimeoutMs: 300, electionTicks: 100 });
+    const sub = submitMsg(1);
+    await assert.rejects(ask(l, sub, 30_000), (e: unknown) => {
+      assert.ok(e instanceof RemoteError, String(e));
+      assert.equal(e.code, 'UNAVAILABLE');
+      assert.match(e.message, /the masters did not commit this change within 300 ms/);
+      return true;
+    });
+    await assert.rejects(ask(l, status(sub.job_uuid), 30_000), (e: unknown) => {
+      assert.ok(e instanceof RemoteError, String(e));
+      assert.equal(e.code, 'UNAVAILABLE');
+      assert.match(e.message, /could not confirm its leadership within 300 ms/);
+      return true;
+    });
+  });
+
+  it('rejects requests in flight with NOT_LEADER when it loses leadership (check quorum)', async () => {
+    // proposals may wait a minute; the leader steps down after one election timeout without a majority
+    const l = await group({ proposalTimeoutMs: 60_000 });
+    const settled = await Promise.allSettled([ask(l, submitMsg(1), 90_000), ask(l, status(newUuid()), 90_000)]);
+    for (const r of settled) {
+      assert.equal(r.status, 'rejected', 'no answer from a leader without a majority');
+      const e = (r as PromiseRejectedResult).reason as unknown;
+      assert.ok(e instanceof RemoteError, String(e));
+      assert.equal(e.code, 'NOT_LEADER');
+    }
+    assert.notEqual((await c.raft(l))!.role, 'leader');
   });
 });

@@ -126,5 +126,27 @@ describe('master JobStore', () => {
     assert.deepEqual(store.cancel(c.jobUuid, 6), { found: true, cancelled: false });
     assert.deepEqual(store.cancel(newUuid(), 6), { found: false, cancelled: false });
     assert.equal(store.jobStatus(c.jobUuid)!.state, JobState.cancelled);
+    // a succeeded job stays succeeded, its tasks and outputs untouched
+    const done = submitCmd(2);
+    store.submit(done);
+    store.recordResults([result(done.jobUuid, 0, 0, true), result(done.jobUuid, 1, 0, true)], 7);
+    assert.equal(store.jobStatus(done.jobUuid)!.state, JobState.succeeded);
+    const before = [0, 1].map((i) => store.taskStatus(done.jobUuid, i));
+    assert.deepEqual(store.cancel(done.jobUuid, 8), { found: true, cancelled: false });
+    assert.equal(store.jobStatus(done.jobUuid)!.state, JobState.succeeded);
+    assert.equal(store.jobStatus(done.jobUuid)!.finishedAtMs, 7);
+    assert.deepEqual([0, 1].map((i) => store.taskStatus(done.jobUuid, i)), before);
+  });
+
+  it('counts the results that settled each task: a repeated or late result is not accepted again', () => {
+    const c = submitCmd(2);
+    store.submit(c);
+    store.recordResults([result(c.jobUuid, 0, 0, true)], 1);
+    store.recordResults([result(c.jobUuid, 0, 0, true), result(c.jobUuid, 0, 1, true), result(c.jobUuid, 1, 0, true)], 2);
+    store.recordResults([result(c.jobUuid, 1, 0, true)], 3);
+    assert.deepEqual([...store.acceptedResults(c.jobUuid)], [
+      [0, 1],
+      [1, 1],
+    ]);
   });
 });

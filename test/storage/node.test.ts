@@ -271,4 +271,26 @@ describe('storage node + StorageClient (real sockets)', function () {
     assert.equal((await rejection(dead.stat(newUuid()))).code, 'TIMEOUT');
     assert.equal((await rejection(dead.readWhole(newUuid()))).code, 'TIMEOUT');
   });
+
+  it('remembers at most putReplyCacheEntries put answers: a re-sent put within the bound gets its first answer, beyond it a fresh one', async () => {
+    await node!.stop();
+    node = await startNode(dir, { putReplyCacheEntries: 2 });
+    const rpc = new RpcClient({ endpoint: node.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    extra.push(rpc);
+    const put = (data: Buffer, requestUuid: string) => {
+      const d = sha256(data);
+      return rpc.request({ type: 'file_put_request', node_uuid: newUuid(), request_uuid: requestUuid, file_uuid: fileUuidFromSha256(d), file_length: data.length, offset: 0, final: 1, sha256: d, data });
+    };
+    const status = (r: Awaited<ReturnType<typeof put>>) => (r.type === 'file_put_response' ? r.status : -1);
+    const ids = [newUuid(), newUuid(), newUuid()];
+    const files = [bytes(1000, 31), bytes(1000, 32), bytes(1000, 33)];
+    assert.equal(status(await put(files[0]!, ids[0]!)), PutStatus.stored);
+    // re-sent (its answer was "lost"): the remembered first answer, not already_stored
+    assert.equal(status(await put(files[0]!, ids[0]!)), PutStatus.stored);
+    assert.equal(status(await put(files[1]!, ids[1]!)), PutStatus.stored);
+    assert.equal(status(await put(files[2]!, ids[2]!)), PutStatus.stored);
+    // three answers, room for two: the oldest is forgotten and answered afresh from the store
+    assert.equal(status(await put(files[0]!, ids[0]!)), PutStatus.already_stored);
+    assert.equal(status(await put(files[2]!, ids[2]!)), PutStatus.stored, 'the newest is still remembered');
+  });
 });

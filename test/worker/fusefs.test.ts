@@ -260,11 +260,16 @@ describe('worker FUSE file system over a real storage node', function () {
     storage = await startGrid(['storage', '--data-dir', path.join(tmp, 'storage'), '--bind', 'tcp://127.0.0.1:0', '--admin-port', '0']);
     client = new StorageClient({ endpoint: (storage.ready.endpoints as { clients: string }).clients, nodeUuid: newUuid(), log: silentLogger() });
   });
+  /** mounts of the tests below; unmounted here, before tmp is removed (removing a folder
+   * still mounted by this very process would block it on its own FUSE server) */
+  const mounts: GridFs[] = [];
   after(async () => {
     await g?.stop();
+    for (const m of mounts) await m.stop();
     client?.close();
     await storage?.stop();
     assert.ok(!fuseMounts().includes(path.join(tmp, 'mnt')));
+    for (const m of mounts) assert.ok(!fuseMounts().includes(m.mount), `${m.mount} unmounted`);
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
@@ -281,5 +286,74 @@ describe('worker FUSE file system over a real storage node', function () {
     assert.equal(r5.stdout.split(' ')[0], sha(five), r5.stderr);
     assert.equal(r50.stdout.split(' ')[0], sha(fifty), r50.stderr);
     assert.ok(g.cache.stats().bytes <= 32 * MiB);
+  });
+
+  // the error and eviction cases of the in-memory tests above, over the real storage node
+  /** A mount over its own quick-to-give-up client of the storage node. */
+  async function mountOver(name: string, cacheBytes: number): Promise<{ fs: GridFs; client: StorageClient }> {
+    const c = new StorageClient({ endpoint: (storage!.ready.endpoints as { clients: string }).clients, nodeUuid: newUuid(), log: silentLogger(), requestTimeoutMs: 1_000, retries: 1 });
+    const m = new GridFs({ mount: path.join(tmp, name), source: c, fuseChunkBytes: MiB, chunkCacheBytes: cacheBytes, readAheadChunks: 2, fuseOpTimeoutMs: 30_000, log: silentLogger() });
+    await m.start();
+    mounts.push(m);
+    return { fs: m, client: c };
+  }
+
+  it('evicts through a cache smaller than the file, and re-reads evicted chunks byte-exact', async () => {
+    const data = randomBytes(12 * MiB + 5);
+    const put = await client!.putBuffer(data);
+    const { fs: m, client: c } = await mountOver('mnt-evict', 4 * MiB);
+    try {
+      const p = m.register(put.fileUuid, 'twelve.bin', put.length);
+      assert.equal((await sh('sha256sum', [p])).stdout.split(' ')[0], sha(data));
+      const first = m.cache.stats();
+      assert.ok(first.bytes <= 4 * MiB, `cache holds ${first.bytes} bytes`);
+      assert.ok(first.evictions > 0, 'chunks were evicted');
+      assert.ok(first.prefetches > 0, 'a sequential reader gets read-ahead from storage');
+      // the first chunk was evicted long ago: reading it again fetches it again, same bytes
+      const head = await sh('sh', ['-c', `head -c ${MiB} "$0" | sha256sum`, p]);
+      assert.equal(head.code, 0, head.stderr);
+      assert.equal(head.stdout.split(' ')[0], sha(data.subarray(0, MiB)));
+      assert.ok(m.cache.stats().misses > first.misses, 'an evicted chunk is a miss again');
+    } finally {
+      c.close();
+    }
+  });
+
+  it('answers EIO for a file storage does not have, and keeps serving the others', async () => {
+    const ok = Buffer.from('stored bytes\n');
+    const put = await client!.putBuffer(ok);
+    const { fs: m, client: c } = await mountOver('mnt-missing', 4 * MiB);
+    try {
+      const gone = m.register(newUuid(), 'gone.bin', 1000);
+      const r = await sh('cat', [gone]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /Input\/output error/);
+      assert.equal((await sh('cat', [m.register(put.fileUuid, 'ok.txt', put.length)])).stdout, 'stored bytes\n');
+      assert.ok((m.stats().readErrors as number) >= 1, JSON.stringify(m.stats()));
+      assert.equal(await m.health(), null);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('when the storage node dies: uncached reads get EIO, cached bytes are still served, the mount stays healthy', async () => {
+    const cached = randomBytes(100_000);
+    const uncached = randomBytes(3 * MiB);
+    const a = await client!.putBuffer(cached);
+    const b = await client!.putBuffer(uncached);
+    const { fs: m, client: c } = await mountOver('mnt-dead', 8 * MiB);
+    try {
+      const pa = m.register(a.fileUuid, 'cached.bin', a.length);
+      const pb = m.register(b.fileUuid, 'uncached.bin', b.length);
+      assert.equal((await sh('sha256sum', [pa])).stdout.split(' ')[0], sha(cached));
+      await storage!.stop(); // this is the describe's last test: the node stays down
+      const r = await sh('cat', [pb]);
+      assert.notEqual(r.code, 0, 'no bytes without storage');
+      assert.match(r.stderr, /Input\/output error/);
+      assert.equal((await sh('sha256sum', [pa])).stdout.split(' ')[0], sha(cached), 'cached chunks need no storage');
+      assert.equal(await m.health(), null);
+    } finally {
+      c.close();
+    }
   });
 });

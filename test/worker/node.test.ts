@@ -11,6 +11,7 @@ import * as zmq from 'zeromq';
 import { silentLogger } from '../../src/common';
 import { ERROR_CODES, Message, MessageInput, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, WorkerState, decode, encode, newUuid } from '../../src/messages';
 import { StorageClient } from '../../src/storage';
+import { readExecutions } from '../../src/worker/journal';
 import { Proc, fuseMounts, startGrid } from './helpers';
 
 const BALANCER_ID = newUuid();
@@ -59,7 +60,7 @@ class FakeBalancer {
     return this.inbox.filter((e) => e.m.type === type && (!from || e.m.node_uuid === from)).map((e) => e.m as MessageOf<T>);
   }
 
-  async waitFor<T extends Message['type']>(type: T, pred: (m: MessageOf<T>) => boolean = () => true, count = 1, ms = 20_000): Promise<MessageOf<T>[]> {
+  async waitFor<T extends Message['type']>(type: T, pred: (m: MessageOf<T>) => boolean = () => true, count = 1, ms = 60_000): Promise<MessageOf<T>[]> {
     const t0 = Date.now();
     for (;;) {
       const got = this.of(type).filter(pred);
@@ -86,6 +87,28 @@ function get(port: number, p: string): Promise<{ code: number; body: string }> {
 }
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** Waits for a condition (never for a fixed time). */
+async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
+  const t0 = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** A task program that blocks until the file `gate` exists, then writes o.txt. */
+const gated = (gate: string, out = 'done'): string =>
+  `const fs = require('fs'); (function w() { if (fs.existsSync(${JSON.stringify(gate)})) { fs.writeFileSync('o.txt', ${JSON.stringify(out)}); return; } setTimeout(w, 20); })();`;
 
 describe('worker node (real processes)', function () {
   this.timeout(90_000);
@@ -126,7 +149,9 @@ describe('worker node (real processes)', function () {
     const dataDir = path.join(tmp, `worker-${workers.length}`);
     fs.mkdirSync(dataDir, { recursive: true });
     const cfgFile = path.join(dataDir, 'worker.json');
-    fs.writeFileSync(cfgFile, `// test config\n${JSON.stringify({ heartbeatIntervalMs: 100, livenessMissed: 3, resultResendMs: 300, memoryPollIntervalMs: 50, outputPollIntervalMs: 50, ...cfg })}\n`);
+    // liveness 30 x 100 ms: on a loaded machine a 300 ms stall would make the worker reconnect
+    // with a new routing id, and this fake balancer would dispatch to the old one (lost)
+    fs.writeFileSync(cfgFile, `// test config\n${JSON.stringify({ heartbeatIntervalMs: 100, livenessMissed: 30, resultResendMs: 300, memoryPollIntervalMs: 50, outputPollIntervalMs: 50, ...cfg })}\n`);
     const storageEp = (storage!.ready.endpoints as { clients: string }).clients;
     const p = await startGrid(['worker', '--balancer', b.endpoint, '--storage', storageEp, '--data-dir', dataDir, '--admin-port', '0', '--slots', '2', '--config', cfgFile, ...extra]);
     workers.push(p);
@@ -206,9 +231,10 @@ describe('worker node (real processes)', function () {
     // not acknowledged: sent again every resultResendMs; acknowledged: no more
     await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid, 2);
     await b.sendTo(w.id, { type: 'result_ack', node_uuid: BALANCER_ID, job_uuid: d.job_uuid, task_index: 4, attempt: 0 });
-    await new Promise((r2) => setTimeout(r2, 400));
+    await until(async () => JSON.parse((await get(w.adminPort, '/status')).body).unackedResults === 0, 'the worker to take the ack');
     const n = b.of('task_result').filter((m) => m.job_uuid === d.job_uuid).length;
-    await new Promise((r2) => setTimeout(r2, 800));
+    // the worker's own clock: 10 more heartbeats (100 ms each) span three resend intervals (300 ms)
+    await b.waitFor('worker_status', (m) => m.node_uuid === w.id, b.of('worker_status', w.id).length + 10);
     assert.equal(b.of('task_result').filter((m) => m.job_uuid === d.job_uuid).length, n, 'no re-send after result_ack');
 
     // the task folder is gone; admin answers
@@ -249,7 +275,8 @@ describe('worker node (real processes)', function () {
 
   it('reconnects when the balancer goes silent, sends worker_ready again and re-sends unacked results', async () => {
     const b = await balancer();
-    const w = await worker(b);
+    // periodic re-sends far apart: a result seen again soon after the reconnect comes from the reconnect
+    const w = await worker(b, [], { resultResendMs: 600_000 });
     await b.waitFor('worker_ready', (m) => m.node_uuid === w.id);
     const d = await dispatch(b, w.id, `require('fs').writeFileSync('o.txt', 'done');`, []);
     await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid);
@@ -258,11 +285,15 @@ describe('worker node (real processes)', function () {
     const readyAt = b.inbox.filter((e) => e.m.type === 'worker_ready').map((e) => e.at)[1]!;
     b.heartbeats = true;
     // the unacked result survives the reconnect and is sent again on the new connection
-    await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid, b.of('task_result').filter((m) => m.job_uuid === d.job_uuid).length + 1);
+    // (once at the end of the task, once by the reconnect: periodic re-sends are 10 min apart)
+    await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid, 2);
     const after = b.inbox.filter((e) => e.m.type === 'task_result' && (e.m as MessageOf<'task_result'>).job_uuid === d.job_uuid && e.at >= readyAt);
     assert.ok(after.length >= 1);
     const s = JSON.parse((await get(w.adminPort, '/status')).body);
     assert.ok(s.reconnects >= 1);
+    // sent once at the end of the task, then once per reconnect (a stall may add one)
+    const sent = b.of('task_result').filter((m) => m.job_uuid === d.job_uuid).length;
+    assert.ok(sent >= 2 && sent <= 1 + s.reconnects, `sent ${sent} times with ${s.reconnects} reconnect(s)`);
   });
 
   it('runs staged (no FUSE) when asked, with inputs in the task folder', async () => {
@@ -296,5 +327,136 @@ describe('worker node (real processes)', function () {
     assert.equal(w2.proc.exitCode, 0);
     await b2.waitFor('worker_disconnect', (m) => m.node_uuid === w2.id);
     assert.ok(!fuseMounts().includes(path.join(w2.dataDir, 'mnt')), 'unmounted on SIGTERM');
+  });
+
+  // ---- gaps: duplicate dispatch, slots + prefetch, queued cancel, upload failure, cache, SIGTERM
+
+  const results = (b: FakeBalancer, job: string) => b.of('task_result').filter((m) => m.job_uuid === job);
+  const status = async (w: { adminPort: number }) => JSON.parse((await get(w.adminPort, '/status')).body);
+
+  it('runs a dispatch received twice once, and answers a dispatch of a finished task with its result, not a new run', async () => {
+    const b = await balancer();
+    const w = await worker(b);
+    await b.waitFor('worker_ready', (m) => m.node_uuid === w.id);
+    const gate = path.join(tmp, `dup-${newUuid()}`);
+    const d = await dispatch(b, w.id, gated(gate), []);
+    await b.waitFor('task_started', (m) => m.job_uuid === d.job_uuid);
+    await b.sendTo(w.id, d); // the same (job, task, attempt) again while it runs
+    await until(async () => (await status(w)).counts.duplicates === 1, 'the duplicate to be noticed');
+    fs.writeFileSync(gate, '');
+    const [r] = await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid);
+    assert.equal(r!.outcome, TaskOutcome.ok, r!.error);
+    const sent = results(b, d.job_uuid).length;
+    await b.sendTo(w.id, d); // and once more after it finished (its result not yet acked)
+    await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid, sent + 1);
+    assert.equal((await status(w)).counts.duplicates, 2);
+    assert.equal(b.of('task_started').filter((m) => m.job_uuid === d.job_uuid).length, 1, 'started once');
+    const runs = readExecutions(w.dataDir, d.job_uuid);
+    assert.deepEqual(runs.map((x) => [x.taskIndex, x.attempt, x.outcome]), [[4, 0, 'ok']], 'the journal shows one run');
+  });
+
+  it('refuses a dispatch beyond slots + prefetch, and drops a queued task of a cancelled job without running it', async () => {
+    const b = await balancer();
+    const w = await worker(b); // --slots 2, prefetch 1
+    await b.waitFor('worker_ready', (m) => m.node_uuid === w.id);
+    const gate = path.join(tmp, `full-${newUuid()}`);
+    const a0 = await dispatch(b, w.id, gated(gate), [], { task_index: 0 });
+    const a1 = await dispatch(b, w.id, gated(gate), [], { task_index: 1, job_uuid: a0.job_uuid });
+    await b.waitFor('task_started', (m) => m.job_uuid === a0.job_uuid, 2);
+    const queued = await dispatch(b, w.id, gated(gate), [], { task_index: 0 });
+    await until(async () => (await status(w)).queued === 1, 'the third task to queue');
+    const extra = await dispatch(b, w.id, gated(gate), [], { task_index: 0 });
+    const [full] = await b.waitFor('task_result', (m) => m.job_uuid === extra.job_uuid);
+    assert.equal(full!.outcome, TaskOutcome.worker_error);
+    assert.match(full!.error, /worker is full \(2 slots \+ 1 prefetch\)/);
+    assert.equal((await status(w)).counts.refusedFull, 1);
+
+    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: queued.job_uuid });
+    await until(async () => (await status(w)).queued === 0, 'the queued task to be dropped');
+    fs.writeFileSync(gate, '');
+    await b.waitFor('task_result', (m) => m.job_uuid === a0.job_uuid, 2);
+    assert.ok(a1);
+    // the worker is idle again (both slots free), and the dropped task never ran nor reported
+    await until(async () => (await status(w)).running.length === 0, 'the worker to be idle');
+    assert.deepEqual(results(b, queued.job_uuid), [], 'a queued task of a cancelled job is dropped silently');
+    assert.deepEqual(readExecutions(w.dataDir, queued.job_uuid), [], 'and never ran');
+    assert.equal(readExecutions(w.dataDir, a0.job_uuid).length, 2);
+  });
+
+  it('reports worker_error when the outputs cannot be stored (storage died mid-task)', async () => {
+    const own = await startGrid(['storage', '--data-dir', path.join(tmp, `storage-${newUuid()}`), '--bind', 'tcp://127.0.0.1:0', '--admin-port', '0']);
+    const ownEp = (own.ready.endpoints as { clients: string }).clients;
+    const ownClient = new StorageClient({ endpoint: ownEp, nodeUuid: newUuid(), log: silentLogger() });
+    try {
+      const b = await balancer();
+      const dataDir = path.join(tmp, `worker-up-${newUuid()}`);
+      fs.mkdirSync(dataDir, { recursive: true });
+      const cfgFile = path.join(dataDir, 'worker.json');
+      fs.writeFileSync(cfgFile, JSON.stringify({ heartbeatIntervalMs: 100, livenessMissed: 30, resultResendMs: 300, storageRequestTimeoutMs: 300, storageRetries: 1 }));
+      const p = await startGrid(['worker', '--balancer', b.endpoint, '--storage', ownEp, '--data-dir', dataDir, '--admin-port', '0', '--slots', '1', '--staged', '--config', cfgFile]);
+      workers.push(p);
+      const id = p.ready.nodeId as string;
+      await b.waitFor('worker_ready', (m) => m.node_uuid === id);
+      const gate = path.join(tmp, `up-${newUuid()}`);
+      const prog = await ownClient.putBuffer(Buffer.from(gated(gate)));
+      const job = newUuid();
+      await b.sendTo(id, {
+        type: 'task_dispatch', node_uuid: BALANCER_ID, job_uuid: job, program_file_uuid: prog.fileUuid, task_index: 0, task_count: 1, attempt: 0, max_retries: 2,
+        timeout_ms: 30_000, memory_limit_mb: 256, output_limit_bytes: 1 << 20, input_file_uuids: [], input_names: [], args: [], program_name: 'job.js',
+      });
+      await b.waitFor('task_started', (m) => m.job_uuid === job);
+      ownClient.close();
+      await new Promise<void>((r) => {
+        own.proc.once('exit', () => r());
+        own.proc.kill('SIGKILL');
+      });
+      fs.writeFileSync(gate, '');
+      const [r] = await b.waitFor('task_result', (m) => m.job_uuid === job);
+      assert.equal(r!.outcome, TaskOutcome.worker_error);
+      assert.match(r!.error, /worker could not store the task's outputs: .*; the task will be retried/);
+      assert.deepEqual(r!.output_file_uuids, []);
+      assert.equal(r!.log_file_uuid, NIL_UUID, 'the log could not be stored either');
+      // the program itself ran to success: the journal says so
+      assert.deepEqual(readExecutions(dataDir, job).map((x) => x.outcome), ['ok']);
+    } finally {
+      ownClient.close();
+      await own.stop();
+    }
+  });
+
+  it('keeps at most maxCachedPrograms programs, evicting the least recently used', async () => {
+    const b = await balancer();
+    const w = await worker(b, [], { maxCachedPrograms: 1 });
+    await b.waitFor('worker_ready', (m) => m.node_uuid === w.id);
+    const run = async (src: string) => {
+      const d = await dispatch(b, w.id, src, []);
+      const [r] = await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid);
+      assert.equal(r!.outcome, TaskOutcome.ok, r!.error);
+      return d.program_file_uuid;
+    };
+    const p1 = await run(`require('fs').writeFileSync('o.txt', '1');`);
+    assert.deepEqual(fs.readdirSync(path.join(w.dataDir, 'programs')), [p1]);
+    const p2 = await run(`require('fs').writeFileSync('o.txt', '2');`);
+    await until(() => fs.readdirSync(path.join(w.dataDir, 'programs')).join() === p2, `programs/ to hold only ${p2}`);
+    assert.equal((await status(w)).programsCached, 1);
+    assert.equal(await run(`require('fs').writeFileSync('o.txt', '1');`), p1, 'an evicted program is fetched again');
+    await until(() => fs.readdirSync(path.join(w.dataDir, 'programs')).join() === p1, `programs/ to hold only ${p1}`);
+  });
+
+  it('on SIGTERM during a task: kills the task, sends no result, says worker_disconnect, unmounts, exits 0', async () => {
+    const b = await balancer();
+    const w = await worker(b);
+    await b.waitFor('worker_ready', (m) => m.node_uuid === w.id);
+    const d = await dispatch(b, w.id, gated(path.join(tmp, `never-${newUuid()}`)), []);
+    await b.waitFor('task_started', (m) => m.job_uuid === d.job_uuid);
+    const pid = ((await status(w)).running as { pid: number }[])[0]!.pid;
+    assert.ok(pid > 0 && alive(pid));
+    await w.stop();
+    assert.equal(w.proc.exitCode, 0, w.stderr());
+    await b.waitFor('worker_disconnect', (m) => m.node_uuid === w.id);
+    assert.ok(!alive(pid), 'the task process was killed');
+    assert.deepEqual(results(b, d.job_uuid), [], 'no result: the balancer re-dispatches it');
+    assert.ok(!fuseMounts().includes(path.join(w.dataDir, 'mnt')));
+    assert.deepEqual(readExecutions(w.dataDir, d.job_uuid).map((x) => [x.pid, x.outcome]), [[pid, 'cancelled']]);
   });
 });

@@ -59,7 +59,13 @@ describe('worker runner', function () {
     };
   }
 
-  const run = (s: RunSpec, limits: RunLimits = LIMITS) => new TaskRun(s, limits, silentLogger()).start();
+  /** pids of every task process started here (each led its own process group) */
+  const taskPids: number[] = [];
+  const run = async (s: RunSpec, limits: RunLimits = LIMITS) => {
+    const r = await new TaskRun(s, limits, silentLogger()).start();
+    if (r.pid > 0) taskPids.push(r.pid);
+    return r;
+  };
 
   it('runs a program with its inputs, clean env and args, and lists its outputs', async () => {
     const in1 = path.join(tmp, 'in1.txt');
@@ -207,8 +213,23 @@ describe('worker runner', function () {
     const r = await run(spec(path.join(tmp, 'no-such.js')));
     assert.equal(r.outcome, 'exit_nonzero');
     assert.match(r.logTail, /Cannot find module/);
-    // this very process ran every task above and is still here, with its memory intact
-    assert.ok(process.memoryUsage().rss < 1024 * 1024 * 1024);
+    // this very process ran every task above and is still here; no process of any task's
+    // group (the hogs, the loop and the children it forked) is left alive
+    assert.ok(taskPids.length >= 10, `pids recorded: ${taskPids.length}`);
+    const groups = new Set(taskPids);
+    const left: string[] = [];
+    for (const d of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+      let stat: string;
+      try {
+        stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      } catch {
+        continue; // gone meanwhile
+      }
+      // fields after "(comm)": state ppid pgrp ...
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (groups.has(Number(pgrp)) && state !== 'Z') left.push(`${d} (group ${pgrp}, state ${state})`);
+    }
+    assert.deepEqual(left, [], 'processes of finished tasks still alive');
   });
 });
 
