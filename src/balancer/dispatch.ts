@@ -17,7 +17,10 @@
  * whatever still arrives on the old one (so `onMaster` always means "the current master").
  */
 import {
+  BalancerRole,
   ERROR_CODES,
+  HELD_ENTRY_BYTES,
+  HeldState,
   Message,
   MessageInput,
   MessageOf,
@@ -28,6 +31,7 @@ import {
 import { assert } from '../common/errors';
 import { MasterCursor, leaderHint } from '../common/leader';
 import { DispatchLimits } from './config';
+import { LeaseHolder } from './pair';
 
 export interface DispatchOptions extends DispatchLimits {
   /** this balancer's node id, stamped on every message it sends */
@@ -37,11 +41,23 @@ export interface DispatchOptions extends DispatchLimits {
   softwareVersion: string;
   /** the master endpoints, in order (one, or the replicated masters); the first is tried first */
   masters: readonly string[];
+  /** as configured: a free lease goes to a live primary first */
+  role: 'primary' | 'auxiliary';
 }
 
 /** Events: what happened, for logs and tests. Namespaced, one shape per name. */
 export type DispatchEvent =
   | { type: 'master:hello'; reason: HelloReason }
+  /** the masters granted this balancer a new epoch: it is the active one now */
+  | { type: 'lease:activated'; epoch: number; waitingFor: number }
+  /** every registered worker reported what it holds (or adoptWaitMs passed): dispatch starts */
+  | { type: 'lease:adopted'; epoch: number; adopted: number; timedOut: boolean }
+  /** the lease ran out here (no renewal in time): dispatching stops until it is renewed */
+  | { type: 'lease:expired'; epoch: number }
+  /** the masters refused the lease: another balancer holds it; soft state dropped */
+  | { type: 'lease:refused'; epoch: number; reason: string; dropped: number }
+  | { type: 'task:adopted'; jobUuid: string; taskIndex: number; attempt: number; workerId: string }
+  | { type: 'task:stale'; jobUuid: string; taskIndex: number; epoch: number }
   /** the master link moves: a follower named the leader (or none), or the master fell silent */
   | { type: 'master:redirect'; from: string; to: string; why: RedirectWhy; hint: string | null }
   /** the master answered a hello (first message since the hello) */
@@ -69,7 +85,7 @@ export type DispatchEvent =
   | { type: 'result:refused'; jobUuid: string; taskIndex: number; attempt: number; reason: string }
   | { type: 'result:acked'; jobUuid: string; taskIndex: number; attempt: number };
 
-export type HelloReason = 'start' | 'unanswered' | 'silent' | 'room' | 'redirect';
+export type HelloReason = 'start' | 'unanswered' | 'silent' | 'room' | 'redirect' | 'renew';
 /**
  * Why the master link moved: `not-leader` (an error_reply NOT_LEADER), `silent` (a connected
  * master said nothing for the liveness time), `unanswered` (hellos unanswered that long).
@@ -126,10 +142,22 @@ interface WorkerRec {
   jobUuid: string;
   dispatched: number;
   results: number;
+  /** adopted attempts whose task the master has not fed yet (they take capacity) */
+  readonly adoptedKeys: Set<string>;
+}
+
+/** An attempt a worker reported holding after a failover, waiting for its task from the master. */
+interface AdoptedRec {
+  workerId: string;
+  attempt: number;
+  state: number;
+  sinceMs: number;
 }
 
 interface Unacked {
   readonly msg: MessageInput<'task_result'>;
+  /** the worker that reported it: acknowledged only once the master acknowledged (end to end) */
+  readonly workerId: string | undefined;
   readonly taskKey: string;
   readonly final: boolean;
   /** made up here for a lost worker's attempt, not reported by a worker */
@@ -156,9 +184,21 @@ export interface DispatchCounters {
   masterHellos: number;
   masterRedirects: number;
   deadlinesMissed: number;
+  leaseActivations: number;
+  leaseRefusals: number;
+  tasksAdopted: number;
+  staleTasks: number;
 }
 
 export interface DispatchStatus {
+  /** as configured (the admin /status `role` field names the node kind, 'balancer') */
+  pairRole: 'primary' | 'auxiliary';
+  /** holds the lease now (dispatches) */
+  active: boolean;
+  /** the epoch held or last held, 0 = never */
+  epoch: number;
+  leaseLeftMs: number;
+  adopting: boolean;
   master: { state: MasterState; lastHeardMsAgo: number | null; endpoint: string; endpoints: string[] };
   workers: {
     workerId: string;
@@ -221,6 +261,17 @@ export class Dispatcher {
   /** task_dispatch was dropped at the bound: ask the master again once there is room */
   private droppedSinceHello = false;
   private started = false;
+  /** this balancer's view of the dispatch lease (pure, src/balancer/pair.ts) */
+  readonly lease: LeaseHolder;
+  /** task_dispatch received from the master in the current epoch (the credit's base) */
+  private fed = 0;
+  /** since becoming active: workers that have not yet reported what they hold */
+  private adopting: { untilMs: number; waiting: Set<string>; adopted: number } | null = null;
+  private readonly adopted = new Map<string, AdoptedRec>();
+  /** results of adopted attempts whose task has not been fed yet (not acknowledged) */
+  private readonly parked = new Map<string, { workerId: string; msg: MessageOf<'task_result'>; sinceMs: number }>();
+  private wasActive = false;
+  private leaseRenewSentMs = -Infinity;
   readonly counters: DispatchCounters = {
     tasksReceived: 0,
     tasksDuplicate: 0,
@@ -240,11 +291,16 @@ export class Dispatcher {
     masterHellos: 0,
     masterRedirects: 0,
     deadlinesMissed: 0,
+    leaseActivations: 0,
+    leaseRefusals: 0,
+    tasksAdopted: 0,
+    staleTasks: 0,
   };
 
   constructor(readonly o: DispatchOptions) {
     this.cursor = new MasterCursor([...o.masters]);
     this.masterEndpoint = this.cursor.current;
+    this.lease = new LeaseHolder({ leaseRenewMs: o.leaseRenewMs, leaseSafetyMarginMs: o.leaseSafetyMarginMs });
   }
 
   private get livenessMs(): number {
@@ -287,8 +343,18 @@ export class Dispatcher {
     switch (m.type) {
       case 'generic_message':
         break;
+      case 'lease_grant':
+        this.onGrant(out, m, nowMs);
+        break;
       case 'task_dispatch':
-        this.onTaskDispatch(out, m);
+        if (m.epoch !== this.lease.epoch || this.lease.claimedEpoch === 0) {
+          // fed under an epoch this balancer does not hold (a grant lost, or already refused)
+          this.counters.staleTasks++;
+          this.emit(out, { type: 'task:stale', jobUuid: m.job_uuid, taskIndex: m.task_index, epoch: m.epoch });
+          break;
+        }
+        this.fed++;
+        this.onTaskDispatch(out, m, nowMs);
         break;
       case 'result_ack':
         this.onResultAck(out, m);
@@ -297,13 +363,131 @@ export class Dispatcher {
         this.onCancel(out, m.job_uuid);
         break;
       case 'error_reply':
-        this.emit(out, { type: 'master:error', code: m.error_code, message: m.message });
+        if (m.error_code === ERROR_CODES.LEASE_HELD) this.onRefused(out, m.message, nowMs);
+        else this.emit(out, { type: 'master:error', code: m.error_code, message: m.message });
         break;
       default:
         this.emit(out, { type: 'master:unexpected', msgType: m.type });
     }
     this.dispatchPass(out, nowMs);
     return out;
+  }
+
+  // ---- the lease (docs/balancer.md, "The lease") ------------------------------------------
+
+  private onGrant(out: DispatchOutput[], m: MessageOf<'lease_grant'>, nowMs: number): void {
+    const r = this.lease.onGrant(m.epoch, m.request_seq, m.lease_ms, nowMs);
+    if (r !== 'activated') return;
+    // A new epoch: whatever this balancer held belongs to an older one (workers report it).
+    this.dropSoftState();
+    this.fed = 0;
+    this.wasActive = true;
+    this.counters.leaseActivations++;
+    const waiting = new Set(this.workers.keys());
+    this.adopting = waiting.size > 0 ? { untilMs: nowMs + this.o.adoptWaitMs, waiting, adopted: 0 } : null;
+    this.emit(out, { type: 'lease:activated', epoch: m.epoch, waitingFor: waiting.size });
+    // Tell every worker at once (they answer with worker_holding), and ask for tasks now.
+    this.stateToWorkers(out, nowMs);
+    if (!this.adopting) this.emit(out, { type: 'lease:adopted', epoch: m.epoch, adopted: 0, timedOut: false });
+    this.hello(out, nowMs, 'renew');
+  }
+
+  private onRefused(out: DispatchOutput[], reason: string, nowMs: number): void {
+    const had = this.lease.onRefused(nowMs);
+    this.counters.leaseRefusals++;
+    if (!had) return;
+    const dropped = this.tasks.size;
+    this.dropSoftState();
+    this.wasActive = false;
+    this.emit(out, { type: 'lease:refused', epoch: this.lease.epoch, reason, dropped });
+    this.stateToWorkers(out, nowMs);
+  }
+
+  /**
+   * Forgets every task, result and adoption (soft state of an epoch this balancer no longer
+   * holds). Nothing is lost: the master feeds open tasks again, and workers keep results
+   * until the master acknowledged them (acks are end to end).
+   */
+  private dropSoftState(): void {
+    this.tasks.clear();
+    this.queue.clear();
+    this.backoff.clear();
+    this.byJob.clear();
+    this.unacked.clear();
+    this.settledUnacked.clear();
+    this.adopted.clear();
+    this.parked.clear();
+    this.adopting = null;
+    this.nextDeadlineMs = Infinity;
+    for (const w of this.workers.values()) {
+      w.assigned.clear();
+      w.adoptedKeys.clear();
+    }
+  }
+
+  private stateToWorkers(out: DispatchOutput[], nowMs: number): void {
+    this.workerBeatSentMs = nowMs;
+    for (const w of this.workers.values()) this.toWorker(out, w.id, this.stateMsg(nowMs));
+  }
+
+  private stateMsg(nowMs: number): MessageInput<'balancer_state'> {
+    return { type: 'balancer_state', node_uuid: this.o.nodeUuid, epoch: this.lease.epoch, active: this.lease.active(nowMs) ? 1 : 0 };
+  }
+
+  /** May this balancer dispatch now (lease held, adoption finished)? */
+  private canDispatch(nowMs: number): boolean {
+    return this.lease.active(nowMs) && this.adopting === null;
+  }
+
+  /** worker_holding: what a worker holds, answering balancer_state of the new epoch. */
+  private onHolding(out: DispatchOutput[], w: WorkerRec, m: MessageOf<'worker_holding'>, nowMs: number): void {
+    if (m.epoch !== this.lease.epoch || !this.lease.active(nowMs)) return;
+    if (m.entries.length !== m.num_tasks * HELD_ENTRY_BYTES) {
+      this.toWorker(out, w.id, errorReply(this.o.nodeUuid, ERROR_CODES.BAD_REQUEST, `worker_holding has ${m.entries.length} bytes of entries for ${m.num_tasks} tasks; each entry is ${HELD_ENTRY_BYTES} bytes`));
+      return;
+    }
+    for (let i = 0; i < m.num_tasks; i++) {
+      const jobUuid = m.job_uuids[i]!;
+      const taskIndex = m.entries.readUInt32LE(i * HELD_ENTRY_BYTES);
+      const attempt = m.entries.readUInt32LE(i * HELD_ENTRY_BYTES + 4);
+      const state = m.entries.readUInt32LE(i * HELD_ENTRY_BYTES + 8);
+      if (state !== HeldState.queued && state !== HeldState.running && state !== HeldState.finished) continue;
+      const key = taskKey(jobUuid, taskIndex);
+      const t = this.tasks.get(key);
+      if (t) {
+        if (t.state !== 'running') this.adoptInto(out, t, w, attempt, state, nowMs);
+        continue; // running elsewhere already: the later result is a duplicate, recorded once
+      }
+      if (w.assigned.size + w.adoptedKeys.size >= w.slots + w.prefetch + this.o.maxUnackedResults) continue;
+      this.adopted.set(key, { workerId: w.id, attempt, state, sinceMs: nowMs });
+      w.adoptedKeys.add(key);
+      if (this.adopting) this.adopting.adopted++;
+    }
+    if (this.adopting) {
+      this.adopting.waiting.delete(w.id);
+      if (this.adopting.waiting.size === 0) this.finishAdoption(out, false);
+    }
+  }
+
+  private finishAdoption(out: DispatchOutput[], timedOut: boolean): void {
+    const a = this.adopting!;
+    this.adopting = null;
+    this.emit(out, { type: 'lease:adopted', epoch: this.lease.epoch, adopted: a.adopted, timedOut });
+  }
+
+  /** A held task becomes running on the worker that reported it (no new dispatch). */
+  private adoptInto(out: DispatchOutput[], t: HeldTask, w: WorkerRec, attempt: number, state: number, nowMs: number): void {
+    this.queue.delete(t.key);
+    this.backoff.delete(t.key);
+    t.state = 'running';
+    t.workerId = w.id;
+    t.attempt = attempt;
+    t.dispatchedAtMs = nowMs;
+    t.started = state !== HeldState.queued;
+    this.setDeadline(t, nowMs);
+    w.assigned.add(t.key);
+    this.counters.tasksAdopted++;
+    this.emit(out, { type: 'task:adopted', jobUuid: t.spec.job_uuid, taskIndex: t.spec.task_index, attempt, workerId: w.id });
   }
 
   /**
@@ -325,7 +509,7 @@ export class Dispatcher {
       if (w) w.lastSeenMs = nowMs;
       return out;
     }
-    const workerTypes = ['worker_status', 'task_started', 'task_result', 'worker_disconnect'];
+    const workerTypes = ['worker_status', 'task_started', 'task_result', 'worker_disconnect', 'worker_holding'];
     if (!workerTypes.includes(m.type)) {
       this.emit(out, { type: 'worker:unexpected', workerId, msgType: m.type });
       this.toWorker(out, workerId, errorReply(this.o.nodeUuid, ERROR_CODES.UNEXPECTED, `the balancer does not take ${m.type} messages from workers; send it to the node that serves it`));
@@ -336,7 +520,7 @@ export class Dispatcher {
       // lost) is told to re-register; its results are still acknowledged so it can forget
       // them, but they are stale (the attempt was already counted as lost).
       if (m.type === 'worker_disconnect') return out;
-      if (m.type === 'task_result') {
+      if (m.type === 'task_result' && this.lease.active(nowMs)) {
         this.ackWorker(out, workerId, m);
         this.ignoredResult(out, workerId, m);
       }
@@ -346,7 +530,6 @@ export class Dispatcher {
     }
     if (connectionId !== undefined && w.connectionId !== undefined && connectionId !== w.connectionId) {
       this.loseWorker(out, w, 'reconnected', nowMs);
-      if (m.type === 'task_result') this.ackWorker(out, workerId, m);
       this.toWorker(out, workerId, errorReply(this.o.nodeUuid, ERROR_CODES.UNAVAILABLE, `worker ${workerId} reconnected, so tasks sent to it may be lost and were re-queued; send worker_ready to re-register`));
       this.dispatchPass(out, nowMs);
       return out;
@@ -366,6 +549,9 @@ export class Dispatcher {
       case 'worker_disconnect':
         this.loseWorker(out, w, 'disconnect', nowMs);
         break;
+      case 'worker_holding':
+        this.onHolding(out, w, m, nowMs);
+        break;
     }
     this.dispatchPass(out, nowMs);
     return out;
@@ -379,10 +565,30 @@ export class Dispatcher {
       if (nowMs - w.lastSeenMs > this.livenessMs) this.loseWorker(out, w, 'silent', nowMs);
     }
     this.expireDeadlines(out, nowMs);
-    if (nowMs - this.workerBeatSentMs >= this.o.heartbeatIntervalMs) {
-      this.workerBeatSentMs = nowMs;
-      for (const w of this.workers.values()) this.toWorker(out, w.id, { type: 'generic_message', node_uuid: this.o.nodeUuid });
+    const active = this.lease.active(nowMs);
+    if (this.wasActive && !active) {
+      // No renewal in time: stop dispatching (fencing) and tell the workers at once.
+      this.wasActive = false;
+      this.emit(out, { type: 'lease:expired', epoch: this.lease.epoch });
+      this.stateToWorkers(out, nowMs);
+    } else if (!this.wasActive && active) {
+      this.wasActive = true;
+      this.stateToWorkers(out, nowMs);
     }
+    if (this.adopting && nowMs >= this.adopting.untilMs) this.finishAdoption(out, true);
+    for (const [k, a] of [...this.adopted]) {
+      if (nowMs - a.sinceMs <= this.o.adoptSpecWaitMs) continue;
+      // never fed: the task settled or was cancelled meanwhile
+      this.adopted.delete(k);
+      this.workers.get(a.workerId)?.adoptedKeys.delete(k);
+    }
+    for (const [k, p] of [...this.parked]) {
+      if (nowMs - p.sinceMs <= this.o.adoptSpecWaitMs) continue;
+      this.parked.delete(k);
+      this.ackWorker(out, p.workerId, p.msg);
+      this.ignoredResult(out, p.workerId, p.msg);
+    }
+    if (nowMs - this.workerBeatSentMs >= this.o.heartbeatIntervalMs) this.stateToWorkers(out, nowMs);
     for (const t of [...this.backoff.values()]) {
       if (t.notBeforeMs <= nowMs) {
         this.backoff.delete(t.key);
@@ -419,8 +625,9 @@ export class Dispatcher {
     this.nextHelloAtMs = nowMs + this.o.heartbeatIntervalMs;
     this.masterState = 'hello-pending';
     this.counters.masterHellos++;
+    this.leaseRenewSentMs = nowMs;
     this.emit(out, { type: 'master:hello', reason });
-    out.push({ kind: 'toMaster', msg: { type: 'balancer_hello', node_uuid: this.o.nodeUuid, protocol_version: this.o.protocolVersion } });
+    out.push({ kind: 'toMaster', msg: this.helloMsg(nowMs) });
   }
 
   /**
@@ -479,22 +686,38 @@ export class Dispatcher {
       }
       return;
     }
-    if (this.droppedSinceHello && this.heldCount() <= this.o.maxQueuedTasks / 2 && nowMs - this.helloSentMs >= this.o.heartbeatIntervalMs) {
-      // Tasks were dropped at the bound; now there is room, ask for them again.
-      this.hello(out, nowMs, 'room');
-      return;
+    if (nowMs - this.leaseRenewSentMs >= this.o.leaseRenewMs) {
+      // The hello is the lease request or renewal, the credit and the heartbeat in one.
+      this.renew(out, nowMs);
     }
-    if (nowMs - this.masterBeatSentMs >= this.o.heartbeatIntervalMs) {
-      this.masterBeatSentMs = nowMs;
-      out.push({ kind: 'toMaster', msg: { type: 'generic_message', node_uuid: this.o.nodeUuid } });
-    }
+  }
+
+  /** balancer_hello without leaving the connected state (a renewal: answers keep coming). */
+  private renew(out: DispatchOutput[], nowMs: number): void {
+    this.leaseRenewSentMs = nowMs;
+    this.masterBeatSentMs = nowMs;
+    out.push({ kind: 'toMaster', msg: this.helloMsg(nowMs) });
+  }
+
+  private helloMsg(nowMs: number): MessageInput<'balancer_hello'> {
+    const room = Math.max(0, this.o.maxQueuedTasks - this.tasks.size - this.adopted.size);
+    return {
+      type: 'balancer_hello',
+      node_uuid: this.o.nodeUuid,
+      protocol_version: this.o.protocolVersion,
+      role: this.o.role === 'primary' ? BalancerRole.primary : BalancerRole.auxiliary,
+      epoch: this.lease.claimedEpoch,
+      request_seq: this.lease.request(nowMs),
+      fed: this.fed,
+      credit_limit: this.fed + room,
+    };
   }
 
   private heldCount(): number {
     return this.tasks.size;
   }
 
-  private onTaskDispatch(out: DispatchOutput[], m: TaskSpec): void {
+  private onTaskDispatch(out: DispatchOutput[], m: TaskSpec, nowMs: number): void {
     this.counters.tasksReceived++;
     const key = taskKey(m.job_uuid, m.task_index);
     // Dedupe (the master re-sends every open task after each hello).
@@ -520,6 +743,23 @@ export class Dispatcher {
     let s = this.byJob.get(m.job_uuid);
     if (!s) this.byJob.set(m.job_uuid, (s = new Set()));
     s.add(key);
+    const a = this.adopted.get(key);
+    const w = a && this.workers.get(a.workerId);
+    if (a) {
+      this.adopted.delete(key);
+      w?.adoptedKeys.delete(key);
+    }
+    if (a && w) {
+      // A worker runs (or ran) this attempt since before the failover: adopt, do not re-run.
+      this.adoptInto(out, t, w, a.attempt, a.state, nowMs);
+      for (const [rk, p] of [...this.parked]) {
+        if (!rk.startsWith(`${key}/`)) continue;
+        this.parked.delete(rk);
+        const pw = this.workers.get(p.workerId);
+        if (pw) this.onResult(out, pw, p.msg, nowMs);
+      }
+      return;
+    }
     this.emit(out, { type: 'task:queued', jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt });
   }
 
@@ -529,6 +769,8 @@ export class Dispatcher {
     if (!u) return;
     this.unacked.delete(k);
     if (u.final) this.settledUnacked.delete(u.taskKey);
+    // end to end: the worker forgets its result only once the master recorded it
+    if (u.workerId !== undefined) this.ackWorker(out, u.workerId, m);
     this.emit(out, { type: 'result:acked', jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt });
   }
 
@@ -551,11 +793,11 @@ export class Dispatcher {
     this.emit(out, { type: 'task:cancelled', jobUuid, dropped, running: runningTasks });
   }
 
-  private toMasterResult(out: DispatchOutput[], msg: MessageInput<'task_result'>, taskKeyStr: string, nowMs: number, lost: boolean): void {
+  private toMasterResult(out: DispatchOutput[], msg: MessageInput<'task_result'>, taskKeyStr: string, nowMs: number, lost: boolean, workerId?: string): void {
     const k = resultKey(msg.job_uuid, msg.task_index, msg.attempt);
     const final = msg.final === 1;
     this.unacked.delete(k);
-    this.unacked.set(k, { msg, taskKey: taskKeyStr, final, lost, lastSentMs: nowMs });
+    this.unacked.set(k, { msg, workerId, taskKey: taskKeyStr, final, lost, lastSentMs: nowMs });
     if (final) this.settledUnacked.add(taskKeyStr);
     this.counters.resultsForwarded++;
     out.push({ kind: 'toMaster', msg });
@@ -597,6 +839,7 @@ export class Dispatcher {
       jobUuid: NIL_UUID,
       dispatched: 0,
       results: 0,
+      adoptedKeys: new Set(),
     };
     const cached = m.cached_file_uuids;
     // keep the last maxCachedFilesPerWorker of the announced list (bounded LRU)
@@ -604,8 +847,8 @@ export class Dispatcher {
     this.workers.set(workerId, w);
     this.counters.workersJoined++;
     this.emit(out, { type: 'worker:joined', workerId, slots: m.slots, prefetch: m.prefetch, cached: w.cache.size, rejoined: !!old });
-    // Greet at once so the worker knows it is heard before its first task arrives.
-    this.toWorker(out, workerId, { type: 'generic_message', node_uuid: this.o.nodeUuid });
+    // Greet at once (with the lease state) so the worker knows it is heard, and whether to follow us.
+    this.toWorker(out, workerId, this.stateMsg(nowMs));
   }
 
   private refuseWorker(out: DispatchOutput[], workerId: string, code: number, reason: string): void {
@@ -621,13 +864,23 @@ export class Dispatcher {
     // The attempt runs now: its own timeout (plus slack) counts from here, not from dispatch.
     this.setDeadline(t, nowMs);
     this.emit(out, { type: 'task:started', jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt, workerId: w.id });
-    out.push({ kind: 'toMaster', msg: { ...m, node_uuid: this.o.nodeUuid, worker_uuid: w.id } });
+    out.push({ kind: 'toMaster', msg: { ...m, node_uuid: this.o.nodeUuid, worker_uuid: w.id, epoch: this.lease.epoch } });
   }
 
   private onResult(out: DispatchOutput[], w: WorkerRec, m: MessageOf<'task_result'>, nowMs: number): void {
     const key = taskKey(m.job_uuid, m.task_index);
     const t = this.tasks.get(key);
+    const rk = resultKey(m.job_uuid, m.task_index, m.attempt);
+    if (!this.lease.active(nowMs)) return; // not ours to acknowledge: the worker re-sends it to the active balancer
     if (!t || t.state !== 'running' || t.workerId !== w.id || t.attempt !== m.attempt) {
+      const u = this.unacked.get(rk);
+      if (u && u.workerId === w.id) return; // forwarded, waiting for the master: acked end to end
+      const a = this.adopted.get(key);
+      if (a && a.workerId === w.id && a.attempt === m.attempt && !this.parked.has(rk)) {
+        // adopted, but its task has not come from the master yet: hold it until it does
+        if (this.parked.size < this.o.maxUnackedResults) this.parked.set(rk, { workerId: w.id, msg: m, sinceMs: nowMs });
+        return;
+      }
       this.ackWorker(out, w.id, m);
       this.ignoredResult(out, w.id, m);
       return;
@@ -646,13 +899,12 @@ export class Dispatcher {
       });
       return;
     }
-    this.ackWorker(out, w.id, m);
     w.results++;
     w.assigned.delete(key);
     const ok = m.outcome === TaskOutcome.ok;
     const retry = !ok && t.attempt < t.spec.max_retries;
-    const fwd: MessageInput<'task_result'> = { ...m, node_uuid: this.o.nodeUuid, worker_uuid: w.id, final: retry ? 0 : 1 };
-    this.toMasterResult(out, fwd, key, nowMs, false);
+    const fwd: MessageInput<'task_result'> = { ...m, node_uuid: this.o.nodeUuid, worker_uuid: w.id, final: retry ? 0 : 1, epoch: this.lease.epoch };
+    this.toMasterResult(out, fwd, key, nowMs, false, w.id);
     if (retry) this.retry(out, t, m.outcome, w.id, nowMs, true);
     else this.settle(out, t, m.outcome, w.id);
   }
@@ -664,7 +916,7 @@ export class Dispatcher {
     this.emit(out, { type: 'result:ignored', jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt, workerId, why });
   }
 
-  private ackWorker(out: DispatchOutput[], workerId: string, m: MessageOf<'task_result'>): void {
+  private ackWorker(out: DispatchOutput[], workerId: string, m: { job_uuid: string; task_index: number; attempt: number }): void {
     this.toWorker(out, workerId, { type: 'result_ack', node_uuid: this.o.nodeUuid, job_uuid: m.job_uuid, task_index: m.task_index, attempt: m.attempt });
   }
 
@@ -680,6 +932,9 @@ export class Dispatcher {
       this.settleLost(out, t, w.id, nowMs, `worker ${w.id} was lost (${why}) while holding this attempt`);
     }
     w.assigned.clear();
+    for (const k of w.adoptedKeys) this.adopted.delete(k);
+    w.adoptedKeys.clear();
+    if (this.adopting?.waiting.delete(w.id) && this.adopting.waiting.size === 0) this.finishAdoption(out, false);
   }
 
   /**
@@ -706,6 +961,7 @@ export class Dispatcher {
       output_names: [],
       error,
       log_tail: '',
+      epoch: this.lease.epoch,
     };
     // Lost results bypass maxUnackedResults: they are bounded by maxQueuedTasks instead.
     this.toMasterResult(out, msg, t.key, nowMs, true);
@@ -809,6 +1065,7 @@ export class Dispatcher {
    * costs O(dispatched x workers).
    */
   private dispatchPass(out: DispatchOutput[], nowMs: number): void {
+    if (this.queue.size === 0 || !this.canDispatch(nowMs)) return; // fencing: no lease, no dispatch
     for (const t of this.queue.values()) {
       const w = this.pickWorker(t);
       if (!w) return;
@@ -828,7 +1085,7 @@ export class Dispatcher {
       }
       this.counters.dispatched++;
       this.emit(out, { type: 'task:dispatched', jobUuid: t.spec.job_uuid, taskIndex: t.spec.task_index, attempt: t.attempt, workerId: w.id, cacheHits: hits });
-      this.toWorker(out, w.id, { ...t.spec, node_uuid: this.o.nodeUuid, attempt: t.attempt });
+      this.toWorker(out, w.id, { ...t.spec, node_uuid: this.o.nodeUuid, attempt: t.attempt, epoch: this.lease.epoch });
     }
   }
 
@@ -841,7 +1098,7 @@ export class Dispatcher {
     let bestFresh = false;
     let bestHits = -1;
     for (const w of this.workers.values()) {
-      if (w.assigned.size >= w.slots + w.prefetch) continue;
+      if (w.assigned.size + w.adoptedKeys.size >= w.slots + w.prefetch) continue;
       const fresh = !t.failedOn.includes(w.id);
       let hits = 0;
       if (w.cache.size > 0) for (const f of t.spec.input_file_uuids) if (w.cache.has(f)) hits++;
@@ -904,6 +1161,11 @@ export class Dispatcher {
     let running = 0;
     for (const w of this.workers.values()) running += w.assigned.size;
     return {
+      pairRole: this.o.role,
+      active: this.lease.active(nowMs),
+      epoch: this.lease.epoch,
+      leaseLeftMs: Math.round(this.lease.leftMs(nowMs)),
+      adopting: this.adopting !== null,
       master: {
         state: this.masterState,
         lastHeardMsAgo: this.masterHeardMs === null ? null : nowMs - this.masterHeardMs,

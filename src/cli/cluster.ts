@@ -64,6 +64,12 @@ export interface BalancerView extends Base {
   masterState: string | null;
   workers: number | null;
   tasksRunning: number | null;
+  /** as configured: primary or auxiliary (docs/balancer.md, "The pair") */
+  role: string | null;
+  /** holds the dispatch lease now */
+  active: boolean | null;
+  /** the lease epoch it holds or last held (0 = never) */
+  epoch: number | null;
 }
 
 export interface StorageView extends Base {
@@ -155,6 +161,9 @@ export function buildView(source: string, targets: readonly ClusterTarget[], ans
           masterState: m ? str(m.state) : null,
           workers: count(body.workers),
           tasksRunning: num(body.tasksRunning),
+          role: str(body.pairRole),
+          active: typeof body.active === 'boolean' ? body.active : null,
+          epoch: num(body.epoch),
         });
         break;
       }
@@ -213,10 +222,19 @@ export function formatView(v: ClusterView): string[] {
     out.push('balancers');
     out.push(
       ...table(
-        ['NAME', 'ENDPOINT', 'PID', 'MASTER', 'WORKERS', 'RUNNING'],
-        v.balancers.map((b) => (b.reachable ? [b.name, cell(b.endpoint), cell(b.pid), `${cell(b.masterState)} ${cell(b.master)}`, cell(b.workers), cell(b.tasksRunning)] : [b.name, cell(b.endpoint), cell(b.pid), down(b)])),
+        ['NAME', 'ENDPOINT', 'PID', 'ROLE', 'LEASE', 'EPOCH', 'MASTER', 'WORKERS', 'RUNNING'],
+        v.balancers.map((b) =>
+          b.reachable
+            ? [b.name, cell(b.endpoint), cell(b.pid), cell(b.role), b.active ? 'ACTIVE' : 'standby', cell(b.epoch), `${cell(b.masterState)} ${cell(b.master)}`, cell(b.workers), cell(b.tasksRunning)]
+            : [b.name, cell(b.endpoint), cell(b.pid), cell(b.role), down(b)],
+        ),
       ).map((l) => '  ' + l),
     );
+    if (v.balancers.every((b) => !b.reachable)) {
+      out.push(`  !!! ${v.balancers.length === 1 ? 'the balancer is' : `all ${v.balancers.length} balancers are`} down: NO TASK IS DISPATCHED. Jobs wait (nothing is lost) and continue when a balancer returns.`);
+    } else if (!v.balancers.some((b) => b.reachable && b.active)) {
+      out.push('  no balancer holds the dispatch lease right now (a failover takes about the master\'s leaseMs); tasks wait');
+    }
   }
   if (v.storage.length) {
     out.push('storage');

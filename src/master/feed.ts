@@ -218,8 +218,11 @@ export class Feed {
   // ---- the feed ------------------------------------------------------------------------------
 
   private credit(out: FeedEffect[], r: LeaseRequest): void {
-    // Idempotent: a lost or repeated hello changes nothing; the limit only grows.
+    // Idempotent: a lost or repeated hello changes nothing; the limit only grows. A balancer
+    // that received more than this leader sent got them from an earlier leader in the same
+    // epoch: count those too, so the credit bounds what it holds, not what this leader sent.
     if (r.creditLimit > this.creditLimit) this.creditLimit = r.creditLimit;
+    if (r.fed > this.sentCount) this.sentCount = r.fed;
     this.pump(out);
   }
 
