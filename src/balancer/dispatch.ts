@@ -389,7 +389,7 @@ export class Dispatcher {
     // Tell every worker at once (they answer with worker_holding), and ask for tasks now.
     this.stateToWorkers(out, nowMs);
     if (!this.adopting) this.emit(out, { type: 'lease:adopted', epoch: m.epoch, adopted: 0, timedOut: false });
-    this.hello(out, nowMs, 'renew');
+    this.renew(out, nowMs); // asks for tasks at once (credit for the new epoch)
   }
 
   private onRefused(out: DispatchOutput[], reason: string, nowMs: number): void {

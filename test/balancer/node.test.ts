@@ -120,7 +120,7 @@ class FakeWorker {
   result(job: string, index: number, attempt: number, outcome: number = TaskOutcome.ok): Promise<void> {
     return this.send({
       type: 'task_result', node_uuid: this.id, job_uuid: job, worker_uuid: this.id, log_file_uuid: NIL_UUID, task_index: index, attempt,
-      exit_code: 0, duration_ms: 3, outcome, final: 0, output_file_uuids: [newUuid()], output_names: ['out.txt'], error: '', log_tail: 'done',
+      exit_code: 0, duration_ms: 3, outcome, final: 0, output_file_uuids: [newUuid()], output_names: ['out.txt'], error: '', log_tail: 'done', epoch: 1,
     });
   }
   of<T extends Message['type']>(type: T): MessageOf<T>[] {
@@ -200,7 +200,7 @@ describe('balancer node on real sockets', function () {
     assert.deepEqual([d0.job_uuid, d0.task_index, d0.attempt], [job, 0, 0]);
     assert.equal(d0.node_uuid, node!.nodeId);
 
-    await a.send({ type: 'task_started', node_uuid: a.id, job_uuid: job, worker_uuid: a.id, task_index: 0, attempt: 0 });
+    await a.send({ type: 'task_started', node_uuid: a.id, job_uuid: job, worker_uuid: a.id, task_index: 0, attempt: 0, epoch: 1 });
     await until('task_started at the master', () => master.of('task_started').length === 1);
     await a.result(job, 0, 0);
     await until('result_ack at A', () => a.of('result_ack').length === 1);
@@ -329,7 +329,7 @@ describe('balancer node on real sockets', function () {
     const job = newUuid();
     await master.send({ ...taskMsg(job, 0, { maxRetries: 1 }), timeout_ms: 100 });
     await until('attempt 0 at A', () => a.of('task_dispatch').find((m) => m.attempt === 0));
-    await a.send({ type: 'task_started', node_uuid: a.id, job_uuid: job, worker_uuid: a.id, task_index: 0, attempt: 0 });
+    await a.send({ type: 'task_started', node_uuid: a.id, job_uuid: job, worker_uuid: a.id, task_index: 0, attempt: 0, epoch: 1 });
     const lost = await until('lost result at the master', () => master.of('task_result').find((r) => r.attempt === 0));
     assert.deepEqual([lost.outcome, lost.final, lost.worker_uuid], [TaskOutcome.lost, 0, a.id]);
     assert.match(lost.error, /within 200 ms of task_started/);
