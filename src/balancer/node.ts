@@ -15,7 +15,7 @@ import { BalancerConfig, masterEndpoints } from './config';
 import { DispatchEvent, DispatchOutput, DispatchStatus, Dispatcher } from './dispatch';
 
 /** Monotonic milliseconds: the lease must not follow wall-clock steps (docs/balancer.md, "Clock assumption"). */
-const mono = (): number => performance.now();
+const mono = (): number => Math.floor(performance.now());
 
 /** Log level of each event: what an operator must see at info, problems at warn. */
 const EVENT_LEVEL: Record<DispatchEvent['type'], 'debug' | 'info' | 'warn'> = {

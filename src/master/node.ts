@@ -43,7 +43,7 @@ interface BalancerPeer {
 }
 
 /** Monotonic milliseconds: lease timing must not follow wall-clock steps. */
-const mono = (): number => performance.now();
+const mono = (): number => Math.floor(performance.now());
 
 export class MasterNode {
   readonly nodeId: string;
