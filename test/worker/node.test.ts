@@ -148,6 +148,7 @@ describe('worker node (real processes)', function () {
       timeout_ms: 30_000,
       memory_limit_mb: 256,
       output_limit_bytes: 64 * 1024 * 1024,
+      epoch: 1,
       input_file_uuids: ins.map((i) => i.fileUuid),
       input_names: inputs.map((i) => i.name),
       args: ['x', 'y z'],
