@@ -32,6 +32,8 @@ export interface MasterConfig {
   leaseNewLeaderWaitMs: number;
   /** most task_dispatch messages in one feed batch to the balancer (default 256) */
   feedBatchMax: number;
+  /** an auxiliary balancer gets a free lease only after asking this long, ms (default 1000): at start-up the primary goes first */
+  auxiliaryStartWaitMs: number;
   /** largest job_list answer */
   maxJobList: number;
   /** every master's client endpoint, comma separated, this one included; '' = a group of one */
@@ -62,6 +64,7 @@ export const MASTER_DEFAULTS: MasterConfig = {
   leaseMs: 400,
   leaseNewLeaderWaitMs: 500,
   feedBatchMax: 256,
+  auxiliaryStartWaitMs: 1000,
   maxJobList: 1000,
   peers: '',
   raftTickMs: 50,
@@ -86,6 +89,7 @@ export function loadMasterConfig(flags: Partial<Record<keyof MasterConfig, unkno
   intSetting(c, 'leaseMs', 50, 600_000);
   intSetting(c, 'leaseNewLeaderWaitMs', 0, 600_000);
   intSetting(c, 'feedBatchMax', 1, 100_000);
+  intSetting(c, 'auxiliaryStartWaitMs', 0, 600_000);
   intSetting(c, 'maxJobList', 1, 100_000);
   if (typeof c.peers !== 'string') throw configError(`setting peers must be a comma list of endpoints, got ${JSON.stringify(c.peers)}`);
   const peers = endpointList(c.peers);
@@ -133,6 +137,8 @@ export function sampleConfig(): string {
   "leaseNewLeaderWaitMs": 500,
   // most tasks sent to the balancer in one batch of the credit-based feed
   "feedBatchMax": 256,
+  // an auxiliary balancer gets a free lease only after asking this long (the primary goes first)
+  "auxiliaryStartWaitMs": 1000,
   // largest answer to 'grid jobs'
   "maxJobList": 1000,
   // replicated masters: every master's endpoint, this one included ("" = a group of one).

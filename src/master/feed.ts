@@ -31,6 +31,12 @@ export interface FeedSettings {
   newLeaderWaitMs: number;
   /** most tasks in one feed batch (default 256) */
   feedBatchMax: number;
+  /**
+   * an auxiliary is given a free lease only once it has been asking this long, ms (default
+   * 1000), so that at start-up a primary that starts a moment after it still goes first. At a
+   * failover the auxiliary has been asking (and refused) all along, so this adds nothing.
+   */
+  auxiliaryStartWaitMs: number;
 }
 
 export type BalancerRoleName = 'primary' | 'auxiliary';
@@ -60,6 +66,9 @@ export type FeedEvent =
   | { type: 'lease:expired'; epoch: number; holder: string }
   | { type: 'feed:reset'; epoch: number; open: number };
 
+/** Most auxiliaries whose asking time is remembered (a pair has one; scripts may send more). */
+const MAX_TRACKED_AUXILIARIES = 64;
+
 interface Pending {
   epoch: number;
   holder: string;
@@ -80,6 +89,8 @@ export class Feed {
   /** when a primary last asked (so an auxiliary does not take a lease a live primary wants) */
   private primaryAskedMs = -Infinity;
   private leaderSinceMs = 0;
+  /** auxiliaries asking: since when (reset after a silence of 2 x leaseMs); bounded */
+  private readonly auxAsking = new Map<string, { firstMs: number; lastMs: number }>();
   /** feed state of the current epoch: tasks not yet sent, in order */
   private readonly queue = new Map<string, true>();
   private readonly sent = new Set<string>();
@@ -151,6 +162,7 @@ export class Feed {
     const out: FeedEffect[] = [];
     assert(this.leader, 'only the leader arbitrates the lease');
     if (r.role === 'primary') this.primaryAskedMs = nowMs;
+    else this.noteAuxiliary(r.nodeUuid, nowMs);
     this.noteExpiry(out, nowMs);
     const held = nowMs < this.expiresAtMs;
     if (r.nodeUuid === this.holder && this.holder !== '' && !this.pending) {
@@ -178,7 +190,7 @@ export class Feed {
     if (r.role === 'auxiliary') {
       // A primary that asked within a lease period, or that may be about to ask (the leader
       // is new), comes first: the auxiliary takes over only when the primary is gone.
-      const waitUntil = Math.max(this.primaryAskedMs, this.leaderSinceMs) + this.s.leaseMs;
+      const waitUntil = Math.max(Math.max(this.primaryAskedMs, this.leaderSinceMs) + this.s.leaseMs, this.auxAsking.get(r.nodeUuid)!.firstMs + this.s.auxiliaryStartWaitMs);
       if (nowMs < waitUntil) {
         this.refuse(out, r.nodeUuid, `the lease is free but a primary balancer asked or may ask; the auxiliary waits ${Math.ceil(waitUntil - nowMs)} ms more`);
         return out;
@@ -186,6 +198,17 @@ export class Feed {
     }
     this.propose(out, r);
     return out;
+  }
+
+  private noteAuxiliary(nodeUuid: string, nowMs: number): void {
+    const a = this.auxAsking.get(nodeUuid);
+    if (a && nowMs - a.lastMs <= 2 * this.s.leaseMs) {
+      a.lastMs = nowMs;
+      return;
+    }
+    this.auxAsking.delete(nodeUuid);
+    this.auxAsking.set(nodeUuid, { firstMs: nowMs, lastMs: nowMs });
+    if (this.auxAsking.size > MAX_TRACKED_AUXILIARIES) this.auxAsking.delete(this.auxAsking.keys().next().value!);
   }
 
   private propose(out: FeedEffect[], r: LeaseRequest): void {

@@ -68,7 +68,7 @@ export class MasterNode {
     this.nodeId = persistentNodeId(cfg.dataDir, newUuid);
     this.log = log ?? createLogger({ role: 'master', nodeId: this.nodeId, file: path.join(cfg.dataDir, 'logs', `master-${this.nodeId}.log`) });
     this.store = new JobStore(path.join(cfg.dataDir, 'jobs.db'), { maxInputsPerJob: cfg.maxInputsPerJob, maxArgs: cfg.maxArgs });
-    this.feed = new Feed({ leaseMs: cfg.leaseMs, newLeaderWaitMs: cfg.leaseNewLeaderWaitMs, feedBatchMax: cfg.feedBatchMax });
+    this.feed = new Feed({ leaseMs: cfg.leaseMs, newLeaderWaitMs: cfg.leaseNewLeaderWaitMs, feedBatchMax: cfg.feedBatchMax, auxiliaryStartWaitMs: cfg.auxiliaryStartWaitMs });
     const l = this.store.lease();
     this.feed.restore(l.epoch, l.holder, l.role);
     this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, handler: (m, peer) => this.handle(m, peer) });

@@ -145,7 +145,7 @@ class Sim {
 
   /** A (re)started master leader: a new Feed over the replicated lease and the open tasks. */
   newLeader(): void {
-    this.feed = new Feed({ leaseMs: 1000, newLeaderWaitMs: 500, feedBatchMax: 7 });
+    this.feed = new Feed({ leaseMs: 1000, newLeaderWaitMs: 500, feedBatchMax: 7, auxiliaryStartWaitMs: 1000 });
     this.feed.restore(this.lease.epoch, this.lease.holder, this.lease.role);
     this.runFeed(this.feed.becameLeader(this.now, this.openKeys()));
   }

@@ -7,9 +7,10 @@ const P = 'primary-0000';
 const X = 'auxiliary-00';
 const LEASE = 400;
 const WAIT = 500;
+const AUX_WAIT = 1000;
 
 function feed(batch = 256): Feed {
-  return new Feed({ leaseMs: LEASE, newLeaderWaitMs: WAIT, feedBatchMax: batch });
+  return new Feed({ leaseMs: LEASE, newLeaderWaitMs: WAIT, feedBatchMax: batch, auxiliaryStartWaitMs: AUX_WAIT });
 }
 
 function req(nodeUuid: string, o: Partial<LeaseRequest> = {}): LeaseRequest {
@@ -72,9 +73,21 @@ describe('master feed: the lease arbiter (docs/balancer.md "The lease")', () => 
     f.becameLeader(0, []);
     assert.deepEqual(kinds(f.request(req(X), 100)), ['refuse'], 'a new leader: a primary may be about to ask');
     grant(f, P, 450);
-    // the primary stops renewing at 450; it asked last at 450
-    assert.deepEqual(kinds(f.request(req(X), 849)), ['refuse']);
-    assert.deepEqual(kinds(f.request(req(X), 850)), ['propose'], 'expired and no primary asked for a lease period');
+    // the primary stops renewing at 450; it asked last at 450; the auxiliary keeps asking
+    for (let t = 500; t < 1100; t += 100) assert.deepEqual(kinds(f.request(req(X), t)), ['refuse']);
+    assert.deepEqual(kinds(f.request(req(X), 1100)), ['propose'], 'expired, no primary asked for a lease period, and it has asked for auxiliaryStartWaitMs');
+  });
+
+  it('at start-up a primary that starts a moment after the auxiliary still goes first (auxiliaryStartWaitMs)', () => {
+    const f = feed();
+    f.becameLeader(0, []);
+    assert.deepEqual(kinds(f.request(req(X), 5000)), ['refuse'], 'first ask of the auxiliary, long after the election');
+    assert.deepEqual(kinds(f.request(req(X), 5900)), ['refuse']);
+    assert.deepEqual(kinds(f.request(req(P), 5950)), ['propose'], 'the primary comes a moment later and gets it');
+    const g = feed();
+    g.becameLeader(0, []);
+    g.request(req(X), 5000);
+    assert.deepEqual(kinds(g.request(req(X), 6000)), ['propose'], 'no primary at all: the auxiliary after asking 1000 ms');
   });
 
   it('a holder that lost its state (asks with epoch 0 after a restart) gets a new epoch', () => {
