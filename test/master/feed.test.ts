@@ -7,7 +7,7 @@ const P = 'primary-0000';
 const X = 'auxiliary-00';
 const LEASE = 400;
 const WAIT = 500;
-const AUX_WAIT = 1000;
+const AUX_WAIT = 300;
 
 function feed(batch = 256): Feed {
   return new Feed({ leaseMs: LEASE, newLeaderWaitMs: WAIT, feedBatchMax: batch, auxiliaryStartWaitMs: AUX_WAIT });
@@ -48,6 +48,7 @@ describe('master feed: the lease arbiter (docs/balancer.md "The lease")', () => 
     const f = feed();
     f.becameLeader(0, []);
     grant(f, P, 0);
+    assert.deepEqual(kinds(f.request(req(X), 0)), ['refuse']);
     const r = f.request(req(P, { epoch: 1, requestSeq: 2 }), 300);
     assert.deepEqual(kinds(r), ['grant']);
     assert.equal(grantOf(r)!.epoch, 1);
@@ -74,20 +75,21 @@ describe('master feed: the lease arbiter (docs/balancer.md "The lease")', () => 
     assert.deepEqual(kinds(f.request(req(X), 100)), ['refuse'], 'a new leader: a primary may be about to ask');
     grant(f, P, 450);
     // the primary stops renewing at 450; it asked last at 450; the auxiliary keeps asking
-    for (let t = 500; t < 1100; t += 100) assert.deepEqual(kinds(f.request(req(X), t)), ['refuse']);
-    assert.deepEqual(kinds(f.request(req(X), 1100)), ['propose'], 'expired, no primary asked for a lease period, and it has asked for auxiliaryStartWaitMs');
+    for (const t of [500, 600, 700, 800, 849]) assert.deepEqual(kinds(f.request(req(X), t)), ['refuse']);
+    assert.deepEqual(kinds(f.request(req(X), 850)), ['propose'], 'expired, and no primary asked for a lease period');
   });
 
   it('at start-up a primary that starts a moment after the auxiliary still goes first (auxiliaryStartWaitMs)', () => {
     const f = feed();
     f.becameLeader(0, []);
     assert.deepEqual(kinds(f.request(req(X), 5000)), ['refuse'], 'first ask of the auxiliary, long after the election');
-    assert.deepEqual(kinds(f.request(req(X), 5900)), ['refuse']);
-    assert.deepEqual(kinds(f.request(req(P), 5950)), ['propose'], 'the primary comes a moment later and gets it');
+    assert.deepEqual(kinds(f.request(req(X), 5200)), ['refuse']);
+    assert.deepEqual(kinds(f.request(req(P), 5250)), ['propose'], 'the primary comes a moment later and gets it');
     const g = feed();
     g.becameLeader(0, []);
     g.request(req(X), 5000);
-    assert.deepEqual(kinds(g.request(req(X), 6000)), ['propose'], 'no primary at all: the auxiliary after asking 1000 ms');
+    assert.deepEqual(kinds(g.request(req(X), 5299)), ['refuse']);
+    assert.deepEqual(kinds(g.request(req(X), 5300)), ['propose'], 'no primary at all: the auxiliary after asking auxiliaryStartWaitMs');
   });
 
   it('a holder that lost its state (asks with epoch 0 after a restart) gets a new epoch', () => {
@@ -113,6 +115,8 @@ describe('master feed: the lease arbiter (docs/balancer.md "The lease")', () => 
     const g = feed();
     g.restore(1, P, 'primary');
     g.becameLeader(1000, []);
+    g.request(req(X), 1000);
+    g.request(req(X), 1500);
     assert.deepEqual(kinds(g.request(req(X), 1000 + LEASE + WAIT)), ['propose'], 'after the wait, a silent holder is replaced');
   });
 
@@ -148,6 +152,7 @@ describe('master feed: credit (docs/balancer.md "The feed")', () => {
     f.settled(['a/1']);
     f.settledJob('b');
     assert.deepEqual(sent(f.request(req(P, { epoch: 1, creditLimit: 10 }), 10)), ['a/0']);
+    f.request(req(X), 10); // asking since 10 (refused: P holds it)
     // P dies; X gets epoch 2 and the open tasks (running first, as the store orders them)
     const out = grant(f, X, 10 + LEASE + LEASE, ['a/0', 'c/0']);
     assert.equal(grantOf(out)!.epoch, 2);
