@@ -29,237 +29,46 @@ import {
   WorkerState,
 } from '../messages';
 import { assert } from '../common/errors';
-import { MasterCursor, leaderHint } from '../common/leader';
-import { DispatchLimits } from './config';
+import { leaderHint } from '../common/leader';
+import {
+  AdoptedRec,
+  DispatchCounters,
+  DispatchEvent,
+  DispatchOptions,
+  DispatchOutput,
+  DispatchStatus,
+  LOST_WHY,
+  LostReason,
+  TaskSpec,
+  errorReply,
+  resultKey,
+  taskKey,
+} from './contract';
+import { MasterLink } from './master-link';
+import { ResultOutbox } from './outbox';
 import { LeaseHolder } from './pair';
+import { HeldTask, TaskTable } from './tasks';
+import { WorkerRec, WorkerRegistry } from './workers';
 
-export interface DispatchOptions extends DispatchLimits {
-  /** this balancer's node id, stamped on every message it sends */
-  nodeUuid: string;
-  /** what workers must announce in worker_ready */
-  protocolVersion: number;
-  softwareVersion: string;
-  /** the master endpoints, in order (one, or the replicated masters); the first is tried first */
-  masters: readonly string[];
-  /** as configured: a free lease goes to a live primary first */
-  role: 'primary' | 'auxiliary';
-}
+export * from './contract';
 
-/** Events: what happened, for logs and tests. Namespaced, one shape per name. */
-export type DispatchEvent =
-  | { type: 'master:hello'; reason: HelloReason }
-  /** the masters granted this balancer a new epoch: it is the active one now */
-  | { type: 'lease:activated'; epoch: number; waitingFor: number }
-  /** every registered worker reported what it holds (or adoptWaitMs passed): dispatch starts */
-  | { type: 'lease:adopted'; epoch: number; adopted: number; timedOut: boolean }
-  /** the lease ran out here (no renewal in time): dispatching stops until it is renewed */
-  | { type: 'lease:expired'; epoch: number }
-  /** the masters refused the lease: another balancer holds it; soft state dropped */
-  | { type: 'lease:refused'; epoch: number; reason: string; dropped: number }
-  | { type: 'task:adopted'; jobUuid: string; taskIndex: number; attempt: number; workerId: string }
-  | { type: 'task:stale'; jobUuid: string; taskIndex: number; epoch: number }
-  /** the master link moves: a follower named the leader (or none), or the master fell silent */
-  | { type: 'master:redirect'; from: string; to: string; why: RedirectWhy; hint: string | null }
-  /** the master answered a hello (first message since the hello) */
-  | { type: 'master:heard'; first: boolean }
-  | { type: 'master:lost'; silentMs: number }
-  | { type: 'master:error'; code: number; message: string }
-  | { type: 'master:unexpected'; msgType: string }
-  | { type: 'worker:joined'; workerId: string; slots: number; prefetch: number; cached: number; rejoined: boolean }
-  | { type: 'worker:refused'; workerId: string; code: number; reason: string }
-  | { type: 'worker:lost'; workerId: string; reason: LostReason; tasks: number }
-  | { type: 'worker:unknown'; workerId: string; msgType: string }
-  | { type: 'worker:unexpected'; workerId: string; msgType: string }
-  | { type: 'worker:error'; workerId: string; code: number; message: string }
-  | { type: 'task:queued'; jobUuid: string; taskIndex: number; attempt: number }
-  | { type: 'task:duplicate'; jobUuid: string; taskIndex: number }
-  | { type: 'task:refused'; jobUuid: string; taskIndex: number; reason: string }
-  | { type: 'task:dispatched'; jobUuid: string; taskIndex: number; attempt: number; workerId: string; cacheHits: number }
-  | { type: 'task:started'; jobUuid: string; taskIndex: number; attempt: number; workerId: string }
-  | { type: 'task:retry'; jobUuid: string; taskIndex: number; attempt: number; outcome: number; delayMs: number; failedOn: string }
-  /** an attempt passed its deadline without a result: settled lost (then retried or final) */
-  | { type: 'task:deadline'; jobUuid: string; taskIndex: number; attempt: number; workerId: string; budgetMs: number; from: 'dispatch' | 'task_started' }
-  | { type: 'task:settled'; jobUuid: string; taskIndex: number; attempt: number; outcome: number; workerId: string }
-  | { type: 'task:cancelled'; jobUuid: string; dropped: number; running: number }
-  | { type: 'result:ignored'; jobUuid: string; taskIndex: number; attempt: number; workerId: string; why: 'duplicate' | 'stale' }
-  | { type: 'result:refused'; jobUuid: string; taskIndex: number; attempt: number; reason: string }
-  | { type: 'result:acked'; jobUuid: string; taskIndex: number; attempt: number };
-
-export type HelloReason = 'start' | 'unanswered' | 'silent' | 'room' | 'redirect' | 'renew';
-/**
- * Why the master link moved: `not-leader` (an error_reply NOT_LEADER), `silent` (a connected
- * master said nothing for the liveness time), `unanswered` (hellos unanswered that long).
- */
-export type RedirectWhy = 'not-leader' | 'silent' | 'unanswered';
-
-/** Why a worker was declared lost. */
-export type LostReason = 'silent' | 'disconnect' | 'rejoined' | 'reconnected';
-const LOST_WHY: Record<LostReason, (livenessMs: number) => string> = {
-  silent: (ms) => `silent for more than ${ms} ms`,
-  disconnect: () => 'it sent worker_disconnect',
-  rejoined: () => 'it restarted (sent worker_ready again)',
-  reconnected: () => 'it reconnected, so messages to it may have been lost',
-};
-
-export type DispatchOutput =
-  | { kind: 'toWorker'; workerId: string; msg: MessageInput }
-  | { kind: 'toMaster'; msg: MessageInput }
-  /** close the master connection and open one to `endpoint`; later toMaster outputs go there */
-  | { kind: 'masterLink'; endpoint: string }
-  | { kind: 'event'; event: DispatchEvent };
-
-type TaskSpec = MessageOf<'task_dispatch'>;
-
-interface HeldTask {
-  readonly key: string;
-  readonly spec: TaskSpec;
-  attempt: number;
-  state: 'queued' | 'backoff' | 'running';
-  /** backoff: not dispatched before this time */
-  notBeforeMs: number;
-  workerId?: string;
-  dispatchedAtMs: number;
-  started: boolean;
-  /** running: past this time without a result, the attempt is settled lost */
-  deadlineMs: number;
-  /** workers an earlier attempt failed or was lost on, so a retry prefers another one */
-  failedOn: string[];
-}
-
-interface WorkerRec {
-  readonly id: string;
-  /** the connection it registered on (undefined: the shell does not track connections) */
-  readonly connectionId: string | undefined;
-  slots: number;
-  prefetch: number;
-  /** task keys sent to this worker and not finished */
-  readonly assigned: Set<string>;
-  /** LRU of file ids (oldest first) the worker probably has cached */
-  readonly cache: Map<string, true>;
-  lastSeenMs: number;
-  readonly joinedMs: number;
-  state: number;
-  jobUuid: string;
-  dispatched: number;
-  results: number;
-  /** adopted attempts whose task the master has not fed yet (they take capacity) */
-  readonly adoptedKeys: Set<string>;
-}
-
-/** An attempt a worker reported holding after a failover, waiting for its task from the master. */
-interface AdoptedRec {
-  workerId: string;
-  attempt: number;
-  state: number;
-  sinceMs: number;
-}
-
-interface Unacked {
-  readonly msg: MessageInput<'task_result'>;
-  /** the worker that reported it: acknowledged only once the master acknowledged (end to end) */
-  readonly workerId: string | undefined;
-  readonly taskKey: string;
-  readonly final: boolean;
-  /** made up here for a lost worker's attempt, not reported by a worker */
-  readonly lost: boolean;
-  lastSentMs: number;
-}
-
-export interface DispatchCounters {
-  tasksReceived: number;
-  tasksDuplicate: number;
-  tasksRefused: number;
-  dispatched: number;
-  retries: number;
-  settledOk: number;
-  settledFailed: number;
-  workersJoined: number;
-  workersLost: number;
-  workersRefused: number;
-  resultsForwarded: number;
-  resultsResent: number;
-  resultsIgnored: number;
-  resultsRefused: number;
-  jobsCancelled: number;
-  masterHellos: number;
-  masterRedirects: number;
-  deadlinesMissed: number;
-  leaseActivations: number;
-  leaseRefusals: number;
-  tasksAdopted: number;
-  staleTasks: number;
-}
-
-export interface DispatchStatus {
-  /** as configured (the admin /status `role` field names the node kind, 'balancer') */
-  pairRole: 'primary' | 'auxiliary';
-  /** holds the lease now (dispatches) */
-  active: boolean;
-  /** the epoch held or last held, 0 = never */
-  epoch: number;
-  leaseLeftMs: number;
-  adopting: boolean;
-  master: { state: MasterState; lastHeardMsAgo: number | null; endpoint: string; endpoints: string[] };
-  workers: {
-    workerId: string;
-    slots: number;
-    prefetch: number;
-    load: number;
-    state: string;
-    lastSeenMsAgo: number;
-    joinedMsAgo: number;
-    dispatched: number;
-    results: number;
-    cachedFiles: number;
-  }[];
-  tasksHeld: number;
-  tasksQueued: number;
-  tasksBackoff: number;
-  tasksRunning: number;
-  unackedResults: number;
-  counters: DispatchCounters;
-}
-
-export type MasterState = 'hello-pending' | 'connected';
-
-const taskKey = (jobUuid: string, taskIndex: number): string => `${jobUuid}/${taskIndex}`;
-const resultKey = (jobUuid: string, taskIndex: number, attempt: number): string => `${jobUuid}/${taskIndex}/${attempt}`;
 const U32_MAX = 0xffffffff;
-const STATE_NAMES = Object.fromEntries(Object.entries(WorkerState).map(([k, v]) => [v, k])) as Record<number, string>;
 
 export class Dispatcher {
-  private readonly tasks = new Map<string, HeldTask>();
-  /** tasks ready to dispatch, in arrival order (Map keeps insertion order) */
-  private readonly queue = new Map<string, HeldTask>();
-  /** tasks waiting out a retry backoff */
-  private readonly backoff = new Map<string, HeldTask>();
-  private readonly byJob = new Map<string, Set<string>>();
-  /** workers in join order (ties in dispatch go to the earlier one) */
-  private readonly workers = new Map<string, WorkerRec>();
-  /** results for the master, ordered by lastSentMs (re-inserted on every send) */
-  private readonly unacked = new Map<string, Unacked>();
-  /** tasks settled here whose final result the master has not acknowledged yet */
-  private readonly settledUnacked = new Set<string>();
-  private masterState: MasterState = 'hello-pending';
-  private masterHeardMs: number | null = null;
-  private readonly cursor: MasterCursor;
-  /** the master the link points at (a NOT_LEADER hint may name one outside the list) */
-  private masterEndpoint: string;
-  /** since when the link waits for an answer from this master (hello-pending) */
-  private masterWaitSinceMs = 0;
-  private helloSentMs = -Infinity;
-  /** hello-pending: the next hello goes out at this time */
-  private nextHelloAtMs = Infinity;
-  /** when the last hello after a redirect went out (they are masterRedirectMinMs apart) */
-  private redirectHelloMs = -Infinity;
-  /** a redirect's hello waits for masterRedirectMinMs to pass */
-  private redirectHelloDue = false;
+  private readonly table = new TaskTable();
+  private readonly tasks = this.table.tasks;
+  private readonly queue = this.table.queue;
+  private readonly backoff = this.table.backoff;
+  private readonly byJob = this.table.byJob;
+  private readonly registry: WorkerRegistry;
+  private readonly workers: Map<string, WorkerRec>;
+  private readonly outbox = new ResultOutbox();
+  private readonly unacked = this.outbox.unacked;
+  private readonly settledUnacked = this.outbox.settledUnacked;
+  private readonly link: MasterLink;
   /** lower bound of every running attempt's deadline, so tick scans only when one may be due */
   private nextDeadlineMs = Infinity;
-  private masterBeatSentMs = -Infinity;
   private workerBeatSentMs = -Infinity;
-  /** task_dispatch was dropped at the bound: ask the master again once there is room */
-  private droppedSinceHello = false;
   private started = false;
   /** this balancer's view of the dispatch lease (pure, src/balancer/pair.ts) */
   readonly lease: LeaseHolder;
@@ -271,7 +80,6 @@ export class Dispatcher {
   /** results of adopted attempts whose task has not been fed yet (not acknowledged) */
   private readonly parked = new Map<string, { workerId: string; msg: MessageOf<'task_result'>; sinceMs: number }>();
   private wasActive = false;
-  private leaseRenewSentMs = -Infinity;
   readonly counters: DispatchCounters = {
     tasksReceived: 0,
     tasksDuplicate: 0,
@@ -298,8 +106,13 @@ export class Dispatcher {
   };
 
   constructor(readonly o: DispatchOptions) {
-    this.cursor = new MasterCursor([...o.masters]);
-    this.masterEndpoint = this.cursor.current;
+    this.registry = new WorkerRegistry(o.maxCachedFilesPerWorker);
+    this.workers = this.registry.workers;
+    this.link = new MasterLink(
+      o.masters,
+      { heartbeatIntervalMs: o.heartbeatIntervalMs, livenessMs: this.livenessMs, masterRedirectMinMs: o.masterRedirectMinMs, leaseRenewMs: o.leaseRenewMs },
+      { helloMsg: (nowMs) => this.helloMsg(nowMs), linkMoved: () => this.outbox.allDue(), counters: this.counters },
+    );
     this.lease = new LeaseHolder({ leaseRenewMs: o.leaseRenewMs, leaseSafetyMarginMs: o.leaseSafetyMarginMs });
   }
 
@@ -314,8 +127,7 @@ export class Dispatcher {
     assert(!this.started, 'Dispatcher.start called twice');
     this.started = true;
     const out: DispatchOutput[] = [];
-    this.masterWaitSinceMs = nowMs;
-    this.hello(out, nowMs, 'start');
+    this.link.start(out, nowMs);
     return out;
   }
 
@@ -325,21 +137,13 @@ export class Dispatcher {
     if (m.type === 'error_reply' && m.error_code === ERROR_CODES.NOT_LEADER) {
       // A follower (docs/architecture.md, "Replicated masters"): it is not our master and
       // proves nothing about the leader, so it does not count as an answer. Go where it says.
-      this.redirect(out, nowMs, 'not-leader', leaderHint(m.message));
+      this.link.redirect(out, nowMs, 'not-leader', leaderHint(m.message));
       this.dispatchPass(out, nowMs);
       return out;
     }
     // Any message from the master proves it is there and has our hello (docs/architecture.md,
     // "Master -> balancer"): it only talks to a balancer that said hello.
-    const answered = this.masterState !== 'connected';
-    this.masterHeardMs = nowMs;
-    if (answered) {
-      this.masterState = 'connected';
-      // The master answers a hello before re-sending every open task (one socket, FIFO), so
-      // tasks dropped at the bound before this point will come again: forget the drops.
-      this.droppedSinceHello = false;
-      this.emit(out, { type: 'master:heard', first: answered });
-    }
+    if (this.link.heard(nowMs)) this.emit(out, { type: 'master:heard', first: true });
     switch (m.type) {
       case 'generic_message':
         break;
@@ -389,7 +193,7 @@ export class Dispatcher {
     // Tell every worker at once (they answer with worker_holding), and ask for tasks now.
     this.stateToWorkers(out, nowMs);
     if (!this.adopting) this.emit(out, { type: 'lease:adopted', epoch: m.epoch, adopted: 0, timedOut: false });
-    this.renew(out, nowMs); // asks for tasks at once (credit for the new epoch)
+    this.link.renew(out, nowMs); // asks for tasks at once (credit for the new epoch)
   }
 
   private onRefused(out: DispatchOutput[], reason: string, nowMs: number): void {
@@ -409,12 +213,8 @@ export class Dispatcher {
    * until the master acknowledged them (acks are end to end).
    */
   private dropSoftState(): void {
-    this.tasks.clear();
-    this.queue.clear();
-    this.backoff.clear();
-    this.byJob.clear();
-    this.unacked.clear();
-    this.settledUnacked.clear();
+    this.table.clear();
+    this.outbox.clear();
     this.adopted.clear();
     this.parked.clear();
     this.adopting = null;
@@ -560,7 +360,7 @@ export class Dispatcher {
   /** Time passes: liveness, heartbeats, backoffs ending, result re-sends, hellos. */
   tick(nowMs: number): DispatchOutput[] {
     const out: DispatchOutput[] = [];
-    this.tickMaster(out, nowMs);
+    if (this.started) this.link.tick(out, nowMs);
     for (const w of [...this.workers.values()]) {
       if (nowMs - w.lastSeenMs > this.livenessMs) this.loseWorker(out, w, 'silent', nowMs);
     }
@@ -589,114 +389,15 @@ export class Dispatcher {
       this.ignoredResult(out, p.workerId, p.msg);
     }
     if (nowMs - this.workerBeatSentMs >= this.o.heartbeatIntervalMs) this.stateToWorkers(out, nowMs);
-    for (const t of [...this.backoff.values()]) {
-      if (t.notBeforeMs <= nowMs) {
-        this.backoff.delete(t.key);
-        t.state = 'queued';
-        this.queue.set(t.key, t);
-      }
-    }
-    if (this.masterState === 'connected') {
-      // unacked is ordered by lastSentMs, so stop at the first one not yet due
-      for (const [k, u] of [...this.unacked]) {
-        if (nowMs - u.lastSentMs < this.o.resultResendMs) break;
-        this.unacked.delete(k);
-        u.lastSentMs = nowMs;
-        this.unacked.set(k, u);
+    this.table.releaseDue(nowMs);
+    if (this.link.state === 'connected') {
+      for (const msg of this.outbox.due(nowMs, this.o.resultResendMs)) {
         this.counters.resultsResent++;
-        out.push({ kind: 'toMaster', msg: u.msg });
+        out.push({ kind: 'toMaster', msg });
       }
     }
     this.dispatchPass(out, nowMs);
     return out;
-  }
-
-  // ---- master side -------------------------------------------------------------------------
-
-  /**
-   * Every hello waits for an answer: the state is hello-pending until any master message
-   * arrives, and hello repeats every interval meanwhile (the master answers a hello at once).
-   */
-  private hello(out: DispatchOutput[], nowMs: number, reason: HelloReason): void {
-    if (this.masterState === 'connected') this.masterWaitSinceMs = nowMs;
-    if (reason === 'redirect') this.redirectHelloMs = nowMs;
-    this.redirectHelloDue = false;
-    this.helloSentMs = nowMs;
-    this.nextHelloAtMs = nowMs + this.o.heartbeatIntervalMs;
-    this.masterState = 'hello-pending';
-    this.counters.masterHellos++;
-    this.leaseRenewSentMs = nowMs;
-    this.emit(out, { type: 'master:hello', reason });
-    out.push({ kind: 'toMaster', msg: this.helloMsg(nowMs) });
-  }
-
-  /**
-   * Moves the master link: to the leader a follower named (or the next master when it named
-   * none), or to the next master after silence. A new endpoint gets a `masterLink` output and
-   * a hello at once, except that hellos after redirects are at least masterRedirectMinMs
-   * apart (during an election every master says "not me", and two masters with stale views
-   * may name each other: neither must become a tight loop). Unacknowledged results are made
-   * due, so they reach the new master as soon as it answers.
-   */
-  private redirect(out: DispatchOutput[], nowMs: number, why: RedirectWhy, hint: string | undefined): void {
-    const from = this.masterEndpoint;
-    const to = why === 'not-leader' ? this.cursor.redirect(hint) : this.cursor.next();
-    this.masterEndpoint = to;
-    this.counters.masterRedirects++;
-    this.emit(out, { type: 'master:redirect', from, to, why, hint: hint ?? null });
-    if (to !== from) {
-      out.push({ kind: 'masterLink', endpoint: to });
-      // Results sent to the old master may never have arrived: all are due now (they keep
-      // their order; the re-send in tick runs once the new master has answered).
-      for (const u of this.unacked.values()) u.lastSentMs = -Infinity;
-    }
-    this.masterState = 'hello-pending';
-    this.masterWaitSinceMs = nowMs;
-    const dueMs = this.redirectHelloMs + this.o.masterRedirectMinMs;
-    if (nowMs >= dueMs) this.hello(out, nowMs, 'redirect');
-    else {
-      this.redirectHelloDue = true;
-      this.nextHelloAtMs = dueMs;
-    }
-  }
-
-  private tickMaster(out: DispatchOutput[], nowMs: number): void {
-    if (!this.started) return;
-    const several = this.cursor.endpoints.length > 1;
-    if (this.masterState === 'hello-pending') {
-      // A master that leaves hellos unanswered for the liveness time is skipped (dead, or
-      // cut off); with one master there is nowhere else to go, so keep asking it.
-      if (several && nowMs - this.masterWaitSinceMs > this.livenessMs) {
-        this.redirect(out, nowMs, 'unanswered', undefined);
-        return;
-      }
-      // Until any master message answers, say hello every interval.
-      if (nowMs >= this.nextHelloAtMs) this.hello(out, nowMs, this.redirectHelloDue ? 'redirect' : 'unanswered');
-      return;
-    }
-    const silentMs = nowMs - (this.masterHeardMs ?? nowMs);
-    if (silentMs > this.livenessMs) {
-      this.masterState = 'hello-pending';
-      this.emit(out, { type: 'master:lost', silentMs });
-      // A dead leader is skipped: the next master either leads or names the leader.
-      if (several) this.redirect(out, nowMs, 'silent', undefined);
-      else {
-        this.masterWaitSinceMs = nowMs;
-        this.hello(out, nowMs, 'silent');
-      }
-      return;
-    }
-    if (nowMs - this.leaseRenewSentMs >= this.o.leaseRenewMs) {
-      // The hello is the lease request or renewal, the credit and the heartbeat in one.
-      this.renew(out, nowMs);
-    }
-  }
-
-  /** balancer_hello without leaving the connected state (a renewal: answers keep coming). */
-  private renew(out: DispatchOutput[], nowMs: number): void {
-    this.leaseRenewSentMs = nowMs;
-    this.masterBeatSentMs = nowMs;
-    out.push({ kind: 'toMaster', msg: this.helloMsg(nowMs) });
   }
 
   private helloMsg(nowMs: number): MessageInput<'balancer_hello'> {
@@ -713,10 +414,6 @@ export class Dispatcher {
     };
   }
 
-  private heldCount(): number {
-    return this.tasks.size;
-  }
-
   private onTaskDispatch(out: DispatchOutput[], m: TaskSpec, nowMs: number): void {
     this.counters.tasksReceived++;
     const key = taskKey(m.job_uuid, m.task_index);
@@ -728,8 +425,7 @@ export class Dispatcher {
     }
     if (this.tasks.size >= this.o.maxQueuedTasks) {
       this.counters.tasksRefused++;
-      this.droppedSinceHello = true;
-      this.emit(out, {
+        this.emit(out, {
         type: 'task:refused',
         jobUuid: m.job_uuid,
         taskIndex: m.task_index,
@@ -737,12 +433,7 @@ export class Dispatcher {
       });
       return;
     }
-    const t: HeldTask = { key, spec: m, attempt: m.attempt, state: 'queued', notBeforeMs: 0, dispatchedAtMs: 0, started: false, deadlineMs: Infinity, failedOn: [] };
-    this.tasks.set(key, t);
-    this.queue.set(key, t);
-    let s = this.byJob.get(m.job_uuid);
-    if (!s) this.byJob.set(m.job_uuid, (s = new Set()));
-    s.add(key);
+    const t = this.table.add(m);
     const a = this.adopted.get(key);
     const w = a && this.workers.get(a.workerId);
     if (a) {
@@ -764,11 +455,8 @@ export class Dispatcher {
   }
 
   private onResultAck(out: DispatchOutput[], m: MessageOf<'result_ack'>): void {
-    const k = resultKey(m.job_uuid, m.task_index, m.attempt);
-    const u = this.unacked.get(k);
+    const u = this.outbox.ack(m.job_uuid, m.task_index, m.attempt);
     if (!u) return;
-    this.unacked.delete(k);
-    if (u.final) this.settledUnacked.delete(u.taskKey);
     // end to end: the worker forgets its result only once the master recorded it
     if (u.workerId !== undefined) this.ackWorker(out, u.workerId, m);
     this.emit(out, { type: 'result:acked', jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt });
@@ -794,11 +482,7 @@ export class Dispatcher {
   }
 
   private toMasterResult(out: DispatchOutput[], msg: MessageInput<'task_result'>, taskKeyStr: string, nowMs: number, lost: boolean, workerId?: string): void {
-    const k = resultKey(msg.job_uuid, msg.task_index, msg.attempt);
-    const final = msg.final === 1;
-    this.unacked.delete(k);
-    this.unacked.set(k, { msg, workerId, taskKey: taskKeyStr, final, lost, lastSentMs: nowMs });
-    if (final) this.settledUnacked.add(taskKeyStr);
+    this.outbox.add(msg, taskKeyStr, nowMs, lost, workerId);
     this.counters.resultsForwarded++;
     out.push({ kind: 'toMaster', msg });
   }
@@ -843,7 +527,7 @@ export class Dispatcher {
     };
     const cached = m.cached_file_uuids;
     // keep the last maxCachedFilesPerWorker of the announced list (bounded LRU)
-    for (let i = Math.max(0, cached.length - this.o.maxCachedFilesPerWorker); i < cached.length; i++) this.touchCache(w, cached[i]!);
+    for (let i = Math.max(0, cached.length - this.o.maxCachedFilesPerWorker); i < cached.length; i++) this.registry.touchCache(w, cached[i]!);
     this.workers.set(workerId, w);
     this.counters.workersJoined++;
     this.emit(out, { type: 'worker:joined', workerId, slots: m.slots, prefetch: m.prefetch, cached: w.cache.size, rejoined: !!old });
@@ -1049,12 +733,7 @@ export class Dispatcher {
   }
 
   private forget(t: HeldTask): void {
-    this.tasks.delete(t.key);
-    this.queue.delete(t.key);
-    this.backoff.delete(t.key);
-    const s = this.byJob.get(t.spec.job_uuid);
-    s?.delete(t.key);
-    if (s && s.size === 0) this.byJob.delete(t.spec.job_uuid);
+    this.table.forget(t);
   }
 
   // ---- dispatch ----------------------------------------------------------------------------
@@ -1067,7 +746,7 @@ export class Dispatcher {
   private dispatchPass(out: DispatchOutput[], nowMs: number): void {
     if (this.queue.size === 0 || !this.canDispatch(nowMs)) return; // fencing: no lease, no dispatch
     for (const t of this.queue.values()) {
-      const w = this.pickWorker(t);
+      const w = this.registry.pickWorker(t);
       if (!w) return;
       this.queue.delete(t.key);
       t.state = 'running';
@@ -1081,45 +760,12 @@ export class Dispatcher {
       let hits = 0;
       for (const f of t.spec.input_file_uuids) {
         if (w.cache.has(f)) hits++;
-        this.touchCache(w, f);
+        this.registry.touchCache(w, f);
       }
       this.counters.dispatched++;
       this.emit(out, { type: 'task:dispatched', jobUuid: t.spec.job_uuid, taskIndex: t.spec.task_index, attempt: t.attempt, workerId: w.id, cacheHits: hits });
       this.toWorker(out, w.id, { ...t.spec, node_uuid: this.o.nodeUuid, attempt: t.attempt, epoch: this.lease.epoch });
     }
-  }
-
-  /**
-   * The best worker with room for `t`: one that has not failed it, then most cached inputs,
-   * then least load, then earliest joined. undefined when no worker has room.
-   */
-  private pickWorker(t: HeldTask): WorkerRec | undefined {
-    let best: WorkerRec | undefined;
-    let bestFresh = false;
-    let bestHits = -1;
-    for (const w of this.workers.values()) {
-      if (w.assigned.size + w.adoptedKeys.size >= w.slots + w.prefetch) continue;
-      const fresh = !t.failedOn.includes(w.id);
-      let hits = 0;
-      if (w.cache.size > 0) for (const f of t.spec.input_file_uuids) if (w.cache.has(f)) hits++;
-      const better =
-        !best ||
-        (fresh && !bestFresh) ||
-        (fresh === bestFresh && (hits > bestHits || (hits === bestHits && w.assigned.size < best.assigned.size)));
-      if (better) {
-        best = w;
-        bestFresh = fresh;
-        bestHits = hits;
-      }
-    }
-    return best;
-  }
-
-  private touchCache(w: WorkerRec, fileUuid: string): void {
-    if (this.o.maxCachedFilesPerWorker === 0) return;
-    w.cache.delete(fileUuid);
-    w.cache.set(fileUuid, true);
-    if (w.cache.size > this.o.maxCachedFilesPerWorker) w.cache.delete(w.cache.keys().next().value!);
   }
 
   // ---- helpers -----------------------------------------------------------------------------
@@ -1135,12 +781,12 @@ export class Dispatcher {
   // ---- queries (for /status and tests) -----------------------------------------------------
 
   get masterConnected(): boolean {
-    return this.masterState === 'connected';
+    return this.link.state === 'connected';
   }
 
   /** The master endpoint the link points at (the shell connects there at start). */
   get currentMaster(): string {
-    return this.masterEndpoint;
+    return this.link.endpoint;
   }
 
   /** Where a task is, or undefined when not held. */
@@ -1167,23 +813,12 @@ export class Dispatcher {
       leaseLeftMs: Math.round(this.lease.leftMs(nowMs)),
       adopting: this.adopting !== null,
       master: {
-        state: this.masterState,
-        lastHeardMsAgo: this.masterHeardMs === null ? null : nowMs - this.masterHeardMs,
-        endpoint: this.masterEndpoint,
-        endpoints: [...this.cursor.endpoints],
+        state: this.link.state,
+        lastHeardMsAgo: this.link.heardMs === null ? null : nowMs - this.link.heardMs,
+        endpoint: this.link.endpoint,
+        endpoints: [...this.link.cursor.endpoints],
       },
-      workers: [...this.workers.values()].map((w) => ({
-        workerId: w.id,
-        slots: w.slots,
-        prefetch: w.prefetch,
-        load: w.assigned.size,
-        state: STATE_NAMES[w.state] ?? String(w.state),
-        lastSeenMsAgo: nowMs - w.lastSeenMs,
-        joinedMsAgo: nowMs - w.joinedMs,
-        dispatched: w.dispatched,
-        results: w.results,
-        cachedFiles: w.cache.size,
-      })),
+      workers: this.registry.statusRows(nowMs),
       tasksHeld: this.tasks.size,
       tasksQueued: this.queue.size,
       tasksBackoff: this.backoff.size,
@@ -1194,6 +829,3 @@ export class Dispatcher {
   }
 }
 
-function errorReply(nodeUuid: string, code: number, message: string): MessageInput<'error_reply'> {
-  return { type: 'error_reply', node_uuid: nodeUuid, request_uuid: NIL_UUID, error_code: code, message: message.slice(0, 4000) };
-}
