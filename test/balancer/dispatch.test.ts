@@ -88,6 +88,10 @@ describe('balancer dispatch state machine', () => {
         10,
       );
       assert.equal(events(out, 'master:error')[0]!.code, ERROR_CODES.VERSION_MISMATCH);
+      // and the hellos continue: every leaseRenewMs while the link counts as answered
+      const later = [d.tick(100), d.tick(200), d.tick(300)];
+      assert.deepEqual(later.map((o) => toMaster(o, 'balancer_hello').length), [1, 1, 1], 'hellos continue after the error');
+      assert.ok(toMaster(later[2]!, 'balancer_hello')[0]!.request_seq > toMaster(later[0]!, 'balancer_hello')[0]!.request_seq);
     });
   });
 

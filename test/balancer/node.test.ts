@@ -354,6 +354,28 @@ describe('balancer node on real sockets', function () {
     assert.equal(node!.dispatcher.status(Date.now()).counters.deadlinesMissed, 1);
   });
 
+  it('a worker that reconnects with a new routing id loses what it held (re-queued) and is asked to register again', async () => {
+    const { endpoint } = await startNode();
+    await until('connected', () => node!.dispatcher.masterConnected);
+    const a = worker(endpoint);
+    await a.ready(1, 0);
+    await until('greeting', () => a.of('balancer_state').some((x) => x.active === 1));
+    const job = newUuid();
+    await master.send(taskMsg(job, 0, { maxRetries: 2 }));
+    await until('task 0 at A', () => a.of('task_dispatch')[0]);
+    // the same worker id on a new socket (its DEALER reconnected): the old routing id is gone
+    a.beating = false;
+    const again = worker(endpoint, a.id);
+    await again.send({ type: 'worker_status', node_uuid: a.id, job_uuid: job, state: 1 });
+    const e = await until('UNAVAILABLE on the new connection', () => again.of('error_reply').find((x) => x.error_code === ERROR_CODES.UNAVAILABLE));
+    assert.match(e.message, /reconnected.*send worker_ready/);
+    const lost = await until('the attempt reported lost', () => master.of('task_result').find((r) => r.task_index === 0));
+    assert.deepEqual([lost.attempt, lost.outcome, lost.final], [0, TaskOutcome.lost, 0]);
+    await again.ready(1, 0);
+    const d1 = await until('attempt 1 on the new connection', () => again.of('task_dispatch').find((m) => m.attempt === 1));
+    assert.equal(d1.task_index, 0);
+  });
+
   it('runs as `grid balancer`, announces GRID_READY and stops on SIGTERM', async () => {
     // a comma list of masters: the first is the one that answers
     const child = spawn(process.execPath, [BIN, 'balancer', '--master', `${master.endpoint},tcp://127.0.0.1:1`, '--bind', 'tcp://127.0.0.1:0', '--admin-port', '0', '--data-dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -281,6 +281,22 @@ describe('master node (real sockets)', function () {
     assert.equal(node.store.attemptCount(sub.job_uuid), 7);
   });
 
+  it('a cancelled job: the holder is sent task_cancel and its tasks are not fed again', async () => {
+    const bal = balancer().renew();
+    await bal.waitFor('lease_grant');
+    const sub = submitMsg(3);
+    await client.request(sub);
+    await bal.waitFor('task_dispatch', 3);
+    await client.request({ type: 'job_cancel_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: sub.job_uuid });
+    const [c] = await bal.waitFor('task_cancel');
+    assert.equal(c!.job_uuid, sub.job_uuid);
+    bal.epoch = 0; // a new epoch re-feeds every open task: none of the cancelled job
+    await bal.waitFor('lease_grant', 1, 10_000, (g) => g.epoch === 2);
+    const seq = bal.seq;
+    await until('a few renewals under epoch 2', () => bal.seq >= seq + 3);
+    assert.equal(bal.of('task_dispatch').filter((t) => t.epoch === 2).length, 0);
+  });
+
   it('answers a retried submit with the same job and no duplicate', async () => {
     const sub = submitMsg(2);
     await client.request(sub);
