@@ -339,6 +339,8 @@ export class Dispatcher {
       case 'worker_status':
         w.state = m.state;
         w.jobUuid = m.job_uuid;
+        // The seed's worker status reaches the masters, through the active balancer only.
+        if (this.lease.active(nowMs)) out.push({ kind: 'toMaster', msg: { type: 'worker_status', node_uuid: w.id, job_uuid: m.job_uuid, state: m.state } });
         break;
       case 'task_started':
         this.onStarted(out, w, m, nowMs);

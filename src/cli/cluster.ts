@@ -54,6 +54,11 @@ export interface MasterView extends Base {
   applied: number | null;
   /** the leader's endpoint as this master knows it, or null */
   leader: string | null;
+  /**
+   * workers as this master knows them (worker_status forwarded by the active balancer; the
+   * leader knows them, followers do not), or null when unknown
+   */
+  workers: { workerUuid: string; state: string; jobUuid: string; lastSeenMsAgo: number }[] | null;
 }
 
 export interface BalancerView extends Base {
@@ -148,6 +153,7 @@ export function buildView(source: string, targets: readonly ClusterTarget[], ans
           term: raft ? num(raft.term) : null,
           commit: raft ? num(raft.commit) : null,
           applied: raft ? num(raft.applied) : null,
+          workers: Array.isArray(body.workers) ? (body.workers as MasterView['workers']) : null,
           leader: raft ? str(raft.leaderEndpoint) : null,
         });
         break;
@@ -250,6 +256,11 @@ export function formatView(v: ClusterView): string[] {
         v.workers.map((w) => (w.reachable ? [w.name, cell(w.pid), cell(w.slots), cell(w.running), cell(w.queued)] : [w.name, cell(w.pid), down(w)])),
       ).map((l) => '  ' + l),
     );
+  }
+  const lead = v.masters.find((m) => m.reachable && m.role === 'leader');
+  if (lead?.workers) {
+    out.push(`workers seen by the master leader (worker_status through the active balancer): ${lead.workers.length}`);
+    if (lead.workers.length) out.push(...table(['WORKER', 'STATE', 'LAST SEEN'], lead.workers.map((w) => [w.workerUuid, w.state, `${w.lastSeenMsAgo} ms ago`])).map((l) => '  ' + l));
   }
   if (v.unknown.length) {
     out.push('not answering (role unknown)');

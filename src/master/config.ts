@@ -34,6 +34,8 @@ export interface MasterConfig {
   feedBatchMax: number;
   /** an auxiliary balancer gets a free lease only after asking this long, ms (default 1000): at start-up the primary goes first */
   auxiliaryStartWaitMs: number;
+  /** most workers the master tracks from worker_status forwarded by the active balancer (default 10000) */
+  maxKnownWorkers: number;
   /** largest job_list answer */
   maxJobList: number;
   /** every master's client endpoint, comma separated, this one included; '' = a group of one */
@@ -65,6 +67,7 @@ export const MASTER_DEFAULTS: MasterConfig = {
   leaseNewLeaderWaitMs: 500,
   feedBatchMax: 256,
   auxiliaryStartWaitMs: 1000,
+  maxKnownWorkers: 10_000,
   maxJobList: 1000,
   peers: '',
   raftTickMs: 50,
@@ -90,6 +93,7 @@ export function loadMasterConfig(flags: Partial<Record<keyof MasterConfig, unkno
   intSetting(c, 'leaseNewLeaderWaitMs', 0, 600_000);
   intSetting(c, 'feedBatchMax', 1, 100_000);
   intSetting(c, 'auxiliaryStartWaitMs', 0, 600_000);
+  intSetting(c, 'maxKnownWorkers', 1, 1_000_000);
   intSetting(c, 'maxJobList', 1, 100_000);
   if (typeof c.peers !== 'string') throw configError(`setting peers must be a comma list of endpoints, got ${JSON.stringify(c.peers)}`);
   const peers = endpointList(c.peers);
@@ -139,6 +143,8 @@ export function sampleConfig(): string {
   "feedBatchMax": 256,
   // an auxiliary balancer gets a free lease only after asking this long (the primary goes first)
   "auxiliaryStartWaitMs": 1000,
+  // most workers the master keeps track of (worker_status through the active balancer)
+  "maxKnownWorkers": 10000,
   // largest answer to 'grid jobs'
   "maxJobList": 1000,
   // replicated masters: every master's endpoint, this one included ("" = a group of one).

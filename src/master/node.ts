@@ -13,6 +13,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Logger } from 'pino';
 import {
+  WorkerState,
   BalancerRole,
   ERROR_CODES,
   JobState,
@@ -55,6 +56,8 @@ export class MasterNode {
   private readonly balancers = new Map<string, BalancerPeer>();
   readonly feed: Feed;
   private feedEffects: FeedEffect[] = [];
+  /** workers as the active balancer reports them (worker_status), forgotten after liveness of silence */
+  private readonly workers = new Map<string, { state: number; jobUuid: string; lastSeenMs: number }>();
   private feedScheduled = false;
   private heartbeat?: NodeJS.Timeout;
   private replica?: Replica;
@@ -136,6 +139,12 @@ export class MasterNode {
         active: lease.holder === b.nodeUuid && b.epoch === lease.epoch && (lease.leaseLeftMs ?? 0) > 0,
         lastSeenMsAgo: Math.round(now - b.lastSeenMs),
       })),
+      workers: [...this.workers].map(([workerUuid, w]) => ({
+        workerUuid,
+        state: (Object.entries(WorkerState).find(([, v]) => v === w.state)?.[0] ?? String(w.state)),
+        jobUuid: w.jobUuid,
+        lastSeenMsAgo: Math.round(now - w.lastSeenMs),
+      })),
       openTasks: this.store.openTasks().length,
       raft: this.replica?.status() ?? null,
       counters: this.counters,
@@ -145,6 +154,7 @@ export class MasterNode {
 
   private tick(): void {
     const now = mono();
+    for (const [id, w] of [...this.workers]) if (now - w.lastSeenMs > this.cfg.heartbeatIntervalMs * this.cfg.livenessMissed) this.workers.delete(id);
     for (const b of [...this.balancers.values()]) {
       if (now - b.lastSeenMs > this.cfg.heartbeatIntervalMs * this.cfg.livenessMissed) {
         this.log.warn({ balancer: b.nodeUuid, role: b.role }, 'balancer:lost (silent); forgotten until its next hello');
@@ -235,6 +245,9 @@ export class MasterNode {
       }
       case 'balancer_hello':
         return this.hello(m, peer);
+      case 'worker_status':
+        this.workerStatus(m, peer);
+        return;
       case 'task_started':
         this.touch(m.node_uuid, peer);
         this.requireEpoch(m.node_uuid, m.epoch, m.type);
@@ -359,6 +372,18 @@ export class MasterNode {
     this.runFeed(
       this.feed.request({ nodeUuid: m.node_uuid, role, epoch: m.epoch, requestSeq: m.request_seq, fed: m.fed, creditLimit: m.credit_limit }, now),
     );
+  }
+
+  /**
+   * worker_status forwarded by the active balancer (node_uuid = the worker): the masters know
+   * their workers (`grid cluster`). Taken only from the lease holder's connection.
+   */
+  private workerStatus(m: MessageOf<'worker_status'>, peer: Buffer): void {
+    const holder = this.feed.status(mono()).holder;
+    const b = holder ? this.balancers.get(holder) : undefined;
+    if (!b || !b.peer.equals(peer)) return;
+    if (!this.workers.has(m.node_uuid) && this.workers.size >= this.cfg.maxKnownWorkers) return;
+    this.workers.set(m.node_uuid, { state: m.state, jobUuid: m.job_uuid, lastSeenMs: mono() });
   }
 
   /** Results and task_started count only from the current lease holder, with its epoch. */

@@ -297,6 +297,20 @@ describe('master node (real sockets)', function () {
     assert.equal(bal.of('task_dispatch').filter((t) => t.epoch === 2).length, 0);
   });
 
+  it('knows its workers from worker_status forwarded by the lease holder only', async () => {
+    const bal = balancer().renew();
+    await bal.waitFor('lease_grant');
+    const other = balancer('auxiliary').renew();
+    const w1 = newUuid();
+    const w2 = newUuid();
+    await other.send({ type: 'worker_status', node_uuid: w2, job_uuid: NIL_UUID, state: 0 }); // not the holder: ignored
+    await bal.send({ type: 'worker_status', node_uuid: w1, job_uuid: NIL_UUID, state: 1 });
+    type WithWorkers = { workers: { workerUuid: string; state: string }[] };
+    await until('the worker known', () => (node.status() as WithWorkers).workers.length === 1);
+    assert.deepEqual((node.status() as WithWorkers).workers.map((w) => [w.workerUuid, w.state]), [[w1, 'busy']]);
+    await until('forgotten after liveness of silence', () => (node.status() as WithWorkers).workers.length === 0);
+  });
+
   it('answers a retried submit with the same job and no duplicate', async () => {
     const sub = submitMsg(2);
     await client.request(sub);
