@@ -6,7 +6,7 @@
  * dispatched (its `task:dispatched` log line) and to its `lease:activated`. The job counts
  * its own executions (one marker file per run), so the re-executed tasks are counted too.
  * Default settings (master leaseMs 400, balancer leaseRenewMs 100, leaseSafetyMarginMs 100).
- * GRID_BENCH_FAILOVER_KILLS (default 10) and GRID_BENCH_FAILOVER_TASKS (default 1200) change it.
+ * GRID_BENCH_FAILOVER_KILLS (default 10) and GRID_BENCH_FAILOVER_TASKS (default 600) change it.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -21,7 +21,7 @@ import type { DevState } from '../src/cli/endpoints';
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin/grid.js');
 const KILLS = Number(process.env.GRID_BENCH_FAILOVER_KILLS ?? 10);
-const TASKS = Number(process.env.GRID_BENCH_FAILOVER_TASKS ?? 1200);
+const TASKS = Number(process.env.GRID_BENCH_FAILOVER_TASKS ?? 600);
 const TASK_MS = 100;
 /** Longest wait for one failover before the bench gives up (a bug, not a slow machine). */
 const FAILOVER_TIMEOUT_MS = 60_000;

@@ -57,6 +57,8 @@ interface Conn {
   epoch: number;
   active: boolean;
   reconnects: number;
+  /** when worker_ready was last sent on this connection */
+  readySentMs: number;
 }
 
 interface TaskEntry {
@@ -106,7 +108,7 @@ export class WorkerNode {
   private mountHealth: string | null = null;
   private stopping = false;
   private fatal = false;
-  private readonly counts = { dispatched: 0, started: 0, ok: 0, failed: 0, cancelled: 0, results: 0, acks: 0, resends: 0, refusedFull: 0, duplicates: 0, staleRefused: 0, failovers: 0, holdingsSent: 0 };
+  private readonly counts = { dispatched: 0, started: 0, ok: 0, failed: 0, cancelled: 0, results: 0, acks: 0, resends: 0, refusedFull: 0, duplicates: 0, staleRefused: 0, failovers: 0, holdingsSent: 0, reregistered: 0 };
 
   constructor(
     readonly cfg: WorkerConfig,
@@ -133,7 +135,7 @@ export class WorkerNode {
       });
     }
     this.link = new BalancerLink<ResultMsg>(cfg, Date.now());
-    this.conns = balancerEndpoints(cfg.balancer).map((endpoint) => ({ endpoint, lastHeardMs: Date.now(), epoch: 0, active: false, reconnects: 0 }));
+    this.conns = balancerEndpoints(cfg.balancer).map((endpoint) => ({ endpoint, lastHeardMs: Date.now(), epoch: 0, active: false, reconnects: 0, readySentMs: 0 }));
     this.admin = new AdminServer({ host: '127.0.0.1', port: cfg.adminPort, health: () => this.health(), status: () => this.status() });
   }
 
@@ -196,6 +198,7 @@ export class WorkerNode {
     c.out = new SendQueue(sock);
     c.lastHeardMs = Date.now();
     void this.receive(c, sock);
+    c.readySentMs = Date.now();
     void this.sendTo(c, this.readyMessage());
   }
 
@@ -327,13 +330,25 @@ export class WorkerNode {
         if (this.link.ack(resultKey(m.job_uuid, m.task_index, m.attempt))) this.counts.acks++;
         return;
       case 'error_reply':
-        return this.onErrorReply(m);
+        return this.onErrorReply(m, c);
       default:
         this.log.warn({ type: m.type }, 'unexpected message from balancer ignored');
     }
   }
 
-  private onErrorReply(m: MessageOf<'error_reply'>): void {
+  private onErrorReply(m: MessageOf<'error_reply'>, c: Conn): void {
+    if (m.error_code === ERROR_CODES.UNAVAILABLE && /send worker_ready/.test(m.message)) {
+      // The balancer does not know us (it restarted, or declared us lost): register again, at
+      // most once per heartbeat interval (its errors keep coming until the new one is read).
+      const now = Date.now();
+      if (now - c.readySentMs >= this.cfg.heartbeatIntervalMs) {
+        c.readySentMs = now;
+        this.counts.reregistered++;
+        this.log.warn({ balancer: c.endpoint, err: m.message }, 'balancer does not know this worker; sending worker_ready again');
+        void this.sendTo(c, this.readyMessage());
+      }
+      return;
+    }
     if (m.error_code === ERROR_CODES.VERSION_MISMATCH) {
       const e = new GridError(
         'VERSION_MISMATCH',
