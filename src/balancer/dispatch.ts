@@ -75,7 +75,7 @@ export class Dispatcher {
   /** task_dispatch received from the master in the current epoch (the credit's base) */
   private fed = 0;
   /** since becoming active: workers that have not yet reported what they hold */
-  private adopting: { untilMs: number; waiting: Set<string>; adopted: number } | null = null;
+  private adopting: { untilMs: number; waiting: Set<string>; adopted: number; reported: number } | null = null;
   private readonly adopted = new Map<string, AdoptedRec>();
   /** results of adopted attempts whose task has not been fed yet (not acknowledged) */
   private readonly parked = new Map<string, { workerId: string; msg: MessageOf<'task_result'>; sinceMs: number }>();
@@ -188,11 +188,12 @@ export class Dispatcher {
     this.wasActive = true;
     this.counters.leaseActivations++;
     const waiting = new Set(this.workers.keys());
-    this.adopting = waiting.size > 0 ? { untilMs: nowMs + this.o.adoptWaitMs, waiting, adopted: 0 } : null;
+    // With no worker registered yet (this balancer just started), wait too: workers that ran
+    // tasks for the previous holder join within a heartbeat and report them.
+    this.adopting = { untilMs: nowMs + this.o.adoptWaitMs, waiting, adopted: 0, reported: 0 };
     this.emit(out, { type: 'lease:activated', epoch: m.epoch, waitingFor: waiting.size });
     // Tell every worker at once (they answer with worker_holding), and ask for tasks now.
     this.stateToWorkers(out, nowMs);
-    if (!this.adopting) this.emit(out, { type: 'lease:adopted', epoch: m.epoch, adopted: 0, timedOut: false });
     this.link.renew(out, nowMs); // asks for tasks at once (credit for the new epoch)
   }
 
@@ -255,7 +256,10 @@ export class Dispatcher {
       const key = taskKey(jobUuid, taskIndex);
       const t = this.tasks.get(key);
       if (t) {
-        if (t.state !== 'running') this.adoptInto(out, t, w, attempt, state, nowMs);
+        if (t.state !== 'running') {
+          this.adoptInto(out, t, w, attempt, state, nowMs);
+          if (this.adopting) this.adopting.adopted++;
+        }
         continue; // running elsewhere already: the later result is a duplicate, recorded once
       }
       if (w.assigned.size + w.adoptedKeys.size >= w.slots + w.prefetch + this.o.maxUnackedResults) continue;
@@ -265,6 +269,7 @@ export class Dispatcher {
     }
     if (this.adopting) {
       this.adopting.waiting.delete(w.id);
+      this.adopting.reported++;
       if (this.adopting.waiting.size === 0) this.finishAdoption(out, false);
     }
   }
@@ -531,6 +536,8 @@ export class Dispatcher {
     // keep the last maxCachedFilesPerWorker of the announced list (bounded LRU)
     for (let i = Math.max(0, cached.length - this.o.maxCachedFilesPerWorker); i < cached.length; i++) this.registry.touchCache(w, cached[i]!);
     this.workers.set(workerId, w);
+    // joined while adopting: its worker_holding (answering the greeting below) is awaited too
+    if (this.adopting && this.lease.active(nowMs)) this.adopting.waiting.add(workerId);
     this.counters.workersJoined++;
     this.emit(out, { type: 'worker:joined', workerId, slots: m.slots, prefetch: m.prefetch, cached: w.cache.size, rejoined: !!old });
     // Greet at once (with the lease state) so the worker knows it is heard, and whether to follow us.
@@ -620,7 +627,7 @@ export class Dispatcher {
     w.assigned.clear();
     for (const k of w.adoptedKeys) this.adopted.delete(k);
     w.adoptedKeys.clear();
-    if (this.adopting?.waiting.delete(w.id) && this.adopting.waiting.size === 0) this.finishAdoption(out, false);
+    if (this.adopting?.waiting.delete(w.id) && this.adopting.waiting.size === 0 && this.adopting.reported > 0) this.finishAdoption(out, false);
   }
 
   /**
@@ -746,6 +753,7 @@ export class Dispatcher {
    * costs O(dispatched x workers).
    */
   private dispatchPass(out: DispatchOutput[], nowMs: number): void {
+    if (this.adopting && nowMs >= this.adopting.untilMs) this.finishAdoption(out, true);
     if (this.queue.size === 0 || !this.canDispatch(nowMs)) return; // fencing: no lease, no dispatch
     for (const t of this.queue.values()) {
       const w = this.registry.pickWorker(t);

@@ -465,7 +465,7 @@ describe('balancer dispatch state machine', () => {
     });
 
     it('NOT_LEADER to a result after a leader change: unacked results are re-sent on the new link once it answers', () => {
-      const d = makeDispatcher({ masters: [M1, M2], resultResendMs: 2000 });
+      const d = makeDispatcher({ masters: [M1, M2], resultResendMs: 2000, adoptWaitMs: 0 });
       d.start(0);
       d.onMaster(heartbeat(newUuid()), 0);
       d.onMaster(grantMsg(1, 1, LONG_LEASE_MS), 0);

@@ -142,10 +142,11 @@ export const LONG_LEASE_MS = 2 ** 31;
 
 /**
  * A started dispatcher whose master has answered (so it is 'connected') and granted it the
- * lease (epoch 1, for longer than any test runs), with no worker yet (so no adoption wait).
+ * lease (epoch 1, for longer than any test runs), with adoptWaitMs 0 (no failover adoption wait).
  */
 export function connected(o: Partial<DispatchOptions> = {}, nowMs = 0): Dispatcher {
-  const d = makeDispatcher(o);
+  // no adoption wait: these scenarios are about dispatch, not failover (test/balancer/pair.test.ts)
+  const d = makeDispatcher({ adoptWaitMs: 0, ...o });
   d.start(nowMs);
   d.onMaster(heartbeat(newUuid()), nowMs);
   d.onMaster(grantMsg(1, 1, LONG_LEASE_MS), nowMs);

@@ -85,7 +85,7 @@ describe('dispatcher: fencing and failover adoption', () => {
   });
 
   it('stops dispatching when the lease runs out without renewal (fencing), and resumes after a renewal', () => {
-    const d = makeDispatcher({ role: 'primary' });
+    const d = makeDispatcher({ role: 'primary', adoptWaitMs: 0 });
     d.start(0); // hello seq 1 at 0
     d.onMaster(heartbeat(newUuid()), 0);
     d.onMaster(grantMsg(1, 1, 400), 10); // valid until 0 + 400 - 100
@@ -132,6 +132,28 @@ describe('dispatcher: fencing and failover adoption', () => {
     assert.equal(d.counters.tasksAdopted, 2);
   });
 
+  it('a balancer activated with no worker yet waits for workers to join and report (a restarted holder), at most adoptWaitMs', () => {
+    const d = started();
+    const act = d.onMaster(grantMsg(1, 1, 100_000), 0);
+    assert.deepEqual(events(act, 'lease:activated').map((e) => e.waitingFor), [0]);
+    assert.equal(events(act, 'lease:adopted').length, 0, 'not finished with nobody registered');
+    const job = newUuid();
+    d.onMaster(taskMsg(job, 0), 10);
+    d.onMaster(taskMsg(job, 1), 10);
+    d.onWorker(A, readyMsg(A, 2, 0), 100); // joins: greeted with the lease state, awaited
+    const entries = Buffer.alloc(HELD_ENTRY_BYTES);
+    entries.writeUInt32LE(0, 0);
+    entries.writeUInt32LE(0, 4);
+    entries.writeUInt32LE(HeldState.running, 8);
+    const done = d.onWorker(A, wire<'worker_holding'>({ type: 'worker_holding', node_uuid: A, epoch: 1, entries_length: entries.length, job_uuids: [job], entries }), 120);
+    assert.deepEqual(events(done, 'lease:adopted').map((e) => [e.adopted, e.timedOut]), [[1, false]]);
+    assert.deepEqual(dispatchedTo(done).map((x) => x.m.task_index), [1], 'task 0 runs on A since before the restart: not dispatched again');
+    const lonely = started();
+    lonely.onMaster(grantMsg(1, 1, 100_000), 0);
+    lonely.onMaster(taskMsg(job, 0), 10);
+    assert.deepEqual(events(lonely.tick(500), 'lease:adopted').map((e) => e.timedOut), [true], 'nobody joined within adoptWaitMs');
+  });
+
   it('adoption ends after adoptWaitMs when a worker never answers', () => {
     const d = started();
     d.onWorker(A, readyMsg(A, 1, 0), 0);
@@ -145,7 +167,7 @@ describe('dispatcher: fencing and failover adoption', () => {
   });
 
   it('a refusal after holding the lease drops every task and result (the new holder gets them from the master and the workers)', () => {
-    const d = makeDispatcher({ role: 'primary' });
+    const d = makeDispatcher({ role: 'primary', adoptWaitMs: 0 });
     d.start(0);
     d.onMaster(grantMsg(1, 1, 100_000), 0);
     d.onWorker(A, readyMsg(A, 1, 0), 0);
