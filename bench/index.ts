@@ -5,6 +5,7 @@
  * below. measure() is the shared timer: ops/s of a function, median of several rounds.
  */
 import { codecSection } from './codec';
+import { failoverBench } from './failover';
 import { gridBench } from './grid';
 import { raftBench } from './raft';
 
@@ -53,6 +54,7 @@ export function section(name: string, run: () => Promise<void>): void {
 section('codec', codecSection);
 section('grid', gridBench);
 section('raft', raftBench);
+section('failover', failoverBench);
 
 async function main(argv: string[]): Promise<void> {
   let only: string | undefined;

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 /* ---- limits ---- */
-#define GRID_PROTOCOL_VERSION 1
+#define GRID_PROTOCOL_VERSION 2
 #define GRID_MAX_MESSAGE_BYTES 67108864u /* all frames together */
 #define GRID_MAX_FRAMES 100001u /* frame 0 included */
 #define GRID_MAX_NAME_BYTES 4096u /* a name / path / argument frame */
@@ -56,6 +56,9 @@ enum grid_message_type {
   GRID_MSG_TASK_STATUS_RESPONSE = 47,
   GRID_MSG_JOB_CANCEL_REQUEST = 48,
   GRID_MSG_BALANCER_HELLO = 60,
+  GRID_MSG_LEASE_GRANT = 68,
+  GRID_MSG_BALANCER_STATE = 69,
+  GRID_MSG_WORKER_HOLDING = 70,
   GRID_MSG_WORKER_READY = 61,
   GRID_MSG_WORKER_DISCONNECT = 62,
   GRID_MSG_TASK_DISPATCH = 63,
@@ -112,6 +115,15 @@ enum grid_bool {
   GRID_BOOL_FALSE = 0,
   GRID_BOOL_TRUE = 1,
 };
+enum grid_balancer_role {
+  GRID_BALANCER_ROLE_PRIMARY = 0,
+  GRID_BALANCER_ROLE_AUXILIARY = 1,
+};
+enum grid_held_state {
+  GRID_HELD_STATE_QUEUED = 0,
+  GRID_HELD_STATE_RUNNING = 1,
+  GRID_HELD_STATE_FINISHED = 2,
+};
 
 /* ---- error_reply.error_code ---- */
 #define GRID_ERR_BAD_REQUEST 1
@@ -126,6 +138,8 @@ enum grid_bool {
 #define GRID_ERR_QUOTA_EXCEEDED 10
 #define GRID_ERR_UNEXPECTED 11
 #define GRID_ERR_INTERNAL 12
+#define GRID_ERR_LEASE_HELD 13
+#define GRID_ERR_STALE_EPOCH 14
 
 /* ---- structs ---- */
 
@@ -596,15 +610,74 @@ GRID_STATIC_ASSERT(offsetof(struct job_cancel_request, job_uuid_upper) == 48, "j
 GRID_STATIC_ASSERT(offsetof(struct job_cancel_request, job_uuid_lower) == 56, "job_cancel_request.job_uuid_lower at 56");
 
 /*
- * balancer_hello (type 60, dispatch): A balancer registers with the master to receive tasks;
- * sent again after a reconnect.
+ * balancer_hello (type 60, dispatch): A balancer asks the master leader for the dispatch lease
+ * (or renews it) and for tasks (credit). Sent every leaseRenewMs. Answered by lease_grant, or
+ * error_reply LEASE_HELD / NOT_LEADER.
  */
 struct balancer_hello {
   struct generic_message header;
   uint16_t protocol_version;
+  uint8_t role; /* BalancerRole, as configured; enum grid_balancer_role */
+  uint64_t epoch; /* the epoch this balancer holds, 0 = none */
+  uint64_t request_seq; /* echoed by lease_grant: the balancer measures the lease from when it sent this */
+  uint64_t fed; /* task_dispatch messages received in this epoch */
+  uint64_t credit_limit; /* the master may send tasks up to this count in this epoch (fed + room) */
 };
-GRID_STATIC_ASSERT(sizeof(struct balancer_hello) == 40, "sizeof(struct balancer_hello) must be 40");
+GRID_STATIC_ASSERT(sizeof(struct balancer_hello) == 72, "sizeof(struct balancer_hello) must be 72");
 GRID_STATIC_ASSERT(offsetof(struct balancer_hello, protocol_version) == 32, "balancer_hello.protocol_version at 32");
+GRID_STATIC_ASSERT(offsetof(struct balancer_hello, role) == 34, "balancer_hello.role at 34");
+GRID_STATIC_ASSERT(offsetof(struct balancer_hello, epoch) == 40, "balancer_hello.epoch at 40");
+GRID_STATIC_ASSERT(offsetof(struct balancer_hello, request_seq) == 48, "balancer_hello.request_seq at 48");
+GRID_STATIC_ASSERT(offsetof(struct balancer_hello, fed) == 56, "balancer_hello.fed at 56");
+GRID_STATIC_ASSERT(offsetof(struct balancer_hello, credit_limit) == 64, "balancer_hello.credit_limit at 64");
+
+/*
+ * lease_grant (type 68, dispatch): The master leader grants (or renews) the dispatch lease:
+ * valid for lease_ms from when the balancer sent request_seq.
+ */
+struct lease_grant {
+  struct generic_message header;
+  uint64_t epoch; /* recorded through Raft; never reused */
+  uint64_t request_seq;
+  uint32_t lease_ms;
+};
+GRID_STATIC_ASSERT(sizeof(struct lease_grant) == 56, "sizeof(struct lease_grant) must be 56");
+GRID_STATIC_ASSERT(offsetof(struct lease_grant, epoch) == 32, "lease_grant.epoch at 32");
+GRID_STATIC_ASSERT(offsetof(struct lease_grant, request_seq) == 40, "lease_grant.request_seq at 40");
+GRID_STATIC_ASSERT(offsetof(struct lease_grant, lease_ms) == 48, "lease_grant.lease_ms at 48");
+
+/*
+ * balancer_state (type 69, dispatch): A balancer's heartbeat to workers: whether it holds the
+ * dispatch lease, and its epoch (workers follow the highest active epoch).
+ */
+struct balancer_state {
+  struct generic_message header;
+  uint64_t epoch; /* 0 = never held */
+  uint8_t active; /* 1 = holds the lease and dispatches; enum grid_bool */
+};
+GRID_STATIC_ASSERT(sizeof(struct balancer_state) == 48, "sizeof(struct balancer_state) must be 48");
+GRID_STATIC_ASSERT(offsetof(struct balancer_state, epoch) == 32, "balancer_state.epoch at 32");
+GRID_STATIC_ASSERT(offsetof(struct balancer_state, active) == 40, "balancer_state.active at 40");
+
+/*
+ * worker_holding (type 70, dispatch): A worker tells a newly active balancer every attempt it
+ * holds (queued, running, or finished with the result not yet acknowledged), so running work
+ * is adopted, not re-run.
+ * Trailing frames, in order:
+ *   - job_uuids: one frame of num_tasks packed UUIDs (upper, lower uint64_t each)
+ *   - entries: one frame of entries_length raw bytes (num_tasks packed entries: u32 task_index,
+ *   u32 attempt, u32 state (HeldState), little-endian)
+ */
+struct worker_holding {
+  struct generic_message header;
+  uint64_t epoch; /* the epoch it answers */
+  uint32_t num_tasks;
+  uint32_t entries_length; /* 12 * num_tasks */
+};
+GRID_STATIC_ASSERT(sizeof(struct worker_holding) == 48, "sizeof(struct worker_holding) must be 48");
+GRID_STATIC_ASSERT(offsetof(struct worker_holding, epoch) == 32, "worker_holding.epoch at 32");
+GRID_STATIC_ASSERT(offsetof(struct worker_holding, num_tasks) == 40, "worker_holding.num_tasks at 40");
+GRID_STATIC_ASSERT(offsetof(struct worker_holding, entries_length) == 44, "worker_holding.entries_length at 44");
 
 /*
  * worker_ready (type 61, dispatch): A worker joins a balancer with its slots, prefetch depth,
@@ -659,8 +732,9 @@ struct task_dispatch {
   uint32_t num_inputs;
   uint32_t num_args;
   uint64_t output_limit_bytes;
+  uint64_t epoch; /* the lease epoch it is sent under; a stale one is refused */
 };
-GRID_STATIC_ASSERT(sizeof(struct task_dispatch) == 104, "sizeof(struct task_dispatch) must be 104");
+GRID_STATIC_ASSERT(sizeof(struct task_dispatch) == 112, "sizeof(struct task_dispatch) must be 112");
 GRID_STATIC_ASSERT(offsetof(struct task_dispatch, job_uuid_upper) == 32, "task_dispatch.job_uuid_upper at 32");
 GRID_STATIC_ASSERT(offsetof(struct task_dispatch, job_uuid_lower) == 40, "task_dispatch.job_uuid_lower at 40");
 GRID_STATIC_ASSERT(offsetof(struct task_dispatch, program_file_uuid_upper) == 48, "task_dispatch.program_file_uuid_upper at 48");
@@ -674,6 +748,7 @@ GRID_STATIC_ASSERT(offsetof(struct task_dispatch, memory_limit_mb) == 84, "task_
 GRID_STATIC_ASSERT(offsetof(struct task_dispatch, num_inputs) == 88, "task_dispatch.num_inputs at 88");
 GRID_STATIC_ASSERT(offsetof(struct task_dispatch, num_args) == 92, "task_dispatch.num_args at 92");
 GRID_STATIC_ASSERT(offsetof(struct task_dispatch, output_limit_bytes) == 96, "task_dispatch.output_limit_bytes at 96");
+GRID_STATIC_ASSERT(offsetof(struct task_dispatch, epoch) == 104, "task_dispatch.epoch at 104");
 
 /*
  * task_started (type 64, dispatch): A worker started an attempt of a task (worker to balancer,
@@ -687,14 +762,16 @@ struct task_started {
   uint64_t worker_uuid_lower;
   uint32_t task_index;
   uint32_t attempt;
+  uint64_t epoch; /* the epoch of the sender */
 };
-GRID_STATIC_ASSERT(sizeof(struct task_started) == 72, "sizeof(struct task_started) must be 72");
+GRID_STATIC_ASSERT(sizeof(struct task_started) == 80, "sizeof(struct task_started) must be 80");
 GRID_STATIC_ASSERT(offsetof(struct task_started, job_uuid_upper) == 32, "task_started.job_uuid_upper at 32");
 GRID_STATIC_ASSERT(offsetof(struct task_started, job_uuid_lower) == 40, "task_started.job_uuid_lower at 40");
 GRID_STATIC_ASSERT(offsetof(struct task_started, worker_uuid_upper) == 48, "task_started.worker_uuid_upper at 48");
 GRID_STATIC_ASSERT(offsetof(struct task_started, worker_uuid_lower) == 56, "task_started.worker_uuid_lower at 56");
 GRID_STATIC_ASSERT(offsetof(struct task_started, task_index) == 64, "task_started.task_index at 64");
 GRID_STATIC_ASSERT(offsetof(struct task_started, attempt) == 68, "task_started.attempt at 68");
+GRID_STATIC_ASSERT(offsetof(struct task_started, epoch) == 72, "task_started.epoch at 72");
 
 /*
  * task_result (type 65, dispatch): How an attempt ended (worker to balancer; balancer to
@@ -720,8 +797,9 @@ struct task_result {
   uint32_t num_outputs;
   uint8_t outcome; /* TaskOutcome; enum grid_task_outcome */
   uint8_t final; /* 1 when this settles the task; enum grid_bool */
+  uint64_t epoch; /* worker: the epoch of the dispatch it ran; balancer: its own epoch (the master refuses a stale one) */
 };
-GRID_STATIC_ASSERT(sizeof(struct task_result) == 104, "sizeof(struct task_result) must be 104");
+GRID_STATIC_ASSERT(sizeof(struct task_result) == 112, "sizeof(struct task_result) must be 112");
 GRID_STATIC_ASSERT(offsetof(struct task_result, job_uuid_upper) == 32, "task_result.job_uuid_upper at 32");
 GRID_STATIC_ASSERT(offsetof(struct task_result, job_uuid_lower) == 40, "task_result.job_uuid_lower at 40");
 GRID_STATIC_ASSERT(offsetof(struct task_result, worker_uuid_upper) == 48, "task_result.worker_uuid_upper at 48");
@@ -735,6 +813,7 @@ GRID_STATIC_ASSERT(offsetof(struct task_result, duration_ms) == 92, "task_result
 GRID_STATIC_ASSERT(offsetof(struct task_result, num_outputs) == 96, "task_result.num_outputs at 96");
 GRID_STATIC_ASSERT(offsetof(struct task_result, outcome) == 100, "task_result.outcome at 100");
 GRID_STATIC_ASSERT(offsetof(struct task_result, final) == 101, "task_result.final at 101");
+GRID_STATIC_ASSERT(offsetof(struct task_result, epoch) == 104, "task_result.epoch at 104");
 
 /*
  * result_ack (type 66, dispatch): The receiver recorded a task_result; the sender may forget

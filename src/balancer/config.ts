@@ -43,6 +43,27 @@ export interface DispatchLimits {
    * masters that keep pointing elsewhere (an election) are not asked in a tight loop
    */
   masterRedirectMinMs: number;
+  /**
+   * balancer_hello (lease request or renewal, with credit) to the master leader this often,
+   * ms (default 100); well below the master's leaseMs - leaseSafetyMarginMs
+   */
+  leaseRenewMs: number;
+  /**
+   * stop dispatching this long before the lease the master granted ends, measured from when
+   * the request was sent, ms (default 100). Covers clock rate drift between balancer and
+   * master up to leaseSafetyMarginMs / leaseMs (docs/balancer.md, "Clock assumption")
+   */
+  leaseSafetyMarginMs: number;
+  /**
+   * after becoming active, wait at most this long for every registered worker to report the
+   * attempts it holds before dispatching, ms (default 2000); workers answer in one round trip
+   */
+  adoptWaitMs: number;
+  /**
+   * a result for an adopted attempt whose task the master has not fed yet is held this long,
+   * then acknowledged and dropped (the task is settled or cancelled), ms (default 10000)
+   */
+  adoptSpecWaitMs: number;
 }
 
 export interface BalancerConfig extends DispatchLimits {
@@ -57,8 +78,10 @@ export interface BalancerConfig extends DispatchLimits {
   bind: string;
   /** admin HTTP port on 127.0.0.1; 0 = ephemeral */
   adminPort: number;
-  /** how often the shell calls dispatch.tick(), ms (default 100); must be below heartbeatIntervalMs */
+  /** how often the shell calls dispatch.tick(), ms (default 20); must be below heartbeatIntervalMs and leaseRenewMs */
   tickMs: number;
+  /** 'primary' or 'auxiliary' (docs/balancer.md, "The pair"): a free lease goes to a live primary first */
+  role: 'primary' | 'auxiliary';
 }
 
 export const BALANCER_DEFAULTS: BalancerConfig = {
@@ -66,7 +89,8 @@ export const BALANCER_DEFAULTS: BalancerConfig = {
   master: 'tcp://127.0.0.1:7700',
   bind: 'tcp://127.0.0.1:7701',
   adminPort: 7711,
-  tickMs: 100,
+  tickMs: 20,
+  role: 'primary',
   heartbeatIntervalMs: 1000,
   livenessMissed: 3,
   retryBackoffBaseMs: 500,
@@ -80,6 +104,10 @@ export const BALANCER_DEFAULTS: BalancerConfig = {
   queuedDeadlineMs: 600_000,
   defaultTaskTimeoutMs: 3_600_000,
   masterRedirectMinMs: 200,
+  leaseRenewMs: 100,
+  leaseSafetyMarginMs: 100,
+  adoptWaitMs: 2000,
+  adoptSpecWaitMs: 10_000,
 };
 
 /** Validates the dispatch settings (also used by tests that build the state machine directly). */
@@ -97,6 +125,10 @@ export function validateDispatchLimits(c: Record<string, unknown>): DispatchLimi
   intSetting(c, 'queuedDeadlineMs', 0, 86_400_000);
   intSetting(c, 'defaultTaskTimeoutMs', 1, 2 ** 31 - 1);
   intSetting(c, 'masterRedirectMinMs', 0, 60_000);
+  intSetting(c, 'leaseRenewMs', 5, 60_000);
+  intSetting(c, 'leaseSafetyMarginMs', 0, 60_000);
+  intSetting(c, 'adoptWaitMs', 0, 600_000);
+  intSetting(c, 'adoptSpecWaitMs', 0, 3_600_000);
   if ((c.retryBackoffMaxMs as number) < (c.retryBackoffBaseMs as number)) {
     throw configError(`setting retryBackoffMaxMs (${c.retryBackoffMaxMs}) must be at least retryBackoffBaseMs (${c.retryBackoffBaseMs})`);
   }
@@ -129,6 +161,10 @@ export function loadBalancerConfig(flags: Partial<Record<keyof BalancerConfig, u
   intSetting(c, 'adminPort', 0, 65535);
   intSetting(c, 'tickMs', 1, 10_000);
   validateDispatchLimits(c);
+  if (c.role !== 'primary' && c.role !== 'auxiliary') throw configError(`setting role must be "primary" or "auxiliary" (got ${JSON.stringify(c.role)})`, 'run one balancer with --role primary and one with --role auxiliary');
+  if ((c.tickMs as number) > (c.leaseRenewMs as number)) {
+    throw configError(`setting tickMs (${c.tickMs}) must not exceed leaseRenewMs (${c.leaseRenewMs})`, 'the ticker sends the lease renewals');
+  }
   if ((c.tickMs as number) >= (c.heartbeatIntervalMs as number)) {
     throw configError(`setting tickMs (${c.tickMs}) must be below heartbeatIntervalMs (${c.heartbeatIntervalMs})`, 'the ticker drives heartbeats, so it must run more often than they are due');
   }
@@ -149,8 +185,11 @@ export function sampleConfig(): string {
   "bind": "tcp://127.0.0.1:7701",
   // admin HTTP port: GET /healthz, GET /status (0 = pick a free port)
   "adminPort": 7711,
-  // how often the dispatch state machine is ticked, in milliseconds (below heartbeatIntervalMs)
-  "tickMs": 100,
+  // "primary" or "auxiliary": run two balancers, one of each; the masters give the dispatch
+  // lease to one of them (a live primary first) and to the other when it dies
+  "role": "primary",
+  // how often the dispatch state machine is ticked, in milliseconds (at most leaseRenewMs)
+  "tickMs": 20,
   // heartbeat to workers and the master, in milliseconds
   "heartbeatIntervalMs": 1000,
   // silent heartbeat intervals before a worker (or the master) is considered gone
@@ -176,7 +215,15 @@ export function sampleConfig(): string {
   // task timeout assumed for deadlines when a task has none (timeout_ms 0), in milliseconds
   "defaultTaskTimeoutMs": 3600000,
   // least milliseconds between two hellos after NOT_LEADER redirects (elections)
-  "masterRedirectMinMs": 200
+  "masterRedirectMinMs": 200,
+  // ask the master leader for the dispatch lease (or renew it) this often, in milliseconds
+  "leaseRenewMs": 100,
+  // stop dispatching this many milliseconds before the granted lease ends (clock drift margin)
+  "leaseSafetyMarginMs": 100,
+  // after taking over, wait at most this long for workers to report what they run
+  "adoptWaitMs": 2000,
+  // hold a result of an adopted attempt this long waiting for its task from the master
+  "adoptSpecWaitMs": 10000
 }
 `;
 }

@@ -12,12 +12,13 @@ export function registerCommands(program: Command): void {
     .option('--bind <endpoint>', 'ZeroMQ endpoint workers connect to; port 0 = any free port (default tcp://127.0.0.1:7701)')
     .option('--admin-port <port>', 'admin HTTP port for /healthz and /status; 0 = any free port (default 7711)')
     .option('--data-dir <dir>', 'folder for the node id and logs (default ./.grid/balancer)')
+    .option('--role <role>', 'primary or auxiliary: run one of each for a fault-tolerant pair (default primary)')
     .option('--config <file>', 'JSON config file (see grid init --role balancer); flags override it')
-    .action(async (o: { master?: string; bind?: string; adminPort?: string; dataDir?: string; config?: string }) => {
-      const cfg = loadBalancerConfig({ master: o.master, bind: o.bind, adminPort: o.adminPort, dataDir: o.dataDir }, o.config);
+    .action(async (o: { master?: string; bind?: string; adminPort?: string; dataDir?: string; config?: string; role?: string }) => {
+      const cfg = loadBalancerConfig({ master: o.master, bind: o.bind, adminPort: o.adminPort, dataDir: o.dataDir, role: o.role }, o.config);
       const node = new BalancerNode(cfg);
       const { endpoint, adminPort } = await node.start();
       onShutdown(() => node.stop());
-      announceReady({ role: 'balancer', nodeId: node.nodeId, endpoints: { workers: endpoint }, adminPort, master: cfg.master, dataDir: cfg.dataDir });
+      announceReady({ role: 'balancer', nodeId: node.nodeId, endpoints: { workers: endpoint }, adminPort, master: cfg.master, dataDir: cfg.dataDir, balancerRole: cfg.role });
     });
 }

@@ -1,12 +1,13 @@
 /**
  * The balancer node: the I/O shell around the pure Dispatcher. A ROUTER (RpcServer) serves
  * workers, a DEALER (RpcClient, used only for one-way sends) talks to the master, one
- * ticker calls dispatcher.tick(Date.now()), and every output batch is executed in order.
+ * ticker calls dispatcher.tick(mono()), and every output batch is executed in order.
  * When the dispatcher moves the master link (`masterLink`: NOT_LEADER redirect, silence),
  * the old DEALER is closed and a new one opened; anything the old one still delivers is
  * dropped, so the dispatcher only ever hears its current master.
  */
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { Logger } from 'pino';
 import { Message, MessageInput, PROTOCOL_VERSION, isUuid, newUuid } from '../messages';
 import { AdminServer, GridError, RpcClient, RpcServer, SOFTWARE_VERSION, createLogger, persistentNodeId } from '../common';
@@ -14,9 +15,18 @@ import { BalancerConfig, masterEndpoints } from './config';
 import { DispatchEvent, DispatchOutput, DispatchStatus, Dispatcher } from './dispatch';
 import { balancerMetrics } from './metrics';
 
+/** Monotonic milliseconds: the lease must not follow wall-clock steps (docs/balancer.md, "Clock assumption"). */
+const mono = (): number => Math.floor(performance.now());
+
 /** Log level of each event: what an operator must see at info, problems at warn. */
 const EVENT_LEVEL: Record<DispatchEvent['type'], 'debug' | 'info' | 'warn'> = {
   'master:hello': 'info',
+  'lease:activated': 'warn',
+  'lease:adopted': 'info',
+  'lease:expired': 'warn',
+  'lease:refused': 'warn',
+  'task:adopted': 'info',
+  'task:stale': 'debug',
   'master:heard': 'info',
   'master:lost': 'warn',
   'master:redirect': 'warn',
@@ -68,7 +78,7 @@ export class BalancerNode {
     log?: Logger,
   ) {
     this.nodeId = persistentNodeId(cfg.dataDir, newUuid);
-    this.log = log ?? createLogger({ role: 'balancer', nodeId: this.nodeId, file: path.join(cfg.dataDir, 'logs', `balancer-${this.nodeId}.log`) });
+    this.log = (log ?? createLogger({ role: 'balancer', nodeId: this.nodeId, file: path.join(cfg.dataDir, 'logs', `balancer-${this.nodeId}.log`) })).child({ pairRole: cfg.role });
     this.dispatcher = new Dispatcher({
       nodeUuid: this.nodeId,
       protocolVersion: PROTOCOL_VERSION,
@@ -86,6 +96,11 @@ export class BalancerNode {
       queuedDeadlineMs: cfg.queuedDeadlineMs,
       defaultTaskTimeoutMs: cfg.defaultTaskTimeoutMs,
       masterRedirectMinMs: cfg.masterRedirectMinMs,
+      leaseRenewMs: cfg.leaseRenewMs,
+      leaseSafetyMarginMs: cfg.leaseSafetyMarginMs,
+      adoptWaitMs: cfg.adoptWaitMs,
+      adoptSpecWaitMs: cfg.adoptSpecWaitMs,
+      role: cfg.role,
       masters: masterEndpoints(cfg.master),
     });
     this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, handler: (m, peer) => this.fromWorker(m, peer) });
@@ -104,8 +119,8 @@ export class BalancerNode {
     const endpoint = await this.server.start();
     const adminPort = await this.admin.start();
     this.openMasterLink(this.dispatcher.currentMaster);
-    this.execute(this.dispatcher.start(Date.now()));
-    this.ticker = setInterval(() => this.execute(this.dispatcher.tick(Date.now())), this.cfg.tickMs);
+    this.execute(this.dispatcher.start(mono()));
+    this.ticker = setInterval(() => this.execute(this.dispatcher.tick(mono())), this.cfg.tickMs);
     this.log.info({ endpoint, adminPort, master: this.cfg.master }, 'balancer serving');
     return { endpoint, adminPort };
   }
@@ -125,7 +140,7 @@ export class BalancerNode {
   }
 
   status(): BalancerStatus {
-    const s = this.dispatcher.status(Date.now());
+    const s = this.dispatcher.status(mono());
     return { role: 'balancer', nodeId: this.nodeId, endpoint: this.server.endpoint, ...s, server: this.server.stats };
   }
 
@@ -146,7 +161,7 @@ export class BalancerNode {
 
   private fromMaster(m: Message): void {
     if (this.stopped) return;
-    this.execute(this.dispatcher.onMaster(m, Date.now()));
+    this.execute(this.dispatcher.onMaster(m, mono()));
   }
 
   /** Every worker message goes through the dispatcher; replies are in its output batch. */
@@ -155,7 +170,7 @@ export class BalancerNode {
     if (!isUuid(m.node_uuid)) throw new GridError('BAD_REQUEST', `node_uuid ${m.node_uuid} is not a UUID`, 'a worker names itself by a UUID in every message');
     // The worker's routing id changes when its DEALER reconnects; the newest one wins.
     this.peers.set(m.node_uuid, peer);
-    this.execute(this.dispatcher.onWorker(m.node_uuid, m, Date.now(), peer.toString('hex')));
+    this.execute(this.dispatcher.onWorker(m.node_uuid, m, mono(), peer.toString('hex')));
     this.forgetPeerIfGone(m.node_uuid);
   }
 
@@ -206,7 +221,7 @@ export class BalancerNode {
     const { type, ...fields } = e;
     const renamed = 'jobUuid' in fields ? { ...fields, jobId: fields.jobUuid } : fields;
     // an unanswered hello repeats every interval while the master is down: keep it out of info
-    const level = e.type === 'master:hello' && e.reason === 'unanswered' ? 'debug' : EVENT_LEVEL[type];
+    const level = e.type === 'master:hello' && (e.reason === 'unanswered' || e.reason === 'renew') ? 'debug' : EVENT_LEVEL[type];
     this.log[level]({ event: type, ...renamed }, type);
     for (const l of this.eventListeners) l(e);
   }

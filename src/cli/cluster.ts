@@ -54,6 +54,11 @@ export interface MasterView extends Base {
   applied: number | null;
   /** the leader's endpoint as this master knows it, or null */
   leader: string | null;
+  /**
+   * workers as this master knows them (worker_status forwarded by the active balancer; the
+   * leader knows them, followers do not), or null when unknown
+   */
+  workers: { workerUuid: string; state: string; jobUuid: string; lastSeenMsAgo: number }[] | null;
 }
 
 export interface BalancerView extends Base {
@@ -64,6 +69,12 @@ export interface BalancerView extends Base {
   masterState: string | null;
   workers: number | null;
   tasksRunning: number | null;
+  /** as configured: primary or auxiliary (docs/balancer.md, "The pair") */
+  role: string | null;
+  /** holds the dispatch lease now */
+  active: boolean | null;
+  /** the lease epoch it holds or last held (0 = never) */
+  epoch: number | null;
 }
 
 export interface StorageView extends Base {
@@ -142,6 +153,7 @@ export function buildView(source: string, targets: readonly ClusterTarget[], ans
           term: raft ? num(raft.term) : null,
           commit: raft ? num(raft.commit) : null,
           applied: raft ? num(raft.applied) : null,
+          workers: Array.isArray(body.workers) ? (body.workers as MasterView['workers']) : null,
           leader: raft ? str(raft.leaderEndpoint) : null,
         });
         break;
@@ -155,6 +167,9 @@ export function buildView(source: string, targets: readonly ClusterTarget[], ans
           masterState: m ? str(m.state) : null,
           workers: count(body.workers),
           tasksRunning: num(body.tasksRunning),
+          role: str(body.pairRole),
+          active: typeof body.active === 'boolean' ? body.active : null,
+          epoch: num(body.epoch),
         });
         break;
       }
@@ -213,10 +228,19 @@ export function formatView(v: ClusterView): string[] {
     out.push('balancers');
     out.push(
       ...table(
-        ['NAME', 'ENDPOINT', 'PID', 'MASTER', 'WORKERS', 'RUNNING'],
-        v.balancers.map((b) => (b.reachable ? [b.name, cell(b.endpoint), cell(b.pid), `${cell(b.masterState)} ${cell(b.master)}`, cell(b.workers), cell(b.tasksRunning)] : [b.name, cell(b.endpoint), cell(b.pid), down(b)])),
+        ['NAME', 'ENDPOINT', 'PID', 'ROLE', 'LEASE', 'EPOCH', 'MASTER', 'WORKERS', 'RUNNING'],
+        v.balancers.map((b) =>
+          b.reachable
+            ? [b.name, cell(b.endpoint), cell(b.pid), cell(b.role), b.active ? 'ACTIVE' : 'standby', cell(b.epoch), `${cell(b.masterState)} ${cell(b.master)}`, cell(b.workers), cell(b.tasksRunning)]
+            : [b.name, cell(b.endpoint), cell(b.pid), cell(b.role), down(b)],
+        ),
       ).map((l) => '  ' + l),
     );
+    if (v.balancers.every((b) => !b.reachable)) {
+      out.push(`  !!! ${v.balancers.length === 1 ? 'the balancer is' : `all ${v.balancers.length} balancers are`} down: NO TASK IS DISPATCHED. Jobs wait (nothing is lost) and continue when a balancer returns.`);
+    } else if (!v.balancers.some((b) => b.reachable && b.active)) {
+      out.push('  no balancer holds the dispatch lease right now (a failover takes about the master\'s leaseMs); tasks wait');
+    }
   }
   if (v.storage.length) {
     out.push('storage');
@@ -232,6 +256,11 @@ export function formatView(v: ClusterView): string[] {
         v.workers.map((w) => (w.reachable ? [w.name, cell(w.pid), cell(w.slots), cell(w.running), cell(w.queued)] : [w.name, cell(w.pid), down(w)])),
       ).map((l) => '  ' + l),
     );
+  }
+  const lead = v.masters.find((m) => m.reachable && m.role === 'leader');
+  if (lead?.workers) {
+    out.push(`workers seen by the master leader (worker_status through the active balancer): ${lead.workers.length}`);
+    if (lead.workers.length) out.push(...table(['WORKER', 'STATE', 'LAST SEEN'], lead.workers.map((w) => [w.workerUuid, w.state, `${w.lastSeenMsAgo} ms ago`])).map((l) => '  ' + l));
   }
   if (v.unknown.length) {
     out.push('not answering (role unknown)');

@@ -42,7 +42,7 @@ export type DevRole = (typeof DEV_ROLES)[number];
  * at P; with --masters N the others at P+3 .. P+N+1 (admin P+13 ..), after balancer P+1 and
  * storage P+2, so a 1-master layout is unchanged.
  */
-export const PORT_OFFSETS = { master: 0, balancer: 1, storage: 2, master1: 3, adminMaster: 10, adminBalancer: 11, adminStorage: 12, adminMaster1: 13, adminWorker0: 20 } as const;
+export const PORT_OFFSETS = { master: 0, balancer: 1, storage: 2, master1: 3, balancer1: 8, adminMaster: 10, adminBalancer: 11, adminStorage: 12, adminMaster1: 13, adminBalancer1: 18, adminWorker0: 20 } as const;
 
 /** Most masters dev runs (a group of 5 tolerates 2 failures). */
 export const MAX_DEV_MASTERS = 5;
@@ -51,6 +51,8 @@ export interface DevOptions {
   workers: number;
   /** masters in the group: 1, 3 or 5 (default 1) */
   masters?: number;
+  /** balancers: 1, or 2 for a primary/auxiliary pair (default 1; docs/balancer.md) */
+  balancers?: number;
   /** absolute */
   dataDir: string;
   /** 0 = every port ephemeral */
@@ -74,9 +76,10 @@ export function tcp(port: number): string {
 }
 
 /** The name of a node in dev.json and its data dir: master (or master-<i> in a group), worker-<i>, ... */
-export function nodeName(role: DevRole, index: number, masters = 1): string {
+export function nodeName(role: DevRole, index: number, masters = 1, balancers = 1): string {
   if (role === 'worker') return `worker-${index}`;
   if (role === 'master' && masters > 1) return `master-${index}`;
+  if (role === 'balancer' && balancers > 1) return `balancer-${index}`;
   return role;
 }
 
@@ -89,6 +92,7 @@ export function plannedPorts(o: Pick<DevOptions, 'portBase'>, role: DevRole, ind
       if (index > 0) return { bind: tcp(at(PORT_OFFSETS.master1 + index - 1)), adminPort: at(PORT_OFFSETS.adminMaster1 + index - 1) };
       return { bind: tcp(at(PORT_OFFSETS.master)), adminPort: at(PORT_OFFSETS.adminMaster) };
     case 'balancer':
+      if (index > 0) return { bind: tcp(at(PORT_OFFSETS.balancer1)), adminPort: at(PORT_OFFSETS.adminBalancer1) };
       return { bind: tcp(at(PORT_OFFSETS.balancer)), adminPort: at(PORT_OFFSETS.adminBalancer) };
     case 'storage':
       return { bind: tcp(at(PORT_OFFSETS.storage)), adminPort: at(PORT_OFFSETS.adminStorage) };
@@ -121,6 +125,7 @@ export function decideOnExit(
   restartRoles: readonly DevRole[],
   cfg: Pick<DevConfig, 'maxRestarts' | 'restartDelayMs'>,
   masters = 1,
+  balancers = 1,
 ): ExitDecision {
   const why = how.signal ? `killed by ${how.signal}` : `exited with code ${how.code}`;
   const base = `${n.name} (pid ${n.pid}) ${why}; its output is in ${n.outputFile}`;
@@ -134,6 +139,9 @@ export function decideOnExit(
     worker: 'the other workers carry on',
   };
   const tooMany = restartRoles.includes(n.role) ? ` after ${n.restarts} restarts` : '';
+  if (n.role === 'balancer' && balancers > 1) {
+    return { action: 'leave-dead', message: `!! ${base}${tooMany}; it stays down: the other balancer takes the dispatch lease (see \`grid cluster\`); if it dies too, NO TASKS WILL BE DISPATCHED` };
+  }
   if (n.role === 'master' && masters > 1) {
     const majority = Math.floor(masters / 2) + 1;
     return {
@@ -257,7 +265,7 @@ export class DevSupervisor {
   private readonly logDir: string;
   private readonly startedAtMs = Date.now();
   private readonly timers = new Set<NodeJS.Timeout>();
-  private endpointsOf: { masters: string[]; balancer: string; storage: string } = { masters: [], balancer: '', storage: '' };
+  private endpointsOf: { masters: string[]; balancer: string; balancers: string[]; storage: string } = { masters: [], balancer: '', balancers: [], storage: '' };
   /** every master's bind endpoint, fixed before the first starts (a group's --peers) */
   private masterBinds: string[] = [];
 
@@ -286,8 +294,9 @@ export class DevSupervisor {
       ]);
       this.endpointsOf.storage = this.endpointOf(storage!);
       this.endpointsOf.masters = masters.map((m) => this.endpointOf(m));
-      const balancer = await this.launch('balancer', 0, () => this.roleArgs('balancer', 0));
-      this.endpointsOf.balancer = this.endpointOf(balancer);
+      const balancers = await Promise.all(Array.from({ length: this.balancerCount }, (_, i) => this.launch('balancer', i, () => this.roleArgs('balancer', i))));
+      this.endpointsOf.balancers = balancers.map((b) => this.endpointOf(b));
+      this.endpointsOf.balancer = this.endpointsOf.balancers[0]!;
       await Promise.all(Array.from({ length: this.o.workers }, (_, i) => this.launch('worker', i, () => this.roleArgs('worker', i))));
     } catch (e) {
       await this.stop();
@@ -299,6 +308,10 @@ export class DevSupervisor {
 
   get masterCount(): number {
     return this.o.masters ?? 1;
+  }
+
+  get balancerCount(): number {
+    return this.o.balancers ?? 1;
   }
 
   /**
@@ -320,7 +333,7 @@ export class DevSupervisor {
 
   /** Arguments of a role; a restarted node keeps the endpoint and admin port it had. */
   private roleArgs(role: DevRole, i: number): string[] {
-    const name = nodeName(role, i, this.masterCount);
+    const name = nodeName(role, i, this.masterCount, this.balancerCount);
     const prev = this.nodes.find((n) => n.name === name);
     const planned = role === 'master' ? { ...plannedPorts(this.o, role, i), bind: this.masterBinds[i] } : plannedPorts(this.o, role, i);
     const adminPort = prev?.adminPort || planned.adminPort;
@@ -329,9 +342,9 @@ export class DevSupervisor {
     const a = ['--data-dir', dataDir, '--admin-port', String(adminPort)];
     if (role === 'master' && this.masterCount > 1) a.push('--peers', this.masterBinds.join(','));
     if (role === 'master') a.push('--dashboard-nodes-file', this.statePath); // the dashboard shows every node
-    if (role === 'balancer') a.push('--master', this.endpointsOf.masters.join(','));
+    if (role === 'balancer') a.push('--master', this.endpointsOf.masters.join(','), '--role', i === 0 ? 'primary' : 'auxiliary');
     if (role === 'worker') {
-      a.push('--balancer', this.endpointsOf.balancer, '--storage', this.endpointsOf.storage, '--mount', path.join(dataDir, 'mnt'));
+      a.push('--balancer', this.endpointsOf.balancers.join(','), '--storage', this.endpointsOf.storage, '--mount', path.join(dataDir, 'mnt'));
       if (this.o.slots !== undefined) a.push('--slots', String(this.o.slots));
       if (this.o.prefetch !== undefined) a.push('--prefetch', String(this.o.prefetch));
     } else if (bind) {
@@ -341,7 +354,7 @@ export class DevSupervisor {
   }
 
   private async launch(role: DevRole, index: number, args: () => string[]): Promise<Node> {
-    const name = nodeName(role, index, this.masterCount);
+    const name = nodeName(role, index, this.masterCount, this.balancerCount);
     let n = this.nodes.find((x) => x.name === name);
     if (!n) {
       n = {
@@ -445,7 +458,7 @@ export class DevSupervisor {
 
   private onExit(n: Node, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (this.stopping || n.child !== child) return;
-    const d = decideOnExit(n, { code, signal }, this.o.restart, this.cfg, this.masterCount);
+    const d = decideOnExit(n, { code, signal }, this.o.restart, this.cfg, this.masterCount, this.balancerCount);
     const tail = n.tail.get().slice(-Math.min(5, this.cfg.logTailLines));
     this.io.say(`grid dev: ${d.message}${tail.length ? `\n  last output:\n    ${tail.join('\n    ')}` : ''}`);
     if (d.action === 'leave-dead') {
@@ -485,6 +498,7 @@ export class DevSupervisor {
       master: this.endpointsOf.masters[0] ?? '',
       masters: [...this.endpointsOf.masters],
       balancer: this.endpointsOf.balancer,
+      balancers: [...this.endpointsOf.balancers],
       storage: this.endpointsOf.storage,
       nodes: this.nodes.map((n) => ({
         name: n.name,
@@ -562,6 +576,7 @@ interface DevFlags {
   slots?: string;
   prefetch?: string;
   restart?: string;
+  balancers?: string;
 }
 
 export function parseDevOptions(f: DevFlags, cfg: DevConfig): DevOptions {
@@ -576,6 +591,7 @@ export function parseDevOptions(f: DevFlags, cfg: DevConfig): DevOptions {
   if (portBase !== 0 && portBase < 1024) throw new GridError('BAD_REQUEST', `--port-base must be 0 (ephemeral) or at least 1024, got ${portBase}`);
   const workers = intFlag(f.workers, '--workers', 0, cfg.maxWorkers, 2);
   const masters = intFlag(f.masters, '--masters', 1, MAX_DEV_MASTERS, 1);
+  const balancers = intFlag(f.balancers, '--balancers', 1, 2, 1);
   if (!(DEV_MASTER_COUNTS as readonly number[]).includes(masters)) {
     throw new GridError('BAD_REQUEST', `--masters must be ${DEV_MASTER_COUNTS.join(', ')}, got ${masters}`, 'a Raft group needs an odd count: 3 survive one dead master, 5 survive two');
   }
@@ -583,6 +599,7 @@ export function parseDevOptions(f: DevFlags, cfg: DevConfig): DevOptions {
   return {
     workers,
     masters,
+    balancers,
     dataDir: path.resolve(f.dataDir ?? DEFAULT_DATA_DIR),
     portBase,
     slots: f.slots === undefined ? undefined : intFlag(f.slots, '--slots', 1, 1024, 1),
@@ -647,7 +664,7 @@ async function runDev(f: DevFlags): Promise<void> {
       `grid dev: ready (${masters.length === 1 ? '' : `${masters.length} masters, `}${o.workers} worker${o.workers === 1 ? '' : 's'})`,
       ...masterLines,
       `  storage   ${s.storage}`,
-      `  balancer  ${s.balancer}`,
+      ...(o.balancers === 2 ? [`  balancers ${s.balancers?.join(' (primary), ')} (auxiliary)`] : [`  balancer  ${s.balancer}`]),
       `  dashboard http://127.0.0.1:${s.nodes.find((n) => n.role === 'master')?.adminPort}/dashboard  (metrics: GET /metrics on every node's admin port)`,
       `  logs      ${s.logDir}  (each node's stdout/stderr: <name>.out; its JSON log: ${o.dataDir}/<name>/logs/)`,
       `  state     ${sup.statePath}`,
@@ -670,6 +687,7 @@ export function registerDevCommand(program: Command): void {
     .command('dev')
     .description('run a whole grid on this machine: storage, master(s), balancer and N workers')
     .option('--workers <n>', 'number of workers (default 2)')
+    .option('--balancers <n>', 'balancers: 1, or 2 for a primary/auxiliary pair fenced by a lease from the masters (default 1); the second at P+8')
     .option('--masters <n>', 'masters in a replicated group: 1, 3 or 5 (default 1); with --port-base P they are at P, P+3, P+4, ...')
     .option('--data-dir <dir>', `folder for every node's data, logs and dev.json (default ${DEFAULT_DATA_DIR})`)
     .option('--port-base <port>', 'first port (default 7700; 0 = every port ephemeral)')

@@ -45,6 +45,8 @@ export interface DevState {
   /** every master of the group, in --peers order (absent in files of older versions) */
   masters?: string[];
   balancer: string;
+  /** every balancer's worker endpoint (two with grid dev --balancers 2: primary first) */
+  balancers?: string[];
   storage: string;
   nodes: DevNodeState[];
 }

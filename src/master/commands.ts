@@ -17,13 +17,16 @@ export type Command =
   | { k: 'submit'; c: SubmitCommand }
   | { k: 'started'; list: StartedNote[] }
   | { k: 'results'; results: ResultCommand[]; nowMs: number }
-  | { k: 'cancel'; jobUuid: string; nowMs: number };
+  | { k: 'cancel'; jobUuid: string; nowMs: number }
+  /** a new dispatch lease epoch (docs/balancer.md, "The lease") */
+  | { k: 'lease'; epoch: number; holder: string; role: 'primary' | 'auxiliary' };
 
 export type ApplyResult =
   | { k: 'submit'; created: boolean; taskCount: number }
   | { k: 'results'; effects: StoreEffect[] }
   | { k: 'cancel'; found: boolean; cancelled: boolean }
   | { k: 'started' }
+  | { k: 'lease'; changed: boolean }
   | { k: 'refused'; code: GridError['code']; message: string; hint?: string };
 
 /** Applies one committed command at `index`. A refused command still advances the index. */
@@ -53,5 +56,7 @@ function run(store: JobStore, cmd: Command): ApplyResult {
       return { k: 'results', effects: store.recordResults(cmd.results, cmd.nowMs) };
     case 'cancel':
       return { k: 'cancel', ...store.cancel(cmd.jobUuid, cmd.nowMs) };
+    case 'lease':
+      return { k: 'lease', changed: store.setLease(cmd.epoch, cmd.holder, cmd.role) };
   }
 }

@@ -22,6 +22,20 @@ export interface MasterConfig {
   maxArgs: number;
   /** most results recorded in one SQLite transaction (group commit) */
   maxResultBatch: number;
+  /**
+   * the balancer dispatch lease, ms (default 400): a grant or renewal lasts this long at the
+   * leader; the balancer stops leaseSafetyMarginMs earlier, measured from when it asked
+   * (docs/balancer.md, "The lease")
+   */
+  leaseMs: number;
+  /** a newly elected leader treats the last holder's lease as running leaseMs + this, ms (default 500) */
+  leaseNewLeaderWaitMs: number;
+  /** most task_dispatch messages in one feed batch to the balancer (default 256) */
+  feedBatchMax: number;
+  /** an auxiliary balancer gets a free lease only after asking this long, ms (default 1000): at start-up the primary goes first */
+  auxiliaryStartWaitMs: number;
+  /** most workers the master tracks from worker_status forwarded by the active balancer (default 10000) */
+  maxKnownWorkers: number;
   /** largest job_list answer */
   maxJobList: number;
   /** every master's client endpoint, comma separated, this one included; '' = a group of one */
@@ -55,6 +69,11 @@ export const MASTER_DEFAULTS: MasterConfig = {
   maxInputsPerJob: 100_000,
   maxArgs: 1000,
   maxResultBatch: 1000,
+  leaseMs: 400,
+  leaseNewLeaderWaitMs: 500,
+  feedBatchMax: 256,
+  auxiliaryStartWaitMs: 1000,
+  maxKnownWorkers: 10_000,
   maxJobList: 1000,
   peers: '',
   raftTickMs: 50,
@@ -79,6 +98,11 @@ export function loadMasterConfig(flags: Partial<Record<keyof MasterConfig, unkno
   intSetting(c, 'maxInputsPerJob', 1, 10_000_000);
   intSetting(c, 'maxArgs', 0, 100_000);
   intSetting(c, 'maxResultBatch', 1, 100_000);
+  intSetting(c, 'leaseMs', 50, 600_000);
+  intSetting(c, 'leaseNewLeaderWaitMs', 0, 600_000);
+  intSetting(c, 'feedBatchMax', 1, 100_000);
+  intSetting(c, 'auxiliaryStartWaitMs', 0, 600_000);
+  intSetting(c, 'maxKnownWorkers', 1, 1_000_000);
   intSetting(c, 'maxJobList', 1, 100_000);
   if (typeof c.peers !== 'string') throw configError(`setting peers must be a comma list of endpoints, got ${JSON.stringify(c.peers)}`);
   const peers = endpointList(c.peers);
@@ -127,6 +151,17 @@ export function sampleConfig(): string {
   "maxArgs": 1000,
   // most task results written in one SQLite transaction (group commit)
   "maxResultBatch": 1000,
+  // the balancer dispatch lease in milliseconds: one balancer dispatches at a time, and a
+  // dead one is replaced about this long after its last renewal (docs/balancer.md)
+  "leaseMs": 400,
+  // a new master leader waits leaseMs + this before giving the lease to another balancer
+  "leaseNewLeaderWaitMs": 500,
+  // most tasks sent to the balancer in one batch of the credit-based feed
+  "feedBatchMax": 256,
+  // an auxiliary balancer gets a free lease only after asking this long (the primary goes first)
+  "auxiliaryStartWaitMs": 1000,
+  // most workers the master keeps track of (worker_status through the active balancer)
+  "maxKnownWorkers": 10000,
   // largest answer to 'grid jobs'
   "maxJobList": 1000,
   // replicated masters: every master's endpoint, this one included ("" = a group of one).

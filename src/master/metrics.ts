@@ -65,7 +65,7 @@ export class MasterMetrics {
     m.gauge('grid_raft_last_index', 'last index in this master\'s Raft log', [], raft((r) => r.lastIndex));
     m.gauge('grid_raft_apply_lag', 'committed entries not yet applied (commit index - applied index)', [], raft((r) => Math.max(0, r.commit - r.applied)));
     m.counter('grid_raft_events_total', 'Raft replica events: proposals, applied entries, snapshots taken, dropped sends', ['event'], () => countsAsSamples('event', src.raftCounters()));
-    m.gauge('grid_master_balancer_connected', '1 while a balancer is connected to this (leading) master', [], () => (src.balancerConnected() ? 1 : 0));
+    m.gauge('grid_master_balancer_connected', '1 while a balancer holds an unexpired dispatch lease from this (leading) master', [], () => (src.balancerConnected() ? 1 : 0));
     m.gauge('grid_master_queue_depth', 'items waiting for the next Raft proposal, by queue (results, started)', ['queue'], () => {
       const q = src.queues();
       return [

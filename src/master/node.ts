@@ -1,14 +1,21 @@
 /**
- * The master node: the I/O shell around JobStore and its Raft replica. One ROUTER serves
- * clients (job_* requests), balancers (hello, heartbeats, task_started, task_result) and the
- * other masters (raft_*). Every change is proposed to Raft and applied on every master when
- * committed; only the leader answers and pushes tasks, after a ReadIndex barrier for reads.
+ * The master node: the I/O shell around JobStore, its Raft replica and the Feed (the pure
+ * lease arbiter and credit feed, src/master/feed.ts). One ROUTER serves clients (job_*
+ * requests), balancers (hello = lease request + credit, heartbeats, task_started,
+ * task_result) and the other masters (raft_*). Every change is proposed to Raft and applied
+ * on every master when committed; only the leader answers, after a ReadIndex barrier for
+ * reads. Tasks are sent to the lease holder by the feed, outside Raft apply: apply only
+ * tells the feed what changed, and the effects run on the next turn of the event loop.
  * Results are batched: every result that arrives while a proposal is in flight goes into the
  * next one, and each is acknowledged only after its batch was committed and applied.
  */
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { Logger } from 'pino';
 import {
+  WorkerState,
+  BalancerRole,
+  ERROR_CODES,
   JobState,
   Message,
   MessageInput,
@@ -21,6 +28,7 @@ import {
 import { AdminServer, GridError, RpcServer, createLogger, endpointList, persistentNodeId } from '../common';
 import { ApplyResult, Command, StartedNote, applyCommand } from './commands';
 import { MasterConfig } from './config';
+import { BalancerRoleName, Feed, FeedEffect } from './feed';
 import { fromWire, isRaftWireMessage } from './raft';
 import { Replica } from './replica';
 import { JobStore, ResultCommand, TaskSpec } from './store';
@@ -32,9 +40,15 @@ import { OUTCOME_NAMES, tasksByState } from './views';
 interface BalancerPeer {
   peer: Buffer;
   nodeUuid: string;
+  role: BalancerRoleName;
+  /** the epoch it said it holds in its last hello */
+  epoch: number;
   lastSeenMs: number;
   since: number;
 }
+
+/** Monotonic milliseconds: lease timing must not follow wall-clock steps. */
+const mono = (): number => Math.floor(performance.now());
 
 export class MasterNode {
   readonly nodeId: string;
@@ -43,25 +57,34 @@ export class MasterNode {
   private readonly server: RpcServer;
   private readonly admin: AdminServer;
   readonly metrics: MasterMetrics;
-  private balancer?: BalancerPeer;
+  /** balancers that said hello to this master, by node id; forgotten after liveness of silence */
+  private readonly balancers = new Map<string, BalancerPeer>();
+  readonly feed: Feed;
+  private feedEffects: FeedEffect[] = [];
+  /** workers as the active balancer reports them (worker_status), forgotten after liveness of silence */
+  private readonly workers = new Map<string, { state: number; jobUuid: string; lastSeenMs: number }>();
+  private feedScheduled = false;
   private heartbeat?: NodeJS.Timeout;
   private replica?: Replica;
   private pendingResults: { r: ResultCommand; peer: Buffer }[] = [];
   private pendingStarted: StartedNote[] = [];
   private flushScheduled = false;
   private flushing = false;
-  private readonly counters = { submitted: 0, results: 0, resultBatches: 0, dispatched: 0, balancerHellos: 0 };
+  private readonly counters = { submitted: 0, results: 0, resultBatches: 0, dispatched: 0, balancerHellos: 0, staleEpochRefused: 0, leaseRefused: 0, balancersForgotten: 0 };
 
   constructor(readonly cfg: MasterConfig, log?: Logger) {
     this.nodeId = persistentNodeId(cfg.dataDir, newUuid);
     this.log = log ?? createLogger({ role: 'master', nodeId: this.nodeId, file: path.join(cfg.dataDir, 'logs', `master-${this.nodeId}.log`) });
     this.store = new JobStore(path.join(cfg.dataDir, 'jobs.db'), { maxInputsPerJob: cfg.maxInputsPerJob, maxArgs: cfg.maxArgs });
+    this.feed = new Feed({ leaseMs: cfg.leaseMs, newLeaderWaitMs: cfg.leaseNewLeaderWaitMs, feedBatchMax: cfg.feedBatchMax, auxiliaryStartWaitMs: cfg.auxiliaryStartWaitMs });
+    const l = this.store.lease();
+    this.feed.restore(l.epoch, l.holder, l.role);
     this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, handler: (m, peer) => this.handle(m, peer) });
     this.metrics = new MasterMetrics(this.nodeId, {
       db: () => this.store.db,
       raft: () => (this.replica ? (this.replica.status() as unknown as RaftView) : null),
       raftCounters: () => this.replica?.counters ?? {},
-      balancerConnected: () => this.balancer !== undefined,
+      balancerConnected: () => (this.feed.status(mono()).leaseLeftMs ?? 0) > 0,
       queues: () => ({ results: this.pendingResults.length, started: this.pendingStarted.length }),
       counters: () => this.counters,
       server: () => this.server.stats,
@@ -105,7 +128,11 @@ export class MasterNode {
       appliedIndex: this.store.appliedIndex(),
       apply: (index, data) => this.apply(index, data),
       applyNoop: (index) => this.store.setApplied(index),
-      restore: (snap) => this.store.restore(snap.data),
+      restore: (snap) => {
+        this.store.restore(snap.data);
+        const l = this.store.lease();
+        this.feed.restore(l.epoch, l.holder, l.role);
+      },
       capture: () => this.store.capture(),
       onLeadership: (leader) => this.onLeadership(leader),
     });
@@ -126,12 +153,26 @@ export class MasterNode {
   }
 
   status(): unknown {
-    const b = this.balancer;
+    const now = mono();
+    const lease = this.feed.status(now);
     return {
       role: 'master',
       nodeId: this.nodeId,
       endpoint: this.server.endpoint,
-      balancer: b ? { nodeUuid: b.nodeUuid, lastSeenMsAgo: Date.now() - b.lastSeenMs } : null,
+      lease,
+      balancers: [...this.balancers.values()].map((b) => ({
+        nodeUuid: b.nodeUuid,
+        role: b.role,
+        epoch: b.epoch,
+        active: lease.holder === b.nodeUuid && b.epoch === lease.epoch && (lease.leaseLeftMs ?? 0) > 0,
+        lastSeenMsAgo: Math.round(now - b.lastSeenMs),
+      })),
+      workers: [...this.workers].map(([workerUuid, w]) => ({
+        workerUuid,
+        state: (Object.entries(WorkerState).find(([, v]) => v === w.state)?.[0] ?? String(w.state)),
+        jobUuid: w.jobUuid,
+        lastSeenMsAgo: Math.round(now - w.lastSeenMs),
+      })),
       // pending + running: only running jobs have such tasks (a settled job's are settled or
       // cancelled); read from the count tables, not by listing them (views.ts)
       openTasks: this.openTaskCount(),
@@ -148,14 +189,18 @@ export class MasterNode {
   }
 
   private tick(): void {
-    const b = this.balancer;
-    if (!b) return;
-    if (Date.now() - b.lastSeenMs > this.cfg.heartbeatIntervalMs * this.cfg.livenessMissed) {
-      this.log.warn({ balancer: b.nodeUuid }, 'balancer:lost (silent); tasks wait for its next hello');
-      this.balancer = undefined;
-      return;
+    const now = mono();
+    for (const [id, w] of [...this.workers]) if (now - w.lastSeenMs > this.cfg.heartbeatIntervalMs * this.cfg.livenessMissed) this.workers.delete(id);
+    for (const b of [...this.balancers.values()]) {
+      if (now - b.lastSeenMs > this.cfg.heartbeatIntervalMs * this.cfg.livenessMissed) {
+        this.log.warn({ balancer: b.nodeUuid, role: b.role }, 'balancer:lost (silent); forgotten until its next hello');
+        this.balancers.delete(b.nodeUuid);
+        this.counters.balancersForgotten++;
+        continue;
+      }
+      void this.server.sendTo(b.peer, { type: 'generic_message', node_uuid: this.nodeId });
     }
-    void this.server.sendTo(b.peer, { type: 'generic_message', node_uuid: this.nodeId });
+    if (this.feed.isLeader) this.runFeed(this.feed.tick(now));
   }
 
   private async handle(m: Message, peer: Buffer): Promise<MessageInput | MessageInput[] | void> {
@@ -166,7 +211,7 @@ export class MasterNode {
       return;
     }
     if (m.type === 'generic_message') {
-      if (this.balancer && this.balancer.peer.equals(peer)) this.balancer.lastSeenMs = Date.now();
+      this.touch(m.node_uuid, peer);
       return;
     }
     replica.requireLeader();
@@ -236,14 +281,19 @@ export class MasterNode {
       }
       case 'balancer_hello':
         return this.hello(m, peer);
+      case 'worker_status':
+        this.workerStatus(m, peer);
+        return;
       case 'task_started':
-        this.touch(peer);
+        this.touch(m.node_uuid, peer);
+        this.requireEpoch(m.node_uuid, m.epoch, m.type);
         this.metrics.started(m.job_uuid, m.task_index, m.attempt, Date.now());
         this.pendingStarted.push({ jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt, workerUuid: m.worker_uuid });
         this.scheduleFlush();
         return;
       case 'task_result':
-        this.touch(peer);
+        this.touch(m.node_uuid, peer);
+        this.requireEpoch(m.node_uuid, m.epoch, m.type);
         this.pendingResults.push({
           peer,
           r: {
@@ -294,57 +344,163 @@ export class MasterNode {
   /** Applies a committed command on this master; the leader then acts on its effects. */
   private apply(index: number, data: Buffer): ApplyResult {
     const r = applyCommand(this.store, index, data);
-    if (!this.replica?.isLeader) return r;
     const cmd = JSON.parse(data.toString()) as Command;
+    if (!this.replica?.isLeader) {
+      if (cmd.k === 'lease') this.feed.restore(this.store.lease().epoch, this.store.lease().holder, this.store.lease().role);
+      return r;
+    }
+    if (cmd.k === 'lease' && r.k === 'lease') {
+      // Only the feed's state changes here; grants and tasks go out after apply returns.
+      this.queueFeed(this.feed.leaseApplied(cmd.epoch, cmd.holder, cmd.role, mono(), this.store.openTaskKeys()));
+      return r;
+    }
     if (cmd.k === 'submit' && r.k === 'submit' && r.created) {
       this.counters.submitted++;
       this.log.info({ jobId: cmd.c.jobUuid, tasks: r.taskCount, program: cmd.c.programName }, 'job:accepted');
-      for (let i = 0; i < r.taskCount; i++) this.dispatch(this.store.taskSpec(cmd.c.jobUuid, i, 0));
+      const keys: string[] = [];
+      for (let i = 0; i < r.taskCount; i++) keys.push(`${cmd.c.jobUuid}/${i}`);
+      this.queueFeed(this.feed.added(keys));
     }
     if (cmd.k === 'cancel' && r.k === 'cancel' && r.cancelled) {
       this.log.info({ jobId: cmd.jobUuid }, 'job:cancelled');
+      this.feed.settledJob(cmd.jobUuid);
       this.toBalancer({ type: 'task_cancel', node_uuid: this.nodeId, job_uuid: cmd.jobUuid });
     }
     if (r.k === 'results' && cmd.k === 'results') {
       for (const x of cmd.results) this.metrics.resulted(x.jobUuid, x.taskIndex, x.attempt, OUTCOME_NAMES[x.outcome] ?? String(x.outcome), Date.now());
+      this.feed.settled(cmd.results.filter((x) => x.final).map((x) => `${x.jobUuid}/${x.taskIndex}`));
       for (const e of r.effects) {
         if (e.kind === 'job:settled') this.log.info({ jobId: e.jobUuid, state: e.state === JobState.succeeded ? 'succeeded' : 'failed' }, 'job:settled');
-        if (e.kind === 'job:cancel-tasks') this.toBalancer({ type: 'task_cancel', node_uuid: this.nodeId, job_uuid: e.jobUuid });
+        if (e.kind === 'job:cancel-tasks') {
+          this.feed.settledJob(e.jobUuid);
+          this.toBalancer({ type: 'task_cancel', node_uuid: this.nodeId, job_uuid: e.jobUuid });
+        }
       }
     }
     return r;
   }
 
   private onLeadership(leader: boolean): void {
-    // A new leader waits for the balancer's hello; a former leader forgets its balancer.
-    if (!leader) {
-      this.balancer = undefined;
+    if (leader) {
+      const l = this.store.lease();
+      this.feed.restore(l.epoch, l.holder, l.role);
+      this.queueFeed(this.feed.becameLeader(mono(), this.store.openTaskKeys()));
+    } else {
+      // A former leader stops feeding; balancers follow NOT_LEADER to the new one.
+      this.feed.lostLeadership();
+      this.feedEffects = [];
       this.metrics.forget();
     }
   }
 
-  private hello(m: MessageOf<'balancer_hello'>, peer: Buffer): MessageInput | void {
+  /**
+   * balancer_hello: a lease request (or renewal) with the balancer's credit. Answered by
+   * lease_grant, error_reply LEASE_HELD, or (a new epoch) nothing until Raft committed it.
+   */
+  private hello(m: MessageOf<'balancer_hello'>, peer: Buffer): void {
     if (m.protocol_version !== PROTOCOL_VERSION) {
       throw new GridError('VERSION_MISMATCH', `balancer speaks protocol ${m.protocol_version}, this master speaks ${PROTOCOL_VERSION}`, 'run the same grid version on every node');
     }
+    if (!isUuid(m.node_uuid) || m.node_uuid === NIL_UUID) throw new GridError('BAD_REQUEST', `balancer node_uuid ${m.node_uuid} is not a node id`);
     this.counters.balancerHellos++;
-    const now = Date.now();
-    this.balancer = { peer, nodeUuid: m.node_uuid, lastSeenMs: now, since: now };
-    const open = this.store.openTasks();
-    this.log.info({ balancer: m.node_uuid, open: open.length }, 'balancer:hello; sending every open task');
-    // Answer at once so the balancer knows it is heard, then hand it the open tasks.
-    void this.server.sendTo(peer, { type: 'generic_message', node_uuid: this.nodeId });
-    for (const t of open) this.dispatch(this.store.taskSpec(t.jobUuid, t.taskIndex, t.attempts));
+    const now = mono();
+    const role: BalancerRoleName = m.role === BalancerRole.auxiliary ? 'auxiliary' : 'primary';
+    const known = this.balancers.get(m.node_uuid);
+    if (!known) this.log.info({ balancer: m.node_uuid, role, epoch: m.epoch }, 'balancer:hello');
+    this.balancers.set(m.node_uuid, { peer, nodeUuid: m.node_uuid, role, epoch: m.epoch, lastSeenMs: now, since: known?.since ?? now });
+    this.runFeed(
+      this.feed.request({ nodeUuid: m.node_uuid, role, epoch: m.epoch, requestSeq: m.request_seq, fed: m.fed, creditLimit: m.credit_limit }, now),
+    );
   }
 
-  private touch(peer: Buffer): void {
-    if (this.balancer && this.balancer.peer.equals(peer)) this.balancer.lastSeenMs = Date.now();
+  /**
+   * worker_status forwarded by the active balancer (node_uuid = the worker): the masters know
+   * their workers (`grid cluster`). Taken only from the lease holder's connection.
+   */
+  private workerStatus(m: MessageOf<'worker_status'>, peer: Buffer): void {
+    const holder = this.feed.status(mono()).holder;
+    const b = holder ? this.balancers.get(holder) : undefined;
+    if (!b || !b.peer.equals(peer)) return;
+    if (!this.workers.has(m.node_uuid) && this.workers.size >= this.cfg.maxKnownWorkers) return;
+    this.workers.set(m.node_uuid, { state: m.state, jobUuid: m.job_uuid, lastSeenMs: mono() });
   }
 
-  private dispatch(t: TaskSpec): void {
+  /** Results and task_started count only from the current lease holder, with its epoch. */
+  private requireEpoch(nodeUuid: string, epoch: number, type: string): void {
+    if (this.feed.isCurrent(nodeUuid, epoch)) return;
+    this.counters.staleEpochRefused++;
+    const s = this.feed.status(mono());
+    throw new GridError(
+      'STALE_EPOCH',
+      `${type} from balancer ${nodeUuid} with epoch ${epoch} refused: the dispatch lease is epoch ${s.epoch} held by ${s.holder ?? 'nobody'}`,
+      'this balancer lost the lease; the workers report to the active one',
+    );
+  }
+
+  private touch(nodeUuid: string, peer: Buffer): void {
+    const b = this.balancers.get(nodeUuid);
+    if (b && b.peer.equals(peer)) b.lastSeenMs = mono();
+  }
+
+  /** Feed effects found during Raft apply run after apply returned (never inside it). */
+  private queueFeed(effects: FeedEffect[]): void {
+    if (effects.length === 0) return;
+    this.feedEffects.push(...effects);
+    if (this.feedScheduled) return;
+    this.feedScheduled = true;
+    setImmediate(() => {
+      this.feedScheduled = false;
+      const batch = this.feedEffects.splice(0);
+      this.runFeed(batch);
+    });
+  }
+
+  /** Carries out the feed's effects in order. */
+  private runFeed(effects: FeedEffect[]): void {
+    for (const e of effects) {
+      switch (e.kind) {
+        case 'propose':
+          this.replica!.propose({ k: 'lease', epoch: e.epoch, holder: e.holder, role: e.role } satisfies Command).catch((err: Error) => {
+            this.log.warn({ err: err.message, epoch: e.epoch }, 'lease epoch not committed; the balancer asks again');
+            this.feed.proposalFailed();
+          });
+          break;
+        case 'grant': {
+          const b = this.balancers.get(e.to);
+          if (b) void this.server.sendTo(b.peer, { type: 'lease_grant', node_uuid: this.nodeId, epoch: e.epoch, request_seq: e.requestSeq, lease_ms: e.leaseMs });
+          break;
+        }
+        case 'refuse': {
+          this.counters.leaseRefused++;
+          const b = this.balancers.get(e.to);
+          if (b) void this.server.sendTo(b.peer, { type: 'error_reply', node_uuid: this.nodeId, request_uuid: NIL_UUID, error_code: ERROR_CODES.LEASE_HELD, message: `dispatch lease refused: ${e.reason}; this balancer takes no task and stays on standby` });
+          break;
+        }
+        case 'send':
+          for (const k of e.keys) {
+            const slash = k.lastIndexOf('/');
+            const jobUuid = k.slice(0, slash);
+            const taskIndex = Number(k.slice(slash + 1));
+            const t = this.store.taskStatus(jobUuid, taskIndex);
+            if (!t) continue;
+            this.dispatch(this.store.taskSpec(jobUuid, taskIndex, t.attempts), e.to, e.epoch);
+          }
+          break;
+        case 'event': {
+          const { type, ...fields } = e.event;
+          this.log.info({ event: type, ...fields }, type);
+          break;
+        }
+      }
+    }
+  }
+
+  private dispatch(t: TaskSpec, to: string, epoch: number): void {
+    const b = this.balancers.get(to);
+    if (!b) return; // the holder is gone; a new epoch re-feeds every open task
     this.counters.dispatched++;
     this.metrics.dispatched(t.jobUuid, t.taskIndex, t.attempt, Date.now());
-    this.toBalancer({
+    void this.server.sendTo(b.peer, {
       type: 'task_dispatch',
       node_uuid: this.nodeId,
       job_uuid: t.jobUuid,
@@ -356,6 +512,7 @@ export class MasterNode {
       timeout_ms: t.timeoutMs,
       memory_limit_mb: t.memoryLimitMb,
       output_limit_bytes: t.outputLimitBytes,
+      epoch,
       input_file_uuids: t.inputs.map((i) => i.fileUuid),
       input_names: t.inputs.map((i) => i.name),
       args: t.args,
@@ -363,9 +520,11 @@ export class MasterNode {
     });
   }
 
-  /** Sends to the active balancer; without one, tasks wait in SQLite for its hello. */
+  /** Sends to the lease holder; without one, the next holder is fed from SQLite anyway. */
   private toBalancer(m: MessageInput): void {
-    if (this.balancer) void this.server.sendTo(this.balancer.peer, m);
+    const holder = this.feed.status(mono()).holder;
+    const b = holder ? this.balancers.get(holder) : undefined;
+    if (b) void this.server.sendTo(b.peer, m);
   }
 
   private scheduleFlush(): void {

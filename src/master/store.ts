@@ -133,6 +133,9 @@ CREATE TABLE IF NOT EXISTS attempts (
   exit_code INTEGER NOT NULL, error TEXT NOT NULL, recorded_at_ms INTEGER NOT NULL,
   PRIMARY KEY (job_uuid, task_index, attempt)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lease (
+  id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL, holder TEXT NOT NULL, role TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
   key TEXT PRIMARY KEY, value INTEGER NOT NULL
 ) WITHOUT ROWID;
@@ -233,6 +236,11 @@ export class JobStore {
         WHERE job_uuid = ? AND state < ${TaskState.succeeded}`),
       openTasks: d.prepare(`SELECT t.job_uuid, t.task_index, t.attempts FROM tasks t JOIN jobs j ON j.job_uuid = t.job_uuid
         WHERE t.state < ${TaskState.succeeded} AND j.state = ${JobState.running} ORDER BY j.seq, t.task_index`),
+      openRunningFirst: d.prepare(`SELECT t.job_uuid, t.task_index FROM tasks t JOIN jobs j ON j.job_uuid = t.job_uuid
+        WHERE t.state < ${TaskState.succeeded} AND j.state = ${JobState.running} ORDER BY t.state DESC, j.seq, t.task_index`),
+      getLease: d.prepare('SELECT epoch, holder, role FROM lease WHERE id = 1'),
+      setLease: d.prepare(`INSERT INTO lease (id, epoch, holder, role) VALUES (1, ?, ?, ?)
+        ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, holder = excluded.holder, role = excluded.role WHERE excluded.epoch > lease.epoch`),
       listJobs: d.prepare('SELECT job_uuid FROM jobs ORDER BY seq DESC LIMIT ?'),
       taskCount: d.prepare('SELECT COUNT(*) AS n FROM tasks WHERE job_uuid = ?'),
     };
@@ -424,6 +432,22 @@ export class JobStore {
       taskIndex: r.task_index,
       attempts: r.attempts,
     }));
+  }
+
+  /** Keys ("job/index") of every open task, running ones first (a new lease holder adopts those). */
+  openTaskKeys(): string[] {
+    return (this.st.openRunningFirst.all() as { job_uuid: string; task_index: number }[]).map((r) => `${r.job_uuid}/${r.task_index}`);
+  }
+
+  /** The dispatch lease as recorded through Raft (epoch 0: never granted). */
+  lease(): { epoch: number; holder: string; role: 'primary' | 'auxiliary' } {
+    const r = this.st.getLease.get() as { epoch: number; holder: string; role: 'primary' | 'auxiliary' } | undefined;
+    return r ?? { epoch: 0, holder: '', role: 'primary' };
+  }
+
+  /** Records a new lease epoch; an older or equal epoch changes nothing (idempotent apply). */
+  setLease(epoch: number, holder: string, role: 'primary' | 'auxiliary'): boolean {
+    return this.st.setLease.run(epoch, holder, role).changes > 0;
   }
 
   /** Results recorded per (job, task, attempt): for tests and /status. */

@@ -9,7 +9,9 @@
 import { ERROR_CODES } from './error-codes';
 import { LAYOUTS, Layout } from './layout';
 import {
+  BalancerRole,
   Bool,
+  HeldState,
   JobState,
   MAX_FRAMES,
   MAX_MESSAGE_BYTES,
@@ -30,6 +32,8 @@ export const NAMED_ENUMS: readonly (readonly [string, Readonly<Record<string, nu
   ['job_state', JobState],
   ['put_status', PutStatus],
   ['bool', Bool],
+  ['balancer_role', BalancerRole],
+  ['held_state', HeldState],
 ];
 
 /** The C name of the enum object used by a field (by identity), for comments and docs. */

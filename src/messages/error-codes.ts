@@ -15,6 +15,8 @@ export const ERROR_CODES = {
   QUOTA_EXCEEDED: 10, // the storage node's quota is full
   UNEXPECTED: 11, // this node does not take that message type
   INTERNAL: 12, // a bug or broken invariant on the server; see its log
+  LEASE_HELD: 13, // another balancer holds the dispatch lease (or it may still); this one takes no task
+  STALE_EPOCH: 14, // the message carries an older lease epoch than the receiver knows; its sender lost the lease
 } as const;
 
 export type ErrorCodeName = keyof typeof ERROR_CODES;

@@ -71,8 +71,12 @@ export const MAX_FRAMES = 100_001;
 export const MAX_NAME_BYTES = 4096;
 /** Largest free text (error message, log tail) in bytes. */
 export const MAX_TEXT_BYTES = 64 * 1024;
-/** Protocol version every node announces; a mismatch is refused. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * Protocol version every node announces; a mismatch is refused. 2: the dispatch lease
+ * (balancer_hello asks for it, lease_grant, balancer_state, worker_holding) and the epoch
+ * on task_dispatch, task_started and task_result (docs/balancer.md).
+ */
+export const PROTOCOL_VERSION = 2;
 
 // ---- enums -------------------------------------------------------------------------------
 
@@ -96,6 +100,14 @@ export const TaskState = { pending: 0, running: 1, succeeded: 2, failed: 3, canc
 export const JobState = { running: 0, succeeded: 1, failed: 2, cancelled: 3 } as const;
 /** file_put_response.status */
 export const PutStatus = { partial: 0, stored: 1, already_stored: 2 } as const;
+/** balancer_hello.role: as configured (docs/balancer.md, "The pair") */
+export const BalancerRole = { primary: 0, auxiliary: 1 } as const;
+/** worker_holding entries: where the worker has the attempt */
+export const HeldState = { queued: 0, running: 1, finished: 2 } as const;
+/** Bytes of one worker_holding entry: u32 task_index, u32 attempt, u32 state (HeldState). */
+export const HELD_ENTRY_BYTES = 12;
+/** Most entries in one worker_holding (a worker holds at most slots + prefetch + unacked results). */
+export const MAX_HELD_ENTRIES = 100_000;
 /** 0 or 1 */
 export const Bool = { false: 0, true: 1 } as const;
 
@@ -378,9 +390,40 @@ export const MESSAGES = {
   balancer_hello: {
     id: 60,
     family: 'dispatch',
-    doc: 'A balancer registers with the master to receive tasks; sent again after a reconnect.',
-    fields: [f('protocol_version', 'u16')],
+    doc: 'A balancer asks the master leader for the dispatch lease (or renews it) and for tasks (credit). Sent every leaseRenewMs. Answered by lease_grant, or error_reply LEASE_HELD / NOT_LEADER.',
+    fields: [
+      f('protocol_version', 'u16'),
+      f('role', 'u8', 'BalancerRole, as configured', BalancerRole),
+      f('epoch', 'u64', 'the epoch this balancer holds, 0 = none'),
+      f('request_seq', 'u64', 'echoed by lease_grant: the balancer measures the lease from when it sent this'),
+      f('fed', 'u64', 'task_dispatch messages received in this epoch'),
+      f('credit_limit', 'u64', 'the master may send tasks up to this count in this epoch (fed + room)'),
+    ],
     tail: [],
+  },
+  lease_grant: {
+    id: 68,
+    family: 'dispatch',
+    doc: 'The master leader grants (or renews) the dispatch lease: valid for lease_ms from when the balancer sent request_seq.',
+    fields: [f('epoch', 'u64', 'recorded through Raft; never reused'), f('request_seq', 'u64'), f('lease_ms', 'u32')],
+    tail: [],
+  },
+  balancer_state: {
+    id: 69,
+    family: 'dispatch',
+    doc: "A balancer's heartbeat to workers: whether it holds the dispatch lease, and its epoch (workers follow the highest active epoch).",
+    fields: [f('epoch', 'u64', '0 = never held'), f('active', 'u8', '1 = holds the lease and dispatches', Bool)],
+    tail: [],
+  },
+  worker_holding: {
+    id: 70,
+    family: 'dispatch',
+    doc: 'A worker tells a newly active balancer every attempt it holds (queued, running, or finished with the result not yet acknowledged), so running work is adopted, not re-run.',
+    fields: [f('epoch', 'u64', 'the epoch it answers'), f('num_tasks', 'u32'), f('entries_length', 'u32', '12 * num_tasks')],
+    tail: [
+      uuidList('job_uuids', 'num_tasks'),
+      { name: 'entries', kind: 'bytes', lengthField: 'entries_length', doc: 'num_tasks packed entries: u32 task_index, u32 attempt, u32 state (HeldState), little-endian' },
+    ],
   },
   worker_ready: {
     id: 61,
@@ -420,6 +463,7 @@ export const MESSAGES = {
       f('num_inputs', 'u32'),
       f('num_args', 'u32'),
       f('output_limit_bytes', 'u64'),
+      f('epoch', 'u64', 'the lease epoch it is sent under; a stale one is refused'),
     ],
     tail: [
       uuidList('input_file_uuids', 'num_inputs'),
@@ -432,7 +476,7 @@ export const MESSAGES = {
     id: 64,
     family: 'dispatch',
     doc: 'A worker started an attempt of a task (worker to balancer, balancer to master).',
-    fields: [f('job_uuid', 'uuid'), f('worker_uuid', 'uuid'), f('task_index', 'u32'), f('attempt', 'u32')],
+    fields: [f('job_uuid', 'uuid'), f('worker_uuid', 'uuid'), f('task_index', 'u32'), f('attempt', 'u32'), f('epoch', 'u64', 'the epoch of the sender')],
     tail: [],
   },
   task_result: {
@@ -450,6 +494,7 @@ export const MESSAGES = {
       f('num_outputs', 'u32'),
       f('outcome', 'u8', 'TaskOutcome', TaskOutcome),
       f('final', 'u8', '1 when this settles the task', Bool),
+      f('epoch', 'u64', 'worker: the epoch of the dispatch it ran; balancer: its own epoch (the master refuses a stale one)'),
     ],
     tail: [
       uuidList('output_file_uuids', 'num_outputs'),

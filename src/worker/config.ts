@@ -4,14 +4,17 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import { configError, endpointSetting, intSetting, mergeConfig, readConfigFile, stringSetting } from '../common';
+import { configError, endpointList, endpointSetting, intSetting, mergeConfig, readConfigFile, stringSetting } from '../common';
 
 export interface WorkerConfig {
   /** folder for the node id, logs, program cache, task folders and the default mount */
   dataDir: string;
   /** FUSE mount point; '' = <dataDir>/mnt */
   mount: string;
-  /** balancer ROUTER endpoint */
+  /**
+   * balancer ROUTER endpoint, or a comma list of the balancer pair's endpoints: the worker
+   * joins each and follows the one that holds the dispatch lease (docs/balancer.md)
+   */
   balancer: string;
   /** storage ROUTER endpoint */
   storage: string;
@@ -93,6 +96,16 @@ export const WORKER_DEFAULTS: WorkerConfig = {
   maxCachedPrograms: 100,
 };
 
+/** The balancer endpoints named by the `balancer` setting (one, or a comma list of the pair). */
+export function balancerEndpoints(balancer: unknown): string[] {
+  const raw = stringSetting({ balancer }, 'balancer');
+  const list = endpointList(raw);
+  if (list.length === 0) throw configError(`setting balancer names no endpoint (got ${JSON.stringify(raw)})`, 'give tcp://HOST:PORT, or tcp://A:7701,tcp://B:7701 for a balancer pair');
+  for (const e of list) endpointSetting({ balancer: e }, 'balancer');
+  if (new Set(list).size !== list.length) throw configError(`setting balancer lists an endpoint twice (${raw})`, 'name each balancer once');
+  return list;
+}
+
 export function loadWorkerConfig(flags: Partial<Record<keyof WorkerConfig, unknown>>, configFile?: string): WorkerConfig {
   const file = configFile ? readConfigFile(configFile) : {};
   const c = mergeConfig(WORKER_DEFAULTS, file, flags, configFile ?? 'flags') as unknown as Record<string, unknown>;
@@ -104,7 +117,7 @@ export function validateWorkerConfig(c: Record<string, unknown>): WorkerConfig {
   c.dataDir = path.resolve(stringSetting(c, 'dataDir'));
   if (typeof c.mount !== 'string') throw configError(`setting mount must be a path string, got ${JSON.stringify(c.mount)}`);
   c.mount = c.mount === '' ? path.join(c.dataDir as string, 'mnt') : path.resolve(c.mount);
-  endpointSetting(c, 'balancer');
+  balancerEndpoints(c.balancer);
   endpointSetting(c, 'storage');
   if (c.staged === 'true' || c.staged === 'false') c.staged = c.staged === 'true';
   if (typeof c.staged !== 'boolean') throw configError(`setting staged must be true or false, got ${JSON.stringify(c.staged)}`);
@@ -143,7 +156,8 @@ export function sampleConfig(): string {
   "dataDir": "./.grid/worker",
   // FUSE mount point for task inputs; "" = <dataDir>/mnt
   "mount": "",
-  // the balancer's ZeroMQ endpoint
+  // the balancer's ZeroMQ endpoint, or both endpoints of a balancer pair, comma separated
+  // (the worker joins both and follows the one holding the dispatch lease)
   "balancer": "tcp://127.0.0.1:7701",
   // the storage node's ZeroMQ endpoint
   "storage": "tcp://127.0.0.1:7702",

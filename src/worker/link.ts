@@ -79,6 +79,11 @@ export class BalancerLink<R> {
     return this.unacked.get(key)?.result;
   }
 
+  /** Every result waiting for its acknowledgement (oldest first). */
+  pendingResults(): R[] {
+    return [...this.unacked.values()].map((u) => u.result);
+  }
+
   get pending(): number {
     return this.unacked.size;
   }

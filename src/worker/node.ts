@@ -16,6 +16,8 @@ import { Logger } from 'pino';
 import * as zmq from 'zeromq';
 import {
   ERROR_CODES,
+  HELD_ENTRY_BYTES,
+  HeldState,
   MAX_TEXT_BYTES,
   Message,
   MessageInput,
@@ -31,7 +33,7 @@ import {
 } from '../messages';
 import { AdminServer, GridError, RemoteError, SOFTWARE_VERSION, SendQueue, createLogger, persistentNodeId } from '../common';
 import { StorageClient } from '../storage';
-import { WorkerConfig } from './config';
+import { WorkerConfig, balancerEndpoints } from './config';
 import { GridFs, isSafeName } from './fusefs';
 import { OutcomeName } from './limits';
 import { ExecutionJournal } from './journal';
@@ -46,6 +48,20 @@ type ResultMsg = MessageInput<'task_result'>;
 export const MAX_ANNOUNCED_CACHED_FILES = 10_000;
 /** Most input lengths remembered (files are immutable, so a known length never changes). */
 const MAX_KNOWN_LENGTHS = 100_000;
+
+/** One balancer of the pair (or the only one): its socket and what it last said about the lease. */
+interface Conn {
+  readonly endpoint: string;
+  sock?: zmq.Dealer;
+  out?: SendQueue;
+  lastHeardMs: number;
+  /** the epoch it announced in balancer_state */
+  epoch: number;
+  active: boolean;
+  reconnects: number;
+  /** when worker_ready was last sent on this connection */
+  readySentMs: number;
+}
 
 interface TaskEntry {
   key: string;
@@ -82,8 +98,11 @@ export class WorkerNode {
   private readonly admin: AdminServer;
   private readonly metrics: WorkerMetrics;
   private readonly link: BalancerLink<ResultMsg>;
-  private sock?: zmq.Dealer;
-  private out?: SendQueue;
+  /** one connection per balancer endpoint; results and task_started go to the followed one */
+  private readonly conns: Conn[];
+  private followed?: Conn;
+  /** the highest lease epoch seen; a dispatch from an older one is refused (STALE_EPOCH) */
+  private knownEpoch = 0;
   private ticker?: NodeJS.Timeout;
   private readonly tasks = new Map<string, TaskEntry>();
   private readonly queue: string[] = [];
@@ -93,7 +112,7 @@ export class WorkerNode {
   private mountHealth: string | null = null;
   private stopping = false;
   private fatal = false;
-  private readonly counts = { dispatched: 0, started: 0, ok: 0, failed: 0, cancelled: 0, results: 0, acks: 0, resends: 0, refusedFull: 0, duplicates: 0 };
+  private readonly counts = { dispatched: 0, started: 0, ok: 0, failed: 0, cancelled: 0, results: 0, acks: 0, resends: 0, refusedFull: 0, duplicates: 0, staleRefused: 0, failovers: 0, holdingsSent: 0, reregistered: 0 };
 
   constructor(
     readonly cfg: WorkerConfig,
@@ -120,6 +139,7 @@ export class WorkerNode {
       });
     }
     this.link = new BalancerLink<ResultMsg>(cfg, Date.now());
+    this.conns = balancerEndpoints(cfg.balancer).map((endpoint) => ({ endpoint, lastHeardMs: Date.now(), epoch: 0, active: false, reconnects: 0, readySentMs: 0 }));
     this.metrics = new WorkerMetrics(this.nodeId, () => this.status() as WorkerSnapshot);
     this.admin = new AdminServer({ host: '127.0.0.1', port: cfg.adminPort, health: () => this.health(), status: () => this.status(), metrics: this.metrics.node });
   }
@@ -140,7 +160,7 @@ export class WorkerNode {
       await this.fs?.stop();
       throw new GridError('CONFIG_INVALID', `cannot serve admin HTTP on port ${this.cfg.adminPort}: ${(e as Error).message}`, 'pick a free --admin-port, or 0 for any');
     }
-    this.connect();
+    for (const c of this.conns) this.connect(c);
     this.ticker = setInterval(() => void this.tick(), Math.max(10, Math.floor(Math.min(this.cfg.heartbeatIntervalMs, this.cfg.resultResendMs) / 2)));
     this.log.info({ balancer: this.cfg.balancer, storage: this.cfg.storage, slots: this.cfg.slots, prefetch: this.cfg.prefetch, mount: this.fs?.mount ?? null, staged: this.cfg.staged, adminPort }, 'worker started');
     return { adminPort, mount: this.fs?.mount ?? null };
@@ -153,7 +173,8 @@ export class WorkerNode {
     if (this.ticker) clearInterval(this.ticker);
     this.queue.length = 0;
     try {
-      await Promise.race([this.send({ type: 'worker_disconnect', node_uuid: this.nodeId }), new Promise((r) => setTimeout(r, 500))]);
+      const bye = this.conns.map((c) => this.sendTo(c, { type: 'worker_disconnect', node_uuid: this.nodeId }));
+      await Promise.race([Promise.all(bye), new Promise((r) => setTimeout(r, 500))]);
     } catch {
       // the balancer will find out by silence
     }
@@ -163,7 +184,7 @@ export class WorkerNode {
       t.run?.cancel({ reason: 'cancelled', error: 'worker stopped' });
     }
     await Promise.race([this.idle(), new Promise((r) => setTimeout(r, 3000))]);
-    this.sock?.close();
+    for (const c of this.conns) c.sock?.close();
     this.storage.close();
     await this.fs?.stop();
     await this.admin.close();
@@ -177,20 +198,55 @@ export class WorkerNode {
 
   // ---- balancer link --------------------------------------------------------------------------
 
-  private connect(): void {
+  private connect(c: Conn): void {
     const sock = new zmq.Dealer({ linger: 0, sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000, sendTimeout: this.cfg.heartbeatIntervalMs });
-    sock.connect(this.cfg.balancer);
-    this.sock = sock;
-    this.out = new SendQueue(sock);
-    void this.receive(sock);
-    void this.send(this.readyMessage());
+    sock.connect(c.endpoint);
+    c.sock = sock;
+    c.out = new SendQueue(sock);
+    c.lastHeardMs = Date.now();
+    void this.receive(c, sock);
+    c.readySentMs = Date.now();
+    void this.sendTo(c, this.readyMessage());
   }
 
-  private reconnect(): void {
-    this.log.warn({ balancer: this.cfg.balancer, silentMs: this.cfg.livenessMissed * this.cfg.heartbeatIntervalMs }, 'balancer silent; reconnecting');
-    this.sock?.close();
-    this.connect();
-    for (const r of this.link.reconnected(Date.now())) void this.send(r);
+  private reconnect(c: Conn): void {
+    this.log.warn({ balancer: c.endpoint, silentMs: this.cfg.livenessMissed * this.cfg.heartbeatIntervalMs }, 'balancer silent; reconnecting');
+    c.sock?.close();
+    c.reconnects++;
+    c.active = false;
+    this.connect(c);
+    if (c === this.followed) for (const r of this.link.reconnected(Date.now())) void this.sendTo(c, r);
+  }
+
+  /**
+   * Follows the balancer that announced the highest active epoch: tells it every attempt
+   * held here (worker_holding), so it adopts running work instead of dispatching it again,
+   * then sends it every result not yet acknowledged.
+   */
+  private follow(c: Conn, epoch: number): void {
+    const was = this.followed;
+    this.knownEpoch = epoch;
+    this.followed = c;
+    if (was && was !== c) this.counts.failovers++;
+    this.log.info({ balancer: c.endpoint, epoch, from: was?.endpoint ?? null }, 'following the active balancer');
+    void this.sendTo(c, this.holdingMessage(epoch));
+    this.counts.holdingsSent++;
+    for (const r of this.link.reconnected(Date.now())) void this.sendTo(c, r);
+  }
+
+  private holdingMessage(epoch: number): MessageInput<'worker_holding'> {
+    const held: { job: string; index: number; attempt: number; state: number }[] = [];
+    for (const t of this.tasks.values()) {
+      held.push({ job: t.msg.job_uuid, index: t.msg.task_index, attempt: t.msg.attempt, state: t.state === 'queued' ? HeldState.queued : HeldState.running });
+    }
+    for (const r of this.link.pendingResults()) held.push({ job: r.job_uuid, index: r.task_index, attempt: r.attempt, state: HeldState.finished });
+    const entries = Buffer.alloc(held.length * HELD_ENTRY_BYTES);
+    held.forEach((h, i) => {
+      entries.writeUInt32LE(h.index, i * HELD_ENTRY_BYTES);
+      entries.writeUInt32LE(h.attempt, i * HELD_ENTRY_BYTES + 4);
+      entries.writeUInt32LE(h.state, i * HELD_ENTRY_BYTES + 8);
+    });
+    return { type: 'worker_holding', node_uuid: this.nodeId, epoch, entries_length: entries.length, job_uuids: held.map((h) => h.job), entries };
   }
 
   private readyMessage(): MessageInput<'worker_ready'> {
@@ -206,20 +262,25 @@ export class WorkerNode {
     };
   }
 
+  /** To the followed (active) balancer; with none known yet, results wait for one. */
   private async send(m: MessageInput): Promise<void> {
-    const out = this.out;
+    if (this.followed) await this.sendTo(this.followed, m);
+  }
+
+  private async sendTo(c: Conn, m: MessageInput): Promise<void> {
+    const out = c.out;
     if (!out) return;
     try {
       await out.send(encode(m));
     } catch (e) {
-      if (!this.stopping) this.log.warn({ err: (e as Error).message, type: m.type }, 'send to balancer failed; will retry via heartbeat/resend');
+      if (!this.stopping) this.log.warn({ err: (e as Error).message, type: m.type, balancer: c.endpoint }, 'send to balancer failed; will retry via heartbeat/resend');
     }
   }
 
-  private async receive(sock: zmq.Dealer): Promise<void> {
+  private async receive(c: Conn, sock: zmq.Dealer): Promise<void> {
     try {
       for await (const frames of sock) {
-        if (sock !== this.sock) return;
+        if (sock !== c.sock) return;
         let m: Message;
         try {
           m = decode(frames as Buffer[]);
@@ -227,23 +288,48 @@ export class WorkerNode {
           this.log.warn({ err: (e as Error).message }, 'undecodable message from balancer dropped');
           continue;
         }
-        this.link.heard(Date.now());
+        c.lastHeardMs = Date.now();
+        if (c === this.followed) this.link.heard(c.lastHeardMs);
         try {
-          this.handle(m);
+          this.handle(c, m);
         } catch (e) {
           this.log.error({ err: e, type: m.type }, 'handling a balancer message failed (bug)');
         }
       }
     } catch (e) {
-      if (sock === this.sock && !this.stopping) this.log.warn({ err: (e as Error).message }, 'balancer receive loop ended');
+      if (sock === c.sock && !this.stopping) this.log.warn({ err: (e as Error).message }, 'balancer receive loop ended');
     }
   }
 
-  private handle(m: Message): void {
+  private handle(c: Conn, m: Message): void {
     switch (m.type) {
       case 'generic_message':
         return;
+      case 'balancer_state':
+        c.epoch = m.epoch;
+        c.active = m.active === 1;
+        if (c.active && m.epoch > this.knownEpoch) this.follow(c, m.epoch);
+        else if (c.active && m.epoch === this.knownEpoch && this.followed !== c) this.follow(c, m.epoch);
+        else if (c.active && c === this.followed) this.link.heard(Date.now());
+        return;
       case 'task_dispatch':
+        if (m.epoch < this.knownEpoch) {
+          // fencing: a balancer that lost the lease must not start work here
+          this.counts.staleRefused++;
+          void this.sendTo(c, {
+            type: 'error_reply',
+            node_uuid: this.nodeId,
+            request_uuid: NIL_UUID,
+            error_code: ERROR_CODES.STALE_EPOCH,
+            message: `task_dispatch of job ${m.job_uuid} task ${m.task_index} under epoch ${m.epoch} refused: this worker follows epoch ${this.knownEpoch}`,
+          });
+          return;
+        }
+        if (m.epoch > this.knownEpoch || this.followed !== c) {
+          c.active = true;
+          c.epoch = m.epoch;
+          this.follow(c, m.epoch);
+        }
         return this.onDispatch(m);
       case 'task_cancel':
         return this.onCancel(m.job_uuid);
@@ -251,13 +337,25 @@ export class WorkerNode {
         if (this.link.ack(resultKey(m.job_uuid, m.task_index, m.attempt))) this.counts.acks++;
         return;
       case 'error_reply':
-        return this.onErrorReply(m);
+        return this.onErrorReply(m, c);
       default:
         this.log.warn({ type: m.type }, 'unexpected message from balancer ignored');
     }
   }
 
-  private onErrorReply(m: MessageOf<'error_reply'>): void {
+  private onErrorReply(m: MessageOf<'error_reply'>, c: Conn): void {
+    if (m.error_code === ERROR_CODES.UNAVAILABLE && /send worker_ready/.test(m.message)) {
+      // The balancer does not know us (it restarted, or declared us lost): register again, at
+      // most once per heartbeat interval (its errors keep coming until the new one is read).
+      const now = Date.now();
+      if (now - c.readySentMs >= this.cfg.heartbeatIntervalMs) {
+        c.readySentMs = now;
+        this.counts.reregistered++;
+        this.log.warn({ balancer: c.endpoint, err: m.message }, 'balancer does not know this worker; sending worker_ready again');
+        void this.sendTo(c, this.readyMessage());
+      }
+      return;
+    }
     if (m.error_code === ERROR_CODES.VERSION_MISMATCH) {
       const e = new GridError(
         'VERSION_MISMATCH',
@@ -279,8 +377,10 @@ export class WorkerNode {
     if (this.stopping) return;
     const now = Date.now();
     const a = this.link.tick(now);
-    if (a.reconnect) this.reconnect();
-    if (a.heartbeat) void this.send(this.statusMessage());
+    const silentMs = this.cfg.livenessMissed * this.cfg.heartbeatIntervalMs;
+    for (const c of this.conns) if (now - c.lastHeardMs >= silentMs) this.reconnect(c);
+    // heartbeats to every balancer (the standby must know its workers before it takes over)
+    if (a.heartbeat) for (const c of this.conns) void this.sendTo(c, this.statusMessage());
     for (const r of a.resend) {
       this.counts.resends++;
       void this.send(r);
@@ -397,7 +497,7 @@ export class WorkerNode {
           if (pid > 0) execId = this.journal?.started(m.job_uuid, m.task_index, m.attempt, pid, Date.now()) ?? 0;
           if (pid <= 0 || this.stopping) return;
           this.counts.started++;
-          void this.send({ type: 'task_started', node_uuid: this.nodeId, job_uuid: m.job_uuid, worker_uuid: this.nodeId, task_index: m.task_index, attempt: m.attempt });
+          void this.send({ type: 'task_started', node_uuid: this.nodeId, job_uuid: m.job_uuid, worker_uuid: this.nodeId, task_index: m.task_index, attempt: m.attempt, epoch: m.epoch });
         });
         result = await run.start();
         await run.started; // its journal row is written (a microtask that has run by now)
@@ -455,6 +555,7 @@ export class WorkerNode {
       output_names: outputs.map((o) => o.name),
       error: clipUtf8(r.error, MAX_TEXT_BYTES),
       log_tail: clipUtf8(r.logTail, MAX_TEXT_BYTES),
+      epoch: m.epoch,
     };
     this.tasks.delete(t.key);
     this.counts.results++;
@@ -584,7 +685,9 @@ export class WorkerNode {
         .map((t) => ({ jobUuid: t.msg.job_uuid, taskIndex: t.msg.task_index, attempt: t.msg.attempt, state: t.state, pid: t.run?.pid ?? 0 })),
       queued: this.queue.length,
       unackedResults: this.link.pending,
-      reconnects: this.link.reconnects,
+      reconnects: this.conns.reduce((n, c) => n + c.reconnects, 0),
+      balancers: this.conns.map((c) => ({ endpoint: c.endpoint, epoch: c.epoch, active: c.active, followed: c === this.followed })),
+      epoch: this.knownEpoch,
       programsCached: this.programs.size,
       executions: this.journal?.summary() ?? null,
       fuse: this.fs ? this.fs.stats() : null,

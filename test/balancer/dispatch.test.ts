@@ -12,7 +12,10 @@ import {
   dispatchedTo,
   events,
   heartbeat,
+  grantMsg,
+  LONG_LEASE_MS,
   makeDispatcher,
+  masterAcks,
   readyMsg,
   resultMsg,
   statusMsg,
@@ -43,7 +46,7 @@ const C = '00000000-0000-4000-8000-00000000000c';
 
 describe('balancer dispatch state machine', () => {
   describe('master link (architecture.md "Master -> balancer")', () => {
-    it('says hello at start and every interval until the master answers, then heartbeats', () => {
+    it('says hello at start and every interval until the master answers, then renews every leaseRenewMs (the hello is the heartbeat)', () => {
       const d = makeDispatcher();
       const out0 = checkOutputs(d.start(0));
       assert.equal(toMaster(out0, 'balancer_hello').length, 1);
@@ -55,16 +58,17 @@ describe('balancer dispatch state machine', () => {
       assert.equal(events(heard, 'master:heard').length, 1);
       assert.equal(d.masterConnected, true);
       const t = d.tick(2000);
-      assert.equal(toMaster(t, 'balancer_hello').length, 0);
-      assert.equal(toMaster(t, 'generic_message').length, 1, 'heartbeat to the master');
-      assert.equal(toMaster(d.tick(2500), 'generic_message').length, 0, 'at most one heartbeat per interval');
+      assert.equal(toMaster(t, 'balancer_hello').length, 1, 'a renewal (lease request, credit and heartbeat in one)');
+      assert.equal(events(t, 'master:hello').length, 0, 'a renewal is not a new hello');
+      assert.equal(toMaster(d.tick(2050), 'balancer_hello').length, 0, 'at most one per leaseRenewMs');
+      assert.equal(toMaster(d.tick(2100), 'balancer_hello').length, 1);
     });
 
     it('re-sends hello after livenessMissed silent intervals and dedupes the re-sent tasks', () => {
       const d = connected();
       const job = newUuid();
       d.onMaster(taskMsg(job, 0), 0);
-      assert.equal(toMaster(d.tick(3000), 'balancer_hello').length, 0, 'silent exactly 3000 ms is still alive');
+      assert.equal(events(d.tick(3000), 'master:hello').length, 0, 'silent exactly 3000 ms is still alive');
       const lost = d.tick(3001);
       assert.equal(events(lost, 'master:lost').length, 1);
       assert.deepEqual(events(lost, 'master:hello').map((e) => e.reason), ['silent']);
@@ -84,6 +88,10 @@ describe('balancer dispatch state machine', () => {
         10,
       );
       assert.equal(events(out, 'master:error')[0]!.code, ERROR_CODES.VERSION_MISMATCH);
+      // and the hellos continue: every leaseRenewMs while the link counts as answered
+      const later = [d.tick(100), d.tick(200), d.tick(300)];
+      assert.deepEqual(later.map((o) => toMaster(o, 'balancer_hello').length), [1, 1, 1], 'hellos continue after the error');
+      assert.ok(toMaster(later[2]!, 'balancer_hello')[0]!.request_seq > toMaster(later[0]!, 'balancer_hello')[0]!.request_seq);
     });
   });
 
@@ -98,7 +106,8 @@ describe('balancer dispatch state machine', () => {
       assert.equal(d.workerLoad(A), 3);
       assert.equal(d.status(0).tasksQueued, 2);
       const out = checkOutputs(d.onWorker(A, resultMsg(A, job, 1, 0), 10));
-      assert.deepEqual(toWorker(out, A, 'result_ack').map((a) => a.task_index), [1]);
+      assert.deepEqual(toWorker(out, A, 'result_ack'), [], 'acked end to end: only after the master recorded it');
+      assert.deepEqual(toWorker(masterAcks(d, out, 11), A, 'result_ack').map((a) => a.task_index), [1]);
       assert.deepEqual(dispatchedTo(out).map((x) => x.m.task_index), [3]);
       assert.equal(d.workerLoad(A), 3);
     });
@@ -147,7 +156,7 @@ describe('balancer dispatch state machine', () => {
       assert.equal(d.workerLoad(A), 2);
       d.onWorker(B, readyMsg(B, 2, 0), 1500);
       const beats = d.tick(1500);
-      assert.deepEqual(toWorker(beats, undefined, 'generic_message').length, 2, 'one heartbeat to each worker');
+      assert.deepEqual(toWorker(beats, undefined, 'balancer_state').map((m) => [m.epoch, m.active]), [[1, 1], [1, 1]], 'one heartbeat (with the lease state) to each worker');
       d.onWorker(B, statusMsg(B), 2900); // B keeps talking, A does not
       assert.equal(events(d.tick(3000), 'worker:lost').length, 0);
       const out = checkOutputs(d.tick(3001));
@@ -234,13 +243,13 @@ describe('balancer dispatch state machine', () => {
   });
 
   describe('results and retries (architecture.md "Results")', () => {
-    it('forwards ok with final = 1, acks the worker, re-sends until the master acks', () => {
+    it('forwards ok with final = 1, re-sends until the master acks, then acks the worker (end to end)', () => {
       const d = connected();
       d.onWorker(A, readyMsg(A, 1, 0), 0);
       const job = newUuid();
       d.onMaster(taskMsg(job, 0), 0);
       const out = d.onWorker(A, resultMsg(A, job, 0, 0), 100);
-      assert.equal(toWorker(out, A, 'result_ack').length, 1);
+      assert.equal(toWorker(out, A, 'result_ack').length, 0, 'the worker keeps it until the master has it');
       const fwd = toMaster(out, 'task_result');
       assert.deepEqual(fwd.map((r) => [r.final, r.outcome, r.worker_uuid]), [[1, TaskOutcome.ok, A]]);
       // heartbeats keep the master alive, but no ack: re-sent after resultResendMs
@@ -249,7 +258,7 @@ describe('balancer dispatch state machine', () => {
       assert.equal(toMaster(d.tick(2100), 'task_result').length, 1);
       // the master re-sends the task (e.g. after a hello) before it acked: still a duplicate
       assert.equal(events(d.onMaster(taskMsg(job, 0), 2200), 'task:duplicate').length, 1);
-      d.onMaster(ackMsg(job, 0, 0), 2300);
+      assert.deepEqual(toWorker(d.onMaster(ackMsg(job, 0, 0), 2300), A, 'result_ack').map((a) => a.task_index), [0]);
       d.onMaster(heartbeat(newUuid()), 4000);
       assert.equal(toMaster(d.tick(4200), 'task_result').length, 0, 'acked results are forgotten');
       assert.equal(d.status(4200).unackedResults, 0);
@@ -296,7 +305,7 @@ describe('balancer dispatch state machine', () => {
       assert.equal(d.workerLoad(A), 0);
     });
 
-    it('duplicate and stale results are acknowledged but ignored', () => {
+    it('a duplicate waits for the master ack; duplicate and stale results are then acknowledged but ignored', () => {
       const d = connected();
       d.onWorker(A, readyMsg(A, 1, 0), 0);
       d.onWorker(B, readyMsg(B, 1, 0), 0);
@@ -304,10 +313,14 @@ describe('balancer dispatch state machine', () => {
       d.onMaster(taskMsg(job, 0), 0);
       d.onMaster(taskMsg(job, 1), 0);
       d.onWorker(A, resultMsg(A, job, 0, 0), 10);
+      const early = d.onWorker(A, resultMsg(A, job, 0, 0), 15);
+      assert.equal(toWorker(early, A, 'result_ack').length, 0, 'forwarded, not yet recorded: no ack');
+      assert.equal(toMaster(early, 'task_result').length, 0, 'and not forwarded twice');
+      d.onMaster(ackMsg(job, 0, 0), 16);
       const dup = d.onWorker(A, resultMsg(A, job, 0, 0), 20);
       assert.equal(toWorker(dup, A, 'result_ack').length, 1);
       assert.equal(toMaster(dup, 'task_result').length, 0);
-      assert.equal(events(dup, 'result:ignored')[0]!.why, 'duplicate');
+      assert.equal(events(dup, 'result:ignored').length, 1);
       // task 1 on B: B is declared lost, the task goes to A at attempt 1; B's late result is stale
       for (let t = 1000; t <= 3000; t += 1000) d.onWorker(A, statusMsg(A), t);
       const lost = d.tick(3100);
@@ -325,7 +338,7 @@ describe('balancer dispatch state machine', () => {
       d.onWorker(B, readyMsg(B, 1, 0), 0);
       const job = newUuid();
       d.onMaster(taskMsg(job, 0), 0);
-      const msg = { type: 'task_started' as const, node_uuid: A, job_uuid: job, worker_uuid: A, task_index: 0, attempt: 0 };
+      const msg = { type: 'task_started' as const, node_uuid: A, job_uuid: job, worker_uuid: A, task_index: 0, attempt: 0, epoch: 1 };
       assert.deepEqual(toMaster(d.onWorker(A, msg, 5), 'task_started').map((m) => [m.job_uuid, m.worker_uuid]), [[job, A]]);
       assert.equal(toMaster(d.onWorker(B, { ...msg, node_uuid: B, worker_uuid: B }, 5), 'task_started').length, 0);
     });
@@ -357,24 +370,25 @@ describe('balancer dispatch state machine', () => {
   });
 
   describe('bounds', () => {
-    it('drops task_dispatch over maxQueuedTasks with a reason, and asks again (hello) once there is room', () => {
+    it('credit: each hello asks for at most maxQueuedTasks - held more tasks; a task over the bound is dropped with a reason', () => {
       const d = connected({ maxQueuedTasks: 2 });
       d.onWorker(A, readyMsg(A, 1, 0), 0);
       const job = newUuid();
-      d.onMaster(taskMsg(job, 0), 0);
-      d.onMaster(taskMsg(job, 1), 0);
-      const out = d.onMaster(taskMsg(job, 2), 0);
+      const h0 = toMaster(d.tick(100), 'balancer_hello')[0]!;
+      assert.deepEqual([h0.fed, h0.credit_limit, h0.epoch], [0, 2, 1], 'room for 2');
+      d.onMaster(taskMsg(job, 0), 100);
+      d.onMaster(taskMsg(job, 1), 100);
+      const h1 = toMaster(d.tick(200), 'balancer_hello')[0]!;
+      assert.deepEqual([h1.fed, h1.credit_limit], [2, 2], 'no room: the limit does not grow');
+      const out = d.onMaster(taskMsg(job, 2), 200); // a master that ignored the credit
       const ref = events(out, 'task:refused');
       assert.equal(ref.length, 1);
       assert.match(ref[0]!.reason, /maxQueuedTasks = 2/);
-      assert.equal(d.status(0).tasksHeld, 2);
-      d.onMaster(heartbeat(newUuid()), 900);
-      assert.equal(toMaster(d.tick(1000), 'balancer_hello').length, 0, 'no room yet');
-      d.onWorker(A, resultMsg(A, job, 0, 0), 1100);
-      d.onMaster(heartbeat(newUuid()), 1100);
-      const t = d.tick(1200);
-      assert.deepEqual(events(t, 'master:hello').map((e) => e.reason), ['room']);
-      assert.equal(events(d.onMaster(taskMsg(job, 2), 1300), 'task:queued').length, 1);
+      assert.equal(d.status(200).tasksHeld, 2);
+      const r = d.onWorker(A, resultMsg(A, job, 0, 0), 250);
+      masterAcks(d, r, 260);
+      const h2 = toMaster(d.tick(300), 'balancer_hello')[0]!;
+      assert.deepEqual([h2.fed, h2.credit_limit], [3, 4], 'one settled: room for one more');
     });
 
     it('refuses workers over maxWorkers with UNAVAILABLE', () => {
@@ -400,11 +414,12 @@ describe('balancer dispatch state machine', () => {
       d.onWorker(A, resultMsg(A, job, 0, 0), 10);
       const out = d.onWorker(A, resultMsg(A, job, 1, 0), 10);
       assert.equal(toWorker(out, A, 'result_ack').length, 0);
+      assert.equal(toMaster(out, 'task_result').length, 0);
       assert.equal(events(out, 'result:refused').length, 1);
-      d.onMaster(ackMsg(job, 0, 0), 20);
+      assert.deepEqual(toWorker(d.onMaster(ackMsg(job, 0, 0), 20), A, 'result_ack').map((a) => a.task_index), [0]);
       const again = d.onWorker(A, resultMsg(A, job, 1, 0), 30);
-      assert.equal(toWorker(again, A, 'result_ack').length, 1);
       assert.equal(toMaster(again, 'task_result').length, 1);
+      assert.deepEqual(toWorker(masterAcks(d, again, 40), A, 'result_ack').map((a) => a.task_index), [1]);
     });
 
     it('answers a message type workers must not send with UNEXPECTED', () => {
@@ -450,9 +465,10 @@ describe('balancer dispatch state machine', () => {
     });
 
     it('NOT_LEADER to a result after a leader change: unacked results are re-sent on the new link once it answers', () => {
-      const d = makeDispatcher({ masters: [M1, M2], resultResendMs: 2000 });
+      const d = makeDispatcher({ masters: [M1, M2], resultResendMs: 2000, adoptWaitMs: 0 });
       d.start(0);
       d.onMaster(heartbeat(newUuid()), 0);
+      d.onMaster(grantMsg(1, 1, LONG_LEASE_MS), 0);
       d.onWorker(A, readyMsg(A, 1, 0), 0);
       const job = newUuid();
       d.onMaster(taskMsg(job, 0), 0);
@@ -510,7 +526,7 @@ describe('balancer dispatch state machine', () => {
       d.onWorker(A, readyMsg(A, 1, 0), 0);
       const job = newUuid();
       assert.equal(dispatchedTo(d.onMaster(taskMsg(job, 0, { maxRetries: 2 }), 0))[0]!.workerId, A);
-      d.onWorker(A, { type: 'task_started', node_uuid: A, job_uuid: job, worker_uuid: A, task_index: 0, attempt: 0 }, 100);
+      d.onWorker(A, { type: 'task_started', node_uuid: A, job_uuid: job, worker_uuid: A, task_index: 0, attempt: 0, epoch: 1 }, 100);
       assert.equal(d.taskInfo(job, 0)!.deadlineMs, 100 + 10_000 + 1000, 'from task_started: timeout + slack');
       d.onWorker(B, readyMsg(B, 1, 0), 200);
       for (const t of [5000, 10_000, 11_100]) {

@@ -25,6 +25,11 @@ export function makeDispatcher(o: Partial<DispatchOptions> = {}): Dispatcher {
     queuedDeadlineMs: 600_000,
     defaultTaskTimeoutMs: 3_600_000,
     masterRedirectMinMs: 200,
+    leaseRenewMs: 100,
+    leaseSafetyMarginMs: 100,
+    adoptWaitMs: 2000,
+    adoptSpecWaitMs: 10_000,
+    role: 'primary',
     masters: ['tcp://127.0.0.1:7700'],
     ...o,
   });
@@ -72,7 +77,7 @@ export function readyMsg(workerId: string, slots: number, prefetch: number, cach
   });
 }
 
-export function taskMsg(jobUuid: string, taskIndex: number, o: { inputs?: string[]; maxRetries?: number; attempt?: number; taskCount?: number } = {}): MessageOf<'task_dispatch'> {
+export function taskMsg(jobUuid: string, taskIndex: number, o: { inputs?: string[]; maxRetries?: number; attempt?: number; taskCount?: number; epoch?: number } = {}): MessageOf<'task_dispatch'> {
   const inputs = o.inputs ?? [newUuid()];
   return wire({
     type: 'task_dispatch',
@@ -86,6 +91,7 @@ export function taskMsg(jobUuid: string, taskIndex: number, o: { inputs?: string
     timeout_ms: 10_000,
     memory_limit_mb: 256,
     output_limit_bytes: 1 << 20,
+    epoch: o.epoch ?? 1,
     input_file_uuids: inputs,
     input_names: inputs.map((_, i) => `in${i}`),
     args: [],
@@ -93,7 +99,7 @@ export function taskMsg(jobUuid: string, taskIndex: number, o: { inputs?: string
   });
 }
 
-export function resultMsg(workerId: string, jobUuid: string, taskIndex: number, attempt: number, outcome: number = TaskOutcome.ok): MessageOf<'task_result'> {
+export function resultMsg(workerId: string, jobUuid: string, taskIndex: number, attempt: number, outcome: number = TaskOutcome.ok, epoch = 1): MessageOf<'task_result'> {
   return wire({
     type: 'task_result',
     node_uuid: workerId,
@@ -110,6 +116,7 @@ export function resultMsg(workerId: string, jobUuid: string, taskIndex: number, 
     output_names: [],
     error: outcome === TaskOutcome.ok ? '' : 'boom',
     log_tail: '',
+    epoch,
   });
 }
 
@@ -125,10 +132,30 @@ export function ackMsg(jobUuid: string, taskIndex: number, attempt: number): Mes
   return wire({ type: 'result_ack', node_uuid: newUuid(), job_uuid: jobUuid, task_index: taskIndex, attempt });
 }
 
-/** A started dispatcher whose master has answered (so it is 'connected'). */
+/** A lease_grant as the master leader sends it. */
+export function grantMsg(epoch: number, requestSeq: number, leaseMs: number): MessageOf<'lease_grant'> {
+  return wire({ type: 'lease_grant', node_uuid: newUuid(), epoch, request_seq: requestSeq, lease_ms: leaseMs });
+}
+
+/** A lease_grant long enough to outlast any test (epoch 1, answering the first hello). */
+export const LONG_LEASE_MS = 2 ** 31;
+
+/**
+ * A started dispatcher whose master has answered (so it is 'connected') and granted it the
+ * lease (epoch 1, for longer than any test runs), with adoptWaitMs 0 (no failover adoption wait).
+ */
 export function connected(o: Partial<DispatchOptions> = {}, nowMs = 0): Dispatcher {
-  const d = makeDispatcher(o);
+  // no adoption wait: these scenarios are about dispatch, not failover (test/balancer/pair.test.ts)
+  const d = makeDispatcher({ adoptWaitMs: 0, ...o });
   d.start(nowMs);
   d.onMaster(heartbeat(newUuid()), nowMs);
+  d.onMaster(grantMsg(1, 1, LONG_LEASE_MS), nowMs);
   return d;
+}
+
+/** The master acknowledges every result it was sent in `out` (the worker ack follows from it). */
+export function masterAcks(d: Dispatcher, out: DispatchOutput[], nowMs: number): DispatchOutput[] {
+  const acks: DispatchOutput[] = [];
+  for (const r of toMaster(out, 'task_result')) acks.push(...d.onMaster(ackMsg(r.job_uuid, r.task_index, r.attempt), nowMs));
+  return acks;
 }

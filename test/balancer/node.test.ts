@@ -39,8 +39,9 @@ function get(port: number, p: string): Promise<{ code: number; body: string }> {
 }
 
 /**
- * The test's master: a ROUTER that records what it gets and heartbeats the balancer once it
- * said hello. As a follower (`followerOf` set: the leader's endpoint, or null for "unknown")
+ * The test's master: a ROUTER that records what it gets, heartbeats the balancer once it
+ * said hello, and (while beating) answers every hello with lease_grant epoch 1, as the
+ * leader does for the holder. As a follower (`followerOf` set: the leader's endpoint, or null for "unknown")
  * it answers every message with error_reply NOT_LEADER, built the way masters build it.
  */
 class FakeMaster {
@@ -66,7 +67,10 @@ class FakeMaster {
             await this.sock.send([peer as Buffer, ...reply]);
             continue;
           }
-          if (m.type === 'balancer_hello') this.peer = peer as Buffer;
+          if (m.type === 'balancer_hello') {
+            this.peer = peer as Buffer;
+            if (this.beating) void this.send({ type: 'lease_grant', node_uuid: this.id, epoch: 1, request_seq: m.request_seq, lease_ms: 60_000 });
+          }
         }
       } catch {
         /* closed */
@@ -77,8 +81,12 @@ class FakeMaster {
     }, HB_MS);
     return this.endpoint;
   }
+  /** Sends are chained: a ZeroMQ socket takes one send at a time (a second one throws EBUSY). */
+  private chain: Promise<void> = Promise.resolve();
   send(m: MessageInput): Promise<void> {
-    return this.sock.send([this.peer!, ...encode(m)]);
+    const frames = [this.peer!, ...encode(m)];
+    this.chain = this.chain.then(() => this.sock.send(frames)).catch(() => undefined);
+    return this.chain;
   }
   of<T extends Message['type']>(type: T): MessageOf<T>[] {
     return this.inbox.filter((m) => m.type === type) as MessageOf<T>[];
@@ -120,7 +128,7 @@ class FakeWorker {
   result(job: string, index: number, attempt: number, outcome: number = TaskOutcome.ok): Promise<void> {
     return this.send({
       type: 'task_result', node_uuid: this.id, job_uuid: job, worker_uuid: this.id, log_file_uuid: NIL_UUID, task_index: index, attempt,
-      exit_code: 0, duration_ms: 3, outcome, final: 0, output_file_uuids: [newUuid()], output_names: ['out.txt'], error: '', log_tail: 'done',
+      exit_code: 0, duration_ms: 3, outcome, final: 0, output_file_uuids: [newUuid()], output_names: ['out.txt'], error: '', log_tail: 'done', epoch: 1,
     });
   }
   of<T extends Message['type']>(type: T): MessageOf<T>[] {
@@ -191,7 +199,7 @@ describe('balancer node on real sockets', function () {
     // a worker joins and gets one task (slots 1 + prefetch 0)
     const a = worker(endpoint);
     await a.ready(1, 0);
-    await until('greeting', () => a.of('generic_message').length > 0);
+    await until('greeting', () => a.of('balancer_state').some((x) => x.active === 1));
     const job = newUuid();
     await master.send(taskMsg(job, 0, { maxRetries: 2 }));
     await master.send(taskMsg(job, 1, { maxRetries: 2 }));
@@ -200,15 +208,16 @@ describe('balancer node on real sockets', function () {
     assert.deepEqual([d0.job_uuid, d0.task_index, d0.attempt], [job, 0, 0]);
     assert.equal(d0.node_uuid, node!.nodeId);
 
-    await a.send({ type: 'task_started', node_uuid: a.id, job_uuid: job, worker_uuid: a.id, task_index: 0, attempt: 0 });
+    await a.send({ type: 'task_started', node_uuid: a.id, job_uuid: job, worker_uuid: a.id, task_index: 0, attempt: 0, epoch: 1 });
     await until('task_started at the master', () => master.of('task_started').length === 1);
     await a.result(job, 0, 0);
-    await until('result_ack at A', () => a.of('result_ack').length === 1);
     const r0 = await until('result at the master', () => master.of('task_result')[0]);
-    assert.deepEqual([r0.task_index, r0.attempt, r0.final, r0.outcome, r0.worker_uuid, r0.output_names[0]], [0, 0, 1, TaskOutcome.ok, a.id, 'out.txt']);
-    // not acked by the master: re-sent after resultResendMs; then acked: no more copies
+    assert.deepEqual([r0.task_index, r0.attempt, r0.final, r0.outcome, r0.worker_uuid, r0.output_names[0], r0.epoch], [0, 0, 1, TaskOutcome.ok, a.id, 'out.txt', 1]);
+    // not acked by the master: re-sent after resultResendMs, and the worker is not acked yet
     await until('result re-sent', () => master.of('task_result').filter((r) => r.task_index === 0).length >= 2);
+    assert.equal(a.of('result_ack').length, 0, 'the worker keeps its result until the master recorded it');
     await master.send({ type: 'result_ack', node_uuid: master.id, job_uuid: job, task_index: 0, attempt: 0 });
+    await until('result_ack at A (end to end)', () => a.of('result_ack').length === 1);
     await until('unacked drained', () => node!.dispatcher.status(Date.now()).unackedResults === 0);
 
     // task 1 went to A after its slot freed; A falls silent, B joins: task 1 moves to B at attempt 1
@@ -218,7 +227,7 @@ describe('balancer node on real sockets', function () {
     a.beating = false;
     const d1 = await until('task 1 at B', () => b.of('task_dispatch').find((m) => m.task_index === 1));
     assert.equal(d1.attempt, 1);
-    const lost = master.of('task_result').find((r) => r.task_index === 1)!;
+    const lost = await until('lost result of task 1 at the master', () => master.of('task_result').find((r) => r.task_index === 1));
     assert.deepEqual([lost.attempt, lost.outcome, lost.final, lost.worker_uuid], [0, TaskOutcome.lost, 0, a.id]);
 
     // hostile bytes on the worker endpoint: error_reply DECODE_ERROR, and the node keeps serving
@@ -231,8 +240,9 @@ describe('balancer node on real sockets', function () {
     assert.equal(err.type, 'error_reply');
     assert.equal(err.error_code, ERROR_CODES.DECODE_ERROR);
     await b.result(job, 1, 1);
-    await until('B acked', () => b.of('result_ack').some((x) => x.task_index === 1 && x.attempt === 1));
     await until('final result of task 1', () => master.of('task_result').find((r) => r.task_index === 1 && r.final === 1));
+    await master.send({ type: 'result_ack', node_uuid: master.id, job_uuid: job, task_index: 1, attempt: 1 });
+    await until('B acked', () => b.of('result_ack').some((x) => x.task_index === 1 && x.attempt === 1));
 
     // A comes back talking: it is unknown now and is told to re-register
     a.beating = true;
@@ -256,14 +266,15 @@ describe('balancer node on real sockets', function () {
 
   it('says hello again when the master falls silent', async () => {
     await startNode();
-    await until('first hello', () => master.of('balancer_hello').length === 1);
+    const seen: DispatchEvent[] = [];
+    node!.eventListeners.push((e) => seen.push(e));
+    await until('first hello', () => master.of('balancer_hello').length >= 1);
     await until('connected', () => node!.dispatcher.masterConnected);
-    // count from the moment the master falls silent: an early second hello (sent before the
-    // first heartbeat answered the first) must not satisfy this wait
-    const before = master.of('balancer_hello').length;
+    // hellos repeat every leaseRenewMs as renewals; what counts is a new hello because of silence
     master.beating = false;
-    await until('a hello after the silence', () => master.of('balancer_hello').length > before);
+    await until('a hello because the master fell silent', () => seen.find((e) => e.type === 'master:hello' && e.reason === 'silent'));
     assert.equal(node!.dispatcher.masterConnected, false);
+    assert.ok(seen.some((e) => e.type === 'master:lost'));
     master.beating = true;
     await until('connected again', () => node!.dispatcher.masterConnected);
   });
@@ -325,11 +336,11 @@ describe('balancer node on real sockets', function () {
     await until('connected', () => node!.dispatcher.masterConnected);
     const a = worker(endpoint); // keeps heartbeating: never declared lost
     await a.ready(1, 0);
-    await until('greeting', () => a.of('generic_message').length > 0);
+    await until('greeting', () => a.of('balancer_state').some((x) => x.active === 1));
     const job = newUuid();
     await master.send({ ...taskMsg(job, 0, { maxRetries: 1 }), timeout_ms: 100 });
     await until('attempt 0 at A', () => a.of('task_dispatch').find((m) => m.attempt === 0));
-    await a.send({ type: 'task_started', node_uuid: a.id, job_uuid: job, worker_uuid: a.id, task_index: 0, attempt: 0 });
+    await a.send({ type: 'task_started', node_uuid: a.id, job_uuid: job, worker_uuid: a.id, task_index: 0, attempt: 0, epoch: 1 });
     const lost = await until('lost result at the master', () => master.of('task_result').find((r) => r.attempt === 0));
     assert.deepEqual([lost.outcome, lost.final, lost.worker_uuid], [TaskOutcome.lost, 0, a.id]);
     assert.match(lost.error, /within 200 ms of task_started/);
@@ -341,6 +352,28 @@ describe('balancer node on real sockets', function () {
     assert.deepEqual([fin.outcome, fin.final], [TaskOutcome.ok, 1]);
     assert.equal(master.of('task_result').filter((r) => r.attempt === 0 && r.outcome === TaskOutcome.ok).length, 0, 'the late result is not forwarded');
     assert.equal(node!.dispatcher.status(Date.now()).counters.deadlinesMissed, 1);
+  });
+
+  it('a worker that reconnects with a new routing id loses what it held (re-queued) and is asked to register again', async () => {
+    const { endpoint } = await startNode();
+    await until('connected', () => node!.dispatcher.masterConnected);
+    const a = worker(endpoint);
+    await a.ready(1, 0);
+    await until('greeting', () => a.of('balancer_state').some((x) => x.active === 1));
+    const job = newUuid();
+    await master.send(taskMsg(job, 0, { maxRetries: 2 }));
+    await until('task 0 at A', () => a.of('task_dispatch')[0]);
+    // the same worker id on a new socket (its DEALER reconnected): the old routing id is gone
+    a.beating = false;
+    const again = worker(endpoint, a.id);
+    await again.send({ type: 'worker_status', node_uuid: a.id, job_uuid: job, state: 1 });
+    const e = await until('UNAVAILABLE on the new connection', () => again.of('error_reply').find((x) => x.error_code === ERROR_CODES.UNAVAILABLE));
+    assert.match(e.message, /reconnected.*send worker_ready/);
+    const lost = await until('the attempt reported lost', () => master.of('task_result').find((r) => r.task_index === 0));
+    assert.deepEqual([lost.attempt, lost.outcome, lost.final], [0, TaskOutcome.lost, 0]);
+    await again.ready(1, 0);
+    const d1 = await until('attempt 1 on the new connection', () => again.of('task_dispatch').find((m) => m.attempt === 1));
+    assert.equal(d1.task_index, 0);
   });
 
   it('runs as `grid balancer`, announces GRID_READY and stops on SIGTERM', async () => {

@@ -1,10 +1,13 @@
 // Seeded random-schedule simulation of the dispatch state machine (docs/balancer.md,
 // "Invariants"): a simulated master and simulated workers exchange real (codec round-tripped)
 // messages with the pure Dispatcher under fake time, with worker crashes, partitions, task
-// failures, master pauses and lost acknowledgements. A failing seed replays exactly.
+// failures, master pauses and lost acknowledgements. A failing seed replays exactly. The
+// simulated master runs the real master Feed (src/master/feed.ts: lease + credit feed), with
+// Raft commits taken as instant; a master pause is a restart (a new leader with a new feed).
 import assert from 'node:assert/strict';
 import { Dispatcher, DispatchOutput } from '../../src/balancer';
 import { Message, MessageInput, MessageOf, NIL_UUID, TaskOutcome, ERROR_CODES, decode, encode } from '../../src/messages';
+import { Feed, FeedEffect } from '../../src/master/feed';
 import { makeDispatcher, readyMsg, taskMsg, SOFTWARE } from './helpers';
 
 function mulberry32(seed: number): () => number {
@@ -64,7 +67,11 @@ class Sim {
   /** like the real master: it heartbeats a balancer only after that balancer's hello */
   masterKnowsBalancer = false;
   masterBeatMs = 0;
+  restartPending = false;
   readonly masterId = uuidOf(0xfeed, 1);
+  feed!: Feed;
+  /** the replicated lease (survives master restarts, as Raft state does) */
+  lease = { epoch: 0, holder: '', role: 'primary' as const };
   private readonly pending: (() => void)[] = [];
   readonly cancelledJobs = new Set<string>();
   readonly jobs: string[];
@@ -136,17 +143,47 @@ class Sim {
     return this.now >= this.masterPausedUntil;
   }
 
+  /** A (re)started master leader: a new Feed over the replicated lease and the open tasks. */
+  newLeader(): void {
+    this.feed = new Feed({ leaseMs: 1000, newLeaderWaitMs: 500, feedBatchMax: 7, auxiliaryStartWaitMs: 1000 });
+    this.feed.restore(this.lease.epoch, this.lease.holder, this.lease.role);
+    this.runFeed(this.feed.becameLeader(this.now, this.openKeys()));
+  }
+
+  private openKeys(): string[] {
+    return [...this.tasks].filter(([, t]) => t.finals.size === 0 && !t.cancelled).map(([k]) => k);
+  }
+
+  private runFeed(effects: FeedEffect[]): void {
+    for (const e of effects) {
+      if (e.kind === 'propose') {
+        this.lease = { epoch: e.epoch, holder: e.holder, role: 'primary' };
+        this.runFeed(this.feed.leaseApplied(e.epoch, e.holder, e.role, this.now, this.openKeys()));
+      } else if (e.kind === 'grant') {
+        this.fromMaster({ type: 'lease_grant', node_uuid: this.masterId, epoch: e.epoch, request_seq: e.requestSeq, lease_ms: e.leaseMs });
+      } else if (e.kind === 'refuse') {
+        this.fromMaster({ type: 'error_reply', node_uuid: this.masterId, request_uuid: NIL_UUID, error_code: ERROR_CODES.LEASE_HELD, message: e.reason });
+      } else if (e.kind === 'send') {
+        for (const k of e.keys) {
+          const t = this.tasks.get(k)!;
+          this.fromMaster({ ...t.spec, attempt: t.attempts.size, epoch: e.epoch });
+        }
+      }
+    }
+  }
+
   private masterGets(m: Message): void {
     if (!this.masterUp) return; // paused: as if its socket were down
     switch (m.type) {
       case 'balancer_hello':
         this.masterKnowsBalancer = true;
-        this.fromMaster({ type: 'generic_message', node_uuid: this.masterId });
-        for (const t of this.tasks.values()) if (t.finals.size === 0 && !t.cancelled) this.fromMaster({ ...t.spec, attempt: t.attempts.size });
+        this.runFeed(this.feed.request({ nodeUuid: m.node_uuid, role: 'primary', epoch: m.epoch, requestSeq: m.request_seq, fed: m.fed, creditLimit: m.credit_limit }, this.now));
         break;
       case 'task_result': {
         const t = this.tasks.get(`${m.job_uuid}/${m.task_index}`)!;
         assert.ok(t, 'result for a task the master never made');
+        assert.ok(this.feed.isCurrent(m.node_uuid, m.epoch), `result under epoch ${m.epoch} from the holder of epoch ${this.lease.epoch}`);
+        if (m.final === 1) this.feed.settled([`${m.job_uuid}/${m.task_index}`]);
         t.attempts.add(m.attempt);
         if (m.final === 1) t.finals.add(m.attempt);
         if (this.chaos && this.rng() < 0.15) break; // the ack is lost
@@ -169,7 +206,7 @@ class Sim {
         w.running.set(`${m.job_uuid}/${m.task_index}/${m.attempt}`, m);
         w.receivedMs.set(`${m.job_uuid}/${m.task_index}/${m.attempt}`, this.now);
         assert.ok(w.running.size <= w.slots + w.prefetch, `worker capacity ${w.slots}+${w.prefetch} exceeded: ${w.running.size}`);
-        this.fromWorker(w, { type: 'task_started', node_uuid: w.id, job_uuid: m.job_uuid, worker_uuid: w.id, task_index: m.task_index, attempt: m.attempt });
+        this.fromWorker(w, { type: 'task_started', node_uuid: w.id, job_uuid: m.job_uuid, worker_uuid: w.id, task_index: m.task_index, attempt: m.attempt, epoch: m.epoch });
         break;
       }
       case 'result_ack':
@@ -185,6 +222,7 @@ class Sim {
         if (!w.awaitingGreeting) this.rejoin(w);
         break;
       case 'generic_message':
+      case 'balancer_state':
         w.awaitingGreeting = false;
         break;
     }
@@ -251,7 +289,7 @@ class Sim {
         type: 'task_result', node_uuid: w.id, job_uuid: t.job_uuid, worker_uuid: w.id, log_file_uuid: NIL_UUID,
         task_index: t.task_index, attempt: t.attempt, exit_code: fail ? 1 : 0, duration_ms: 1,
         outcome: fail ? TaskOutcome.exit_nonzero : TaskOutcome.ok, final: 0,
-        output_file_uuids: [], output_names: [], error: '', log_tail: '',
+        output_file_uuids: [], output_names: [], error: '', log_tail: '', epoch: t.epoch,
       };
       w.unacked.set(k, { msg, sentMs: this.now });
       this.fromWorker(w, msg);
@@ -273,6 +311,11 @@ class Sim {
       this.stats.pauses++;
       this.masterPausedUntil = this.now + 1000 + r() * 6000;
       this.masterKnowsBalancer = false;
+      this.restartPending = true;
+    }
+    if (this.restartPending && this.masterUp) {
+      this.restartPending = false;
+      this.newLeader();
     }
     if (this.masterUp && this.masterKnowsBalancer && this.now - this.masterBeatMs >= 1000) {
       this.masterBeatMs = this.now;
@@ -282,6 +325,7 @@ class Sim {
       const job = this.jobs[1]!;
       this.cancelledJobs.add(job);
       for (const t of this.tasks.values()) if (t.spec.job_uuid === job && t.finals.size === 0) t.cancelled = true;
+      this.feed.settledJob(job);
       this.fromMaster({ type: 'task_cancel', node_uuid: this.masterId, job_uuid: job });
     }
     for (const w of this.workers) this.stepWorker(w);
@@ -290,6 +334,7 @@ class Sim {
   }
 
   start(): void {
+    this.newLeader();
     this.run(this.d.start(0));
     for (const w of this.workers) this.fromWorker(w, readyMsg(w.id, w.slots, w.prefetch));
     this.pump();

@@ -102,6 +102,8 @@ export interface GridOptions {
   workers?: number;
   /** masters in a replicated group (`--masters`): 1, 3 or 5; default 1 */
   masters?: number;
+  /** balancers (`--balancers`): 1, or 2 for a primary/auxiliary pair; default 1 */
+  balancers?: number;
   slots?: number;
   prefetch?: number;
   /** roles dev restarts after a crash (`--restart`); default dev's own (worker) */
@@ -266,6 +268,7 @@ export async function startGrid(o: GridOptions = {}): Promise<Grid> {
   const dataDir = path.join(tmp, 'grid');
   const args = ['dev', '--port-base', '0', '--data-dir', dataDir, '--workers', String(o.workers ?? 2)];
   if (o.masters !== undefined) args.push('--masters', String(o.masters));
+  if (o.balancers !== undefined) args.push('--balancers', String(o.balancers));
   if (o.slots !== undefined) args.push('--slots', String(o.slots));
   if (o.prefetch !== undefined) args.push('--prefetch', String(o.prefetch));
   if (o.restart !== undefined) args.push('--restart', o.restart);

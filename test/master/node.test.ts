@@ -11,47 +11,101 @@ import { RpcClient, RemoteError, silentLogger } from '../../src/common';
 import { submitMsg as submitN } from '../helpers/masters';
 
 const submitMsg = (n: number, jobUuid?: string) => submitN(n, jobUuid, 1);
-import { JobState, Message, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, decode, encode, newUuid } from '../../src/messages';
+import { ERROR_CODES, JobState, Message, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, decode, encode, newUuid } from '../../src/messages';
 
 const BIN = path.resolve(__dirname, '../../../bin/grid.js');
 
 
-/** A test DEALER that plays the balancer. */
+/**
+ * A test DEALER that plays a balancer the way the real one talks: balancer_hello (lease
+ * request, renewal and credit in one) every RENEW_MS while `renewing`, holding whatever
+ * epoch the master granted it. Waits are for conditions, never for fixed times.
+ */
+const RENEW_MS = 50;
 class FakeBalancer {
   readonly id = newUuid();
   readonly sock = new zmq.Dealer({ linger: 0 });
   readonly inbox: Message[] = [];
-  constructor(endpoint: string) {
+  epoch = 0;
+  seq = 0;
+  /** how many more tasks it asks for beyond those received */
+  room = 1000;
+  /** when set, the credit_limit it sends (a balancer that holds every task it got: its limit stays put) */
+  limit?: number;
+  renewing = false;
+  protocol = PROTOCOL_VERSION;
+  private timer?: NodeJS.Timeout;
+  private chain: Promise<void> = Promise.resolve();
+  constructor(
+    endpoint: string,
+    readonly role: 'primary' | 'auxiliary' = 'primary',
+  ) {
     this.sock.connect(endpoint);
     void (async () => {
       try {
-        for await (const frames of this.sock) this.inbox.push(decode(frames as Buffer[]));
+        for await (const frames of this.sock) {
+          const m = decode(frames as Buffer[]);
+          this.inbox.push(m);
+          if (m.type === 'lease_grant' && m.epoch > this.epoch) this.epoch = m.epoch;
+        }
       } catch {
         /* closed */
       }
     })();
   }
-  send(m: Parameters<typeof encode>[0]) {
-    return this.sock.send(encode(m));
+  get fed(): number {
+    return this.inbox.filter((m) => m.type === 'task_dispatch' && m.epoch === this.epoch).length;
   }
-  async waitFor<T extends Message['type']>(type: T, count = 1, ms = 5000): Promise<MessageOf<T>[]> {
+  hello(): Promise<void> {
+    return this.send({ type: 'balancer_hello', node_uuid: this.id, protocol_version: this.protocol, role: this.role === 'primary' ? 0 : 1, epoch: this.epoch, request_seq: ++this.seq, fed: this.fed, credit_limit: this.limit ?? this.fed + this.room });
+  }
+  /** Starts saying hello every RENEW_MS (as the real balancer renews its lease). */
+  renew(): this {
+    this.renewing = true;
+    void this.hello();
+    this.timer ??= setInterval(() => {
+      if (this.renewing) void this.hello();
+    }, RENEW_MS);
+    return this;
+  }
+  /** Sends are chained: a ZeroMQ socket takes one send at a time. */
+  send(m: Parameters<typeof encode>[0]): Promise<void> {
+    const frames = encode(m);
+    this.chain = this.chain.then(() => this.sock.send(frames)).catch(() => undefined);
+    return this.chain;
+  }
+  of<T extends Message['type']>(type: T): MessageOf<T>[] {
+    return this.inbox.filter((m) => m.type === type) as MessageOf<T>[];
+  }
+  async waitFor<T extends Message['type']>(type: T, count = 1, ms = 10_000, pred: (m: MessageOf<T>) => boolean = () => true): Promise<MessageOf<T>[]> {
     const t0 = Date.now();
     for (;;) {
-      const got = this.inbox.filter((m) => m.type === type) as MessageOf<T>[];
+      const got = this.of(type).filter(pred);
       if (got.length >= count) return got;
       if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${count} ${type}, have ${got.length}`);
       await new Promise((r) => setTimeout(r, 10));
     }
   }
   close() {
+    clearInterval(this.timer);
     this.sock.close();
   }
 }
 
-function result(job: string, d: MessageOf<'task_dispatch'>, ok: boolean, final: boolean) {
+async function until<T>(what: string, f: () => T | undefined | false, ms = 10_000): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = f();
+    if (v) return v;
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function result(bal: FakeBalancer, job: string, d: MessageOf<'task_dispatch'>, ok: boolean, final: boolean, epoch = bal.epoch) {
   return {
     type: 'task_result' as const,
-    node_uuid: newUuid(),
+    node_uuid: bal.id,
     job_uuid: job,
     worker_uuid: newUuid(),
     log_file_uuid: NIL_UUID,
@@ -65,8 +119,11 @@ function result(job: string, d: MessageOf<'task_dispatch'>, ok: boolean, final: 
     output_names: ok ? ['out'] : [],
     error: ok ? '' : 'exited with code 3',
     log_tail: ok ? '' : 'boom',
+    epoch,
   };
 }
+
+type MasterStatus = { lease: { epoch: number; holder: string | null }; balancers: { nodeUuid: string; role: string; active: boolean }[]; counters: Record<string, number> };
 
 describe('master node (real sockets)', function () {
   this.timeout(30_000);
@@ -75,43 +132,183 @@ describe('master node (real sockets)', function () {
   let endpoint: string;
   let client: RpcClient;
   const log = silentLogger();
+  const bals: FakeBalancer[] = [];
+
+  async function startMaster(o: Record<string, unknown> = {}): Promise<void> {
+    node = new MasterNode(loadMasterConfig({ dataDir: dir, bind: 'tcp://127.0.0.1:0', adminPort: 0, heartbeatIntervalMs: 100, leaseMs: 400, leaseNewLeaderWaitMs: 0, ...o }), log);
+    ({ endpoint } = await node.start());
+    client = new RpcClient({ endpoint, nodeUuid: newUuid(), log });
+  }
+  function balancer(role: 'primary' | 'auxiliary' = 'primary'): FakeBalancer {
+    const b = new FakeBalancer(endpoint, role);
+    bals.push(b);
+    return b;
+  }
+  const status = () => node.status() as MasterStatus;
 
   beforeEach(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'grid-master-node-'));
-    node = new MasterNode(loadMasterConfig({ dataDir: dir, bind: 'tcp://127.0.0.1:0', adminPort: 0, heartbeatIntervalMs: 100 }), log);
-    ({ endpoint } = await node.start());
-    client = new RpcClient({ endpoint, nodeUuid: newUuid(), log });
+    await startMaster();
   });
   afterEach(async () => {
+    for (const b of bals.splice(0)) b.close();
     client.close();
     await node.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('accepts a job, pushes its tasks to the balancer and settles it from results', async () => {
-    const bal = new FakeBalancer(endpoint);
-    try {
-      await bal.send({ type: 'balancer_hello', node_uuid: bal.id, protocol_version: PROTOCOL_VERSION });
-      await bal.waitFor('generic_message');
-      const sub = submitMsg(3);
-      const r = (await client.request(sub)) as MessageOf<'job_submit_response'>;
-      assert.equal(r.type, 'job_submit_response');
-      assert.equal(r.task_count, 3);
-      const tasks = await bal.waitFor('task_dispatch', 3);
-      assert.deepEqual(tasks.map((t) => t.task_index).sort(), [0, 1, 2]);
-      for (const t of tasks) await bal.send(result(sub.job_uuid, t, true, true));
-      // a duplicate result is acked again and recorded once
-      await bal.send(result(sub.job_uuid, tasks[0]!, true, true));
-      await bal.waitFor('result_ack', 4);
-      const st = (await client.request({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: sub.job_uuid })) as MessageOf<'job_status_response'>;
-      assert.equal(st.state, JobState.succeeded);
-      assert.equal(st.tasks_succeeded, 3);
-      const ts = (await client.request({ type: 'task_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: sub.job_uuid, task_index: 0 })) as MessageOf<'task_status_response'>;
-      assert.equal(ts.output_names.length, 1);
-      assert.equal(node.store.attemptCount(sub.job_uuid), 3);
-    } finally {
-      bal.close();
-    }
+  it('grants the lease (epoch through Raft), feeds tasks to the holder and settles the job from its results (docs/balancer.md)', async () => {
+    const bal = balancer().renew();
+    const [g] = await bal.waitFor('lease_grant');
+    assert.equal(g!.epoch, 1);
+    assert.equal(g!.lease_ms, 400);
+    assert.equal(node.store.lease().epoch, 1, 'the epoch is in the replicated state');
+    const sub = submitMsg(3);
+    const r = (await client.request(sub)) as MessageOf<'job_submit_response'>;
+    assert.equal(r.task_count, 3);
+    const tasks = await bal.waitFor('task_dispatch', 3);
+    assert.deepEqual(tasks.map((t) => [t.task_index, t.epoch]).sort(), [[0, 1], [1, 1], [2, 1]]);
+    for (const t of tasks) await bal.send(result(bal, sub.job_uuid, t, true, true));
+    // a duplicate result is acked again and recorded once
+    await bal.send(result(bal, sub.job_uuid, tasks[0]!, true, true));
+    await bal.waitFor('result_ack', 4);
+    const st = (await client.request({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: sub.job_uuid })) as MessageOf<'job_status_response'>;
+    assert.equal(st.state, JobState.succeeded);
+    assert.equal(st.tasks_succeeded, 3);
+    const ts = (await client.request({ type: 'task_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: sub.job_uuid, task_index: 0 })) as MessageOf<'task_status_response'>;
+    assert.equal(ts.output_names.length, 1);
+    assert.equal(node.store.attemptCount(sub.job_uuid), 3);
+    const s = status();
+    assert.deepEqual(s.balancers.map((b) => [b.nodeUuid, b.role, b.active]), [[bal.id, 'primary', true]]);
+  });
+
+  it('sends no more than the credit allows, in batches, and more as the credit grows', async () => {
+    node.feed.s.feedBatchMax = 2;
+    const bal = balancer();
+    bal.limit = 3; // holds what it gets (nothing settles): room for 3 in all
+    bal.renew();
+    await bal.waitFor('lease_grant');
+    const sub = submitMsg(7);
+    await client.request(sub);
+    await bal.waitFor('task_dispatch', 3);
+    // several renewals later, still 3: the limit is fed + room, and nothing was settled
+    const seq = bal.seq;
+    await until('three more renewals', () => bal.seq >= seq + 3);
+    assert.equal(bal.of('task_dispatch').length, 3, 'credit 3: the master sent 3, not 7');
+    bal.limit = 10;
+    const all = await bal.waitFor('task_dispatch', 7);
+    assert.deepEqual(all.map((t) => t.task_index), [0, 1, 2, 3, 4, 5, 6], 'in task order, none twice');
+    assert.ok(node.feed.counters.batches >= 4, `batches of at most 2: ${node.feed.counters.batches}`);
+  });
+
+  it('a balancer never granted the lease gets LEASE_HELD and no task; a stale epoch is refused with STALE_EPOCH', async () => {
+    const primary = balancer().renew();
+    await primary.waitFor('lease_grant');
+    const sub = submitMsg(2);
+    await client.request(sub);
+    const tasks = await primary.waitFor('task_dispatch', 2);
+    const intruder = balancer('primary').renew(); // a second "primary", as a script would do
+    const [refused] = await intruder.waitFor('error_reply', 1, 10_000, (e) => e.error_code === ERROR_CODES.LEASE_HELD);
+    assert.match(refused!.message, /holds epoch 1/);
+    await intruder.waitFor('error_reply', 3, 10_000, (e) => e.error_code === ERROR_CODES.LEASE_HELD);
+    assert.equal(intruder.of('task_dispatch').length, 0, 'no task for a balancer without the lease');
+    assert.equal(intruder.of('lease_grant').length, 0);
+    // a result from it (any epoch) is refused, typed, and not recorded
+    await intruder.send(result(intruder, sub.job_uuid, tasks[0]!, true, true, 1));
+    const [stale] = await intruder.waitFor('error_reply', 1, 10_000, (e) => e.error_code === ERROR_CODES.STALE_EPOCH);
+    assert.match(stale!.message, /epoch 1 refused: the dispatch lease is epoch 1 held by/);
+    assert.equal(node.store.attemptCount(sub.job_uuid), 0);
+    assert.ok(status().counters.staleEpochRefused >= 1);
+  });
+
+  it('the auxiliary takes over only once the primary stops renewing (lease expiry), with a new epoch; the old epoch is then refused', async () => {
+    const primary = balancer().renew();
+    await primary.waitFor('lease_grant');
+    const aux = balancer('auxiliary').renew();
+    await aux.waitFor('error_reply', 2, 10_000, (e) => e.error_code === ERROR_CODES.LEASE_HELD);
+    const sub = submitMsg(2);
+    await client.request(sub);
+    const tasks = await primary.waitFor('task_dispatch', 2);
+    primary.renewing = false; // as if SIGSTOPped or killed
+    const [g] = await aux.waitFor('lease_grant');
+    assert.equal(g!.epoch, 2);
+    const fed = await aux.waitFor('task_dispatch', 2);
+    assert.deepEqual(fed.map((t) => [t.task_index, t.epoch]), [[0, 2], [1, 2]], 'a new epoch feeds every open task again');
+    // the old holder comes back: refused, and its result under epoch 1 too
+    primary.renewing = true;
+    await primary.waitFor('error_reply', 1, 10_000, (e) => e.error_code === ERROR_CODES.LEASE_HELD);
+    await primary.send(result(primary, sub.job_uuid, tasks[0]!, true, true, 1));
+    await primary.waitFor('error_reply', 1, 10_000, (e) => e.error_code === ERROR_CODES.STALE_EPOCH);
+    await aux.send(result(aux, sub.job_uuid, fed[0]!, true, true));
+    await aux.waitFor('result_ack');
+    assert.equal(node.store.attemptCount(sub.job_uuid), 1, 'recorded once, from the holder');
+  });
+
+  it('refuses a hello of another protocol version with VERSION_MISMATCH', async () => {
+    const bal = balancer();
+    bal.protocol = PROTOCOL_VERSION + 1;
+    await bal.hello();
+    const [e] = await bal.waitFor('error_reply');
+    assert.equal(e!.error_code, ERROR_CODES.VERSION_MISMATCH);
+    assert.match(e!.message, new RegExp(`protocol ${PROTOCOL_VERSION + 1}, this master speaks ${PROTOCOL_VERSION}`));
+    assert.equal(bal.of('lease_grant').length, 0);
+  });
+
+  it('forgets a balancer that falls silent (heartbeatIntervalMs x livenessMissed), and knows it again at its next hello', async () => {
+    const bal = balancer().renew();
+    await until('the balancer is known', () => status().balancers.length === 1);
+    bal.renewing = false;
+    await until('the silent balancer is forgotten', () => status().balancers.length === 0);
+    assert.ok(status().counters.balancersForgotten >= 1);
+    bal.renewing = true;
+    await until('known again', () => status().balancers.length === 1);
+  });
+
+  it('splits results into batches of maxResultBatch and acks each once committed', async () => {
+    client.close();
+    await node.stop();
+    await startMaster({ maxResultBatch: 2 });
+    const bal = balancer().renew();
+    await bal.waitFor('lease_grant');
+    const sub = submitMsg(7);
+    await client.request(sub);
+    const tasks = await bal.waitFor('task_dispatch', 7);
+    for (const t of tasks) void bal.send(result(bal, sub.job_uuid, t, true, true));
+    await bal.waitFor('result_ack', 7);
+    const c = status().counters;
+    assert.equal(c.results, 7);
+    assert.ok(c.resultBatches >= 4, `7 results in batches of at most 2: ${c.resultBatches} batches`);
+    assert.equal(node.store.attemptCount(sub.job_uuid), 7);
+  });
+
+  it('a cancelled job: the holder is sent task_cancel and its tasks are not fed again', async () => {
+    const bal = balancer().renew();
+    await bal.waitFor('lease_grant');
+    const sub = submitMsg(3);
+    await client.request(sub);
+    await bal.waitFor('task_dispatch', 3);
+    await client.request({ type: 'job_cancel_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: sub.job_uuid });
+    const [c] = await bal.waitFor('task_cancel');
+    assert.equal(c!.job_uuid, sub.job_uuid);
+    bal.epoch = 0; // a new epoch re-feeds every open task: none of the cancelled job
+    await bal.waitFor('lease_grant', 1, 10_000, (g) => g.epoch === 2);
+    const seq = bal.seq;
+    await until('a few renewals under epoch 2', () => bal.seq >= seq + 3);
+    assert.equal(bal.of('task_dispatch').filter((t) => t.epoch === 2).length, 0);
+  });
+
+  it('knows its workers from worker_status forwarded by the lease holder only', async () => {
+    const bal = balancer().renew();
+    await bal.waitFor('lease_grant');
+    const other = balancer('auxiliary').renew();
+    const w1 = newUuid();
+    const w2 = newUuid();
+    await other.send({ type: 'worker_status', node_uuid: w2, job_uuid: NIL_UUID, state: 0 }); // not the holder: ignored
+    await bal.send({ type: 'worker_status', node_uuid: w1, job_uuid: NIL_UUID, state: 1 });
+    type WithWorkers = { workers: { workerUuid: string; state: string }[] };
+    await until('the worker known', () => (node.status() as WithWorkers).workers.length === 1);
+    assert.deepEqual((node.status() as WithWorkers).workers.map((w) => [w.workerUuid, w.state]), [[w1, 'busy']]);
+    await until('forgotten after liveness of silence', () => (node.status() as WithWorkers).workers.length === 0);
   });
 
   it('answers a retried submit with the same job and no duplicate', async () => {
@@ -139,27 +336,23 @@ describe('master node (real sockets)', function () {
     assert.equal(((await client.request(sub)) as MessageOf<'job_submit_response'>).task_count, 1);
   });
 
-  it('re-sends open tasks to a balancer that says hello again, and fails a job on a final failure', async () => {
+  it('a balancer that restarted (hello with epoch 0) gets a new epoch and every open task again; a final failure fails the job and cancels its tasks', async () => {
     const sub = submitMsg(2);
     await client.request(sub);
-    const bal = new FakeBalancer(endpoint);
-    try {
-      await bal.send({ type: 'balancer_hello', node_uuid: bal.id, protocol_version: PROTOCOL_VERSION });
-      const tasks = await bal.waitFor('task_dispatch', 2);
-      await bal.send(result(sub.job_uuid, tasks[0]!, false, false));
-      await bal.waitFor('result_ack', 1);
-      await bal.send({ type: 'balancer_hello', node_uuid: bal.id, protocol_version: PROTOCOL_VERSION });
-      const again = await bal.waitFor('task_dispatch', 4);
-      const t0 = again.filter((t) => t.task_index === tasks[0]!.task_index).map((t) => t.attempt);
-      assert.deepEqual(t0, [0, 1], 'the second dispatch carries the next attempt');
-      await bal.send(result(sub.job_uuid, { ...tasks[0]!, attempt: 1 }, false, true));
-      await bal.waitFor('task_cancel', 1);
-      const st = (await client.request({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: sub.job_uuid })) as MessageOf<'job_status_response'>;
-      assert.equal(st.state, JobState.failed);
-      assert.match(st.error, /exited with code 3/);
-    } finally {
-      bal.close();
-    }
+    const bal = balancer().renew();
+    const tasks = await bal.waitFor('task_dispatch', 2);
+    await bal.send(result(bal, sub.job_uuid, tasks[0]!, false, false));
+    await bal.waitFor('result_ack', 1);
+    bal.epoch = 0; // its soft state is gone
+    await bal.waitFor('lease_grant', 1, 10_000, (g) => g.epoch === 2);
+    const again = await bal.waitFor('task_dispatch', 2, 10_000, (t) => t.epoch === 2);
+    const t0 = again.filter((t) => t.task_index === tasks[0]!.task_index).map((t) => t.attempt);
+    assert.deepEqual(t0, [1], 'the new epoch carries the next attempt');
+    await bal.send(result(bal, sub.job_uuid, { ...tasks[0]!, attempt: 1 }, false, true));
+    await bal.waitFor('task_cancel', 1);
+    const st = (await client.request({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: sub.job_uuid })) as MessageOf<'job_status_response'>;
+    assert.equal(st.state, JobState.failed);
+    assert.match(st.error, /exited with code 3/);
   });
 });
 

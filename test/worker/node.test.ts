@@ -173,6 +173,7 @@ describe('worker node (real processes)', function () {
       timeout_ms: 30_000,
       memory_limit_mb: 256,
       output_limit_bytes: 64 * 1024 * 1024,
+      epoch: 1,
       input_file_uuids: ins.map((i) => i.fileUuid),
       input_names: inputs.map((i) => i.name),
       args: ['x', 'y z'],
@@ -402,7 +403,7 @@ describe('worker node (real processes)', function () {
       const job = newUuid();
       await b.sendTo(id, {
         type: 'task_dispatch', node_uuid: BALANCER_ID, job_uuid: job, program_file_uuid: prog.fileUuid, task_index: 0, task_count: 1, attempt: 0, max_retries: 2,
-        timeout_ms: 30_000, memory_limit_mb: 256, output_limit_bytes: 1 << 20, input_file_uuids: [], input_names: [], args: [], program_name: 'job.js',
+        timeout_ms: 30_000, memory_limit_mb: 256, output_limit_bytes: 1 << 20, epoch: 1, input_file_uuids: [], input_names: [], args: [], program_name: 'job.js',
       });
       await b.waitFor('task_started', (m) => m.job_uuid === job);
       ownClient.close();
