@@ -59,6 +59,8 @@ interface Conn {
   reconnects: number;
   /** when worker_ready was last sent on this connection */
   readySentMs: number;
+  /** worker_ready sent, the balancer's greeting (balancer_state) not yet seen */
+  awaitingGreeting: boolean;
 }
 
 interface TaskEntry {
@@ -135,7 +137,7 @@ export class WorkerNode {
       });
     }
     this.link = new BalancerLink<ResultMsg>(cfg, Date.now());
-    this.conns = balancerEndpoints(cfg.balancer).map((endpoint) => ({ endpoint, lastHeardMs: Date.now(), epoch: 0, active: false, reconnects: 0, readySentMs: 0 }));
+    this.conns = balancerEndpoints(cfg.balancer).map((endpoint) => ({ endpoint, lastHeardMs: Date.now(), epoch: 0, active: false, reconnects: 0, readySentMs: 0, awaitingGreeting: false }));
     this.admin = new AdminServer({ host: '127.0.0.1', port: cfg.adminPort, health: () => this.health(), status: () => this.status() });
   }
 
@@ -199,6 +201,7 @@ export class WorkerNode {
     c.lastHeardMs = Date.now();
     void this.receive(c, sock);
     c.readySentMs = Date.now();
+    c.awaitingGreeting = true;
     void this.sendTo(c, this.readyMessage());
   }
 
@@ -299,6 +302,7 @@ export class WorkerNode {
       case 'generic_message':
         return;
       case 'balancer_state':
+        c.awaitingGreeting = false;
         c.epoch = m.epoch;
         c.active = m.active === 1;
         if (c.active && m.epoch > this.knownEpoch) this.follow(c, m.epoch);
@@ -340,9 +344,13 @@ export class WorkerNode {
     if (m.error_code === ERROR_CODES.UNAVAILABLE && /send worker_ready/.test(m.message)) {
       // The balancer does not know us (it restarted, or declared us lost): register again, at
       // most once per heartbeat interval (its errors keep coming until the new one is read).
+      // Errors in flight answer messages sent before our last worker_ready: ignore them until
+      // the balancer's greeting (balancer_state) came, unless that takes a liveness period.
       const now = Date.now();
-      if (now - c.readySentMs >= this.cfg.heartbeatIntervalMs) {
+      const waited = now - c.readySentMs >= this.cfg.livenessMissed * this.cfg.heartbeatIntervalMs;
+      if (!c.awaitingGreeting || waited) {
         c.readySentMs = now;
+        c.awaitingGreeting = true;
         this.counts.reregistered++;
         this.log.warn({ balancer: c.endpoint, err: m.message }, 'balancer does not know this worker; sending worker_ready again');
         void this.sendTo(c, this.readyMessage());
