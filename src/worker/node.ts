@@ -61,6 +61,8 @@ interface Conn {
   reconnects: number;
   /** when worker_ready was last sent on this connection */
   readySentMs: number;
+  /** worker_ready sent, the balancer's greeting (balancer_state) not yet seen */
+  awaitingGreeting: boolean;
 }
 
 interface TaskEntry {
@@ -139,7 +141,7 @@ export class WorkerNode {
       });
     }
     this.link = new BalancerLink<ResultMsg>(cfg, Date.now());
-    this.conns = balancerEndpoints(cfg.balancer).map((endpoint) => ({ endpoint, lastHeardMs: Date.now(), epoch: 0, active: false, reconnects: 0, readySentMs: 0 }));
+    this.conns = balancerEndpoints(cfg.balancer).map((endpoint) => ({ endpoint, lastHeardMs: Date.now(), epoch: 0, active: false, reconnects: 0, readySentMs: 0, awaitingGreeting: false }));
     this.metrics = new WorkerMetrics(this.nodeId, () => this.status() as WorkerSnapshot);
     this.admin = new AdminServer({ host: '127.0.0.1', port: cfg.adminPort, health: () => this.health(), status: () => this.status(), metrics: this.metrics.node });
   }
@@ -206,6 +208,7 @@ export class WorkerNode {
     c.lastHeardMs = Date.now();
     void this.receive(c, sock);
     c.readySentMs = Date.now();
+    c.awaitingGreeting = true;
     void this.sendTo(c, this.readyMessage());
   }
 
@@ -306,6 +309,7 @@ export class WorkerNode {
       case 'generic_message':
         return;
       case 'balancer_state':
+        c.awaitingGreeting = false;
         c.epoch = m.epoch;
         c.active = m.active === 1;
         if (c.active && m.epoch > this.knownEpoch) this.follow(c, m.epoch);
@@ -347,9 +351,13 @@ export class WorkerNode {
     if (m.error_code === ERROR_CODES.UNAVAILABLE && /send worker_ready/.test(m.message)) {
       // The balancer does not know us (it restarted, or declared us lost): register again, at
       // most once per heartbeat interval (its errors keep coming until the new one is read).
+      // Errors in flight answer messages sent before our last worker_ready: ignore them until
+      // the balancer's greeting (balancer_state) came, unless that takes a liveness period.
       const now = Date.now();
-      if (now - c.readySentMs >= this.cfg.heartbeatIntervalMs) {
+      const waited = now - c.readySentMs >= this.cfg.livenessMissed * this.cfg.heartbeatIntervalMs;
+      if (!c.awaitingGreeting || waited) {
         c.readySentMs = now;
+        c.awaitingGreeting = true;
         this.counts.reregistered++;
         this.log.warn({ balancer: c.endpoint, err: m.message }, 'balancer does not know this worker; sending worker_ready again');
         void this.sendTo(c, this.readyMessage());
