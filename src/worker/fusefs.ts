@@ -13,6 +13,10 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Logger } from 'pino';
 import { GridError } from '../common';
+import { mountedPaths } from '../common/mounts';
+
+// re-exported for the worker's tests, which check their mount through it
+export { mountedPaths };
 import { ChunkCache, ChunkSource } from './chunkcache';
 
 // fuse-native ships no types.
@@ -58,17 +62,6 @@ const FILE_MODE = 0o100444;
 /** A name is one path component: not empty, no '/', no NUL, not '.' or '..'. */
 export function isSafeName(name: string): boolean {
   return name.length > 0 && name.length <= 255 && !name.includes('/') && !name.includes('\0') && name !== '.' && name !== '..';
-}
-
-/** Paths that are mounted (FUSE or not) according to /proc/mounts. */
-export async function mountedPaths(): Promise<Set<string>> {
-  try {
-    const text = await fsp.readFile('/proc/mounts', 'utf8');
-    // mount points escape spaces etc. as octal (\040)
-    return new Set(text.split('\n').map((l) => (l.split(' ')[1] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))));
-  } catch {
-    return new Set();
-  }
 }
 
 /** Why FUSE cannot be used on this machine, with how to fix it; null when it looks usable. */
