@@ -7,3 +7,4 @@ export * from './process';
 export * from './version';
 export * from './config';
 export * from './leader';
+export * from './settings';

@@ -1,131 +1,57 @@
 /**
  * Master configuration: every timing and bound named with its unit, validated at start.
- * Defaults are documented in docs/master.md.
+ * The table below is the one place a setting is written; the docs table in docs/master.md
+ * is generated from it (npm run gen:docs).
  */
-import path from 'node:path';
-import { configError, endpointList, endpointSetting, intSetting, mergeConfig, readConfigFile, stringSetting } from '../common';
+import { SettingsOf, SettingsTable, configError, endpointList, endpointSetting } from '../common';
 
-export interface MasterConfig {
-  /** folder for the SQLite database, node id and logs */
-  dataDir: string;
-  /** ROUTER endpoint for clients and balancers; port 0 = ephemeral */
-  bind: string;
-  /** admin HTTP port on 127.0.0.1; 0 = ephemeral */
-  adminPort: number;
-  /** heartbeat to and from the balancer, ms */
-  heartbeatIntervalMs: number;
-  /** silent heartbeat intervals after which the balancer is considered gone */
-  livenessMissed: number;
-  /** most inputs one job may have */
-  maxInputsPerJob: number;
-  /** most arguments one job may have */
-  maxArgs: number;
-  /** most results recorded in one SQLite transaction (group commit) */
-  maxResultBatch: number;
-  /** largest job_list answer */
-  maxJobList: number;
-  /** every master's client endpoint, comma separated, this one included; '' = a group of one */
-  peers: string;
-  /** one Raft tick, ms */
-  raftTickMs: number;
-  /** base election timeout in ticks (randomized up to twice that) */
-  electionTicks: number;
-  /** leader heartbeat interval in ticks */
-  heartbeatTicks: number;
-  /** a change not committed within this long is refused with UNAVAILABLE (clients retry) */
-  proposalTimeoutMs: number;
-  /** take a Raft snapshot and compact the log every this many applied entries */
-  snapshotEveryEntries: number;
-  /** most time a stopping leader waits to hand leadership over */
-  transferWaitMs: number;
-}
+/** Every master setting, once: type, default, range, unit, meaning (docs/master.md is generated from it). */
+export const MASTER_SETTINGS = new SettingsTable(
+  'master',
+  {
+    dataDir: { type: 'path', default: './.grid/master', flag: '--data-dir', doc: 'folder for the SQLite database (jobs.db), the node id and logs' },
+    bind: { type: 'endpoint', default: 'tcp://127.0.0.1:7700', flag: '--bind', doc: 'ZeroMQ endpoint clients and balancers connect to (port 0 = pick a free port)' },
+    adminPort: { type: 'int', default: 7710, min: 0, max: 65535, flag: '--admin-port', doc: 'admin HTTP port on 127.0.0.1: GET /healthz, GET /status (0 = pick a free port)' },
+    heartbeatIntervalMs: { type: 'int', default: 1000, min: 10, max: 60_000, unit: 'ms', doc: 'heartbeat to and from the balancer' },
+    livenessMissed: { type: 'int', default: 3, min: 2, max: 100, doc: 'silent heartbeat intervals before the balancer is considered gone' },
+    maxInputsPerJob: { type: 'int', default: 100_000, min: 1, max: 10_000_000, doc: 'most inputs one job may have; larger jobs are refused with TOO_LARGE' },
+    maxArgs: { type: 'int', default: 1000, min: 0, max: 100_000, doc: 'most arguments one job may have' },
+    maxResultBatch: { type: 'int', default: 1000, min: 1, max: 100_000, doc: 'most task results written in one SQLite transaction (group commit)' },
+    maxJobList: { type: 'int', default: 1000, min: 1, max: 100_000, doc: "largest answer to 'grid jobs'" },
+    peers: {
+      type: 'string',
+      default: '',
+      allowEmpty: true,
+      flag: '--peers',
+      doc: 'replicated masters: every master\'s endpoint, comma separated, this one included, bind among them ("" = a group of one; see raft.md)',
+    },
+    raftTickMs: { type: 'int', default: 50, min: 1, max: 10_000, unit: 'ms', doc: 'one Raft tick' },
+    electionTicks: { type: 'int', default: 10, min: 2, max: 10_000, doc: 'base election timeout in ticks (randomized up to twice that)' },
+    heartbeatTicks: { type: 'int', default: 1, min: 1, max: 10_000, doc: 'leader heartbeat interval in ticks (smaller than electionTicks)' },
+    proposalTimeoutMs: { type: 'int', default: 5000, min: 10, max: 600_000, unit: 'ms', doc: 'a change not committed by a majority within this long is refused with UNAVAILABLE (clients retry)' },
+    snapshotEveryEntries: { type: 'int', default: 10_000, min: 10, max: 100_000_000, doc: 'snapshot the job state and compact the Raft log every this many applied entries' },
+    transferWaitMs: { type: 'int', default: 1000, min: 0, max: 60_000, unit: 'ms', doc: 'most time a stopping leader waits to hand leadership to a caught-up peer' },
+  },
+  (c) => {
+    const peers = endpointList(c.peers);
+    if (peers.length > 0) {
+      peers.forEach((p, i) => endpointSetting({ [`peers[${i}]`]: p }, `peers[${i}]`));
+      if (![1, 3, 5].includes(peers.length)) throw configError(`peers lists ${peers.length} masters; a group has 1, 3 or 5`, 'an even count tolerates no more failures than one fewer');
+      if (new Set(peers).size !== peers.length) throw configError('peers lists a master twice');
+      if (!peers.includes(c.bind)) throw configError(`bind ${c.bind} is not one of peers (${peers.join(', ')})`, 'list this master in --peers exactly as its --bind');
+      if (/:0$/.test(c.bind)) throw configError('a master in a group needs a fixed port: peers must know its endpoint');
+    }
+    if (c.heartbeatTicks >= c.electionTicks) throw configError('heartbeatTicks must be smaller than electionTicks');
+  },
+);
 
-export const MASTER_DEFAULTS: MasterConfig = {
-  dataDir: './.grid/master',
-  bind: 'tcp://127.0.0.1:7700',
-  adminPort: 7710,
-  heartbeatIntervalMs: 1000,
-  livenessMissed: 3,
-  maxInputsPerJob: 100_000,
-  maxArgs: 1000,
-  maxResultBatch: 1000,
-  maxJobList: 1000,
-  peers: '',
-  raftTickMs: 50,
-  electionTicks: 10,
-  heartbeatTicks: 1,
-  proposalTimeoutMs: 5000,
-  snapshotEveryEntries: 10_000,
-  transferWaitMs: 1000,
-};
+export type MasterConfig = SettingsOf<typeof MASTER_SETTINGS.spec>;
+export const MASTER_DEFAULTS: MasterConfig = MASTER_SETTINGS.defaults;
 
 export function loadMasterConfig(flags: Partial<Record<keyof MasterConfig, unknown>>, configFile?: string): MasterConfig {
-  const file = configFile ? readConfigFile(configFile) : {};
-  const c = mergeConfig(MASTER_DEFAULTS, file, flags, configFile ?? 'flags') as unknown as Record<string, unknown>;
-  c.dataDir = path.resolve(stringSetting(c, 'dataDir'));
-  endpointSetting(c, 'bind');
-  intSetting(c, 'adminPort', 0, 65535);
-  intSetting(c, 'heartbeatIntervalMs', 10, 60_000);
-  intSetting(c, 'livenessMissed', 2, 100);
-  intSetting(c, 'maxInputsPerJob', 1, 10_000_000);
-  intSetting(c, 'maxArgs', 0, 100_000);
-  intSetting(c, 'maxResultBatch', 1, 100_000);
-  intSetting(c, 'maxJobList', 1, 100_000);
-  if (typeof c.peers !== 'string') throw configError(`setting peers must be a comma list of endpoints, got ${JSON.stringify(c.peers)}`);
-  const peers = endpointList(c.peers);
-  if (peers.length > 0) {
-    peers.forEach((p, i) => endpointSetting({ [`peers[${i}]`]: p }, `peers[${i}]`));
-    if (![1, 3, 5].includes(peers.length)) throw configError(`peers lists ${peers.length} masters; a group has 1, 3 or 5`, 'an even count tolerates no more failures than one fewer');
-    if (new Set(peers).size !== peers.length) throw configError('peers lists a master twice');
-    if (!peers.includes(c.bind as string)) throw configError(`bind ${String(c.bind)} is not one of peers (${peers.join(', ')})`, 'list this master in --peers exactly as its --bind');
-    if (/:0$/.test(c.bind as string)) throw configError('a master in a group needs a fixed port: peers must know its endpoint');
-  }
-  intSetting(c, 'raftTickMs', 1, 10_000);
-  intSetting(c, 'electionTicks', 2, 10_000);
-  intSetting(c, 'heartbeatTicks', 1, 10_000);
-  if ((c.heartbeatTicks as number) >= (c.electionTicks as number)) throw configError('heartbeatTicks must be smaller than electionTicks');
-  intSetting(c, 'proposalTimeoutMs', 10, 600_000);
-  intSetting(c, 'snapshotEveryEntries', 10, 100_000_000);
-  intSetting(c, 'transferWaitMs', 0, 60_000);
-  return c as unknown as MasterConfig;
+  return MASTER_SETTINGS.load(flags, configFile);
 }
 
 export function sampleConfig(): string {
-  return `// grid master configuration (JSON; lines starting with // are comments).
-// Start with: grid master --config master.json   (flags override these values)
-{
-  // folder for the SQLite database (jobs.db), the node id and logs
-  "dataDir": "./.grid/master",
-  // ZeroMQ endpoint clients and balancers connect to
-  "bind": "tcp://127.0.0.1:7700",
-  // admin HTTP port: GET /healthz, GET /status (0 = pick a free port)
-  "adminPort": 7710,
-  // heartbeat to and from the balancer, in milliseconds
-  "heartbeatIntervalMs": 1000,
-  // silent heartbeat intervals before the balancer is considered gone
-  "livenessMissed": 3,
-  // most inputs one job may have
-  "maxInputsPerJob": 100000,
-  // most arguments one job may have
-  "maxArgs": 1000,
-  // most task results written in one SQLite transaction (group commit)
-  "maxResultBatch": 1000,
-  // largest answer to 'grid jobs'
-  "maxJobList": 1000,
-  // replicated masters: every master's endpoint, this one included ("" = a group of one).
-  // e.g. "tcp://10.0.0.1:7700,tcp://10.0.0.2:7700,tcp://10.0.0.3:7700"; bind must be one of them
-  "peers": "",
-  // one Raft tick in milliseconds; election timeout = electionTicks..2*electionTicks ticks
-  "raftTickMs": 50,
-  "electionTicks": 10,
-  // leader heartbeat interval in ticks (smaller than electionTicks)
-  "heartbeatTicks": 1,
-  // a change not committed by a majority within this many ms is refused (clients retry)
-  "proposalTimeoutMs": 5000,
-  // snapshot the job state and compact the Raft log every this many applied entries
-  "snapshotEveryEntries": 10000,
-  // how long a stopping leader waits to hand leadership to a caught-up peer, ms
-  "transferWaitMs": 1000
-}
-`;
+  return MASTER_SETTINGS.sample();
 }
