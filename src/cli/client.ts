@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { GridError, Logger, TimeoutError, createLogger } from '../common';
+import { GridError, Logger, TimeoutError, createLogger, ensureReachable } from '../common';
 import { JobState, NIL_UUID, TaskOutcome, TaskState, isUuid, newUuid } from '../messages';
 import * as masterRole from '../master';
 import * as balancerRole from '../balancer';
@@ -49,6 +49,7 @@ class Ctx {
   readonly log: Logger;
   private m?: MasterClient;
   private s?: StorageClient;
+  private storageReached?: Promise<void>;
   readonly nodeUuid = newUuid();
 
   constructor(readonly flags: EndpointFlags) {
@@ -66,6 +67,7 @@ class Ctx {
       masterRetryWindowMs: this.cfg.masterRetryWindowMs,
       masterRequestTimeoutMs: this.cfg.masterRequestTimeoutMs,
       masterLeaderWaitMs: this.cfg.masterLeaderWaitMs,
+      connectTimeoutMs: this.cfg.connectTimeoutMs,
     });
     return this.m;
   }
@@ -79,6 +81,18 @@ class Ctx {
       retries: this.cfg.storageRetries,
     });
     return this.s;
+  }
+
+  /** Fails within connectTimeoutMs, naming the endpoint, when no storage node listens. */
+  reachStorage(): Promise<void> {
+    this.storageReached ??= ensureReachable(
+      'storage node',
+      [this.ep.storage],
+      this.ep.storageFrom,
+      this.cfg.connectTimeoutMs,
+      'is `grid dev` (or `grid storage`) running? start it, or point the client at it with --storage or GRID_STORAGE',
+    );
+    return this.storageReached;
   }
 
   close(): void {
@@ -237,6 +251,7 @@ async function submit(program: string, f: SubmitFlags): Promise<void> {
     const bar = process.stderr.isTTY ? createProgress('upload', 'bytes') : undefined;
     let uploaded = 0;
     let uploadedBytes = 0;
+    await c.reachStorage();
     const ids = await mapLimit(files, c.cfg.transferConcurrency, async (p, i) => {
       const r = await c.storage.putFile(p, (n) => {
         sent[i] = n;
@@ -385,6 +400,7 @@ async function logs(jobArg: string, f: EndpointFlags & { task?: string }): Promi
         note(`(task ${i}: ${why}${t.log_tail ? '; shown is the log tail the worker reported' : ''})`);
         continue;
       }
+      await c.reachStorage();
       const buf = await c.storage.readWhole(t.log_file_uuid);
       process.stdout.write(buf);
       if (buf.length && buf[buf.length - 1] !== 10) out('');
@@ -417,6 +433,7 @@ async function results(jobArg: string, f: EndpointFlags & { out?: string }): Pro
     const bar = process.stderr.isTTY ? createProgress('download', 'tasks') : undefined;
     let n = 0;
     let bytes = 0;
+    if (files.length) await c.reachStorage();
     await mapLimit(files, c.cfg.transferConcurrency, async (x) => {
       fs.mkdirSync(path.dirname(x.dest), { recursive: true });
       bytes += await c.storage.downloadTo(x.fileUuid, x.dest);

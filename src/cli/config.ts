@@ -9,6 +9,16 @@ import { SettingsOf, SettingsTable } from '../common';
 
 /** Every client setting, once (docs/operations.md's table is generated from it). */
 export const CLIENT_SETTINGS = new SettingsTable('client', {
+  connectTimeoutMs: {
+    type: 'int',
+    // with Node's start-up (~0.4 s) a command with no grid to talk to ends within 2 s
+    default: 1_500,
+    min: 0,
+    max: 600_000,
+    unit: 'ms',
+    env: 'GRID_CONNECT_TIMEOUT_MS',
+    doc: 'a command gives up when no master (or storage node) accepts a TCP connection within this long, naming each endpoint tried and why (0 = no check: only the retry window applies)',
+  },
   masterRetryWindowMs: {
     type: 'int',
     default: 30_000,

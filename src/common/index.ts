@@ -8,3 +8,4 @@ export * from './version';
 export * from './config';
 export * from './leader';
 export * from './settings';
+export * from './reach';
