@@ -10,3 +10,4 @@ export { GridFs, fuseProblem } from './fusefs';
 export type { GridFsOptions } from './fusefs';
 export { ChunkCache } from './chunkcache';
 export type { ChunkSource, ChunkCacheOptions, ChunkCacheStats } from './chunkcache';
+export { FUSE_INSTALL_COMMAND, FUSE_PACKAGES, fuseLoadProblem } from './fuse-native';

@@ -5,7 +5,8 @@ import { Command } from 'commander';
 import { GridError, announceReady } from '../../common';
 import { loadDevConfig } from '../config';
 import { DEFAULT_DATA_DIR, DevState, readDevState } from '../endpoints';
-import { makeSay, readyBanner, startingLine } from './output';
+import { fuseProblem } from '../../worker';
+import { fuseWarning, makeSay, readyBanner, startingLine } from './output';
 import { DevFlags, parseDevOptions } from './plan';
 import { installShutdown } from './signals';
 import { DevSupervisor } from './supervisor';
@@ -19,6 +20,11 @@ async function runDev(f: DevFlags): Promise<void> {
   const devLog = path.join(o.dataDir, 'logs', 'dev.log');
   fs.mkdirSync(path.dirname(devLog), { recursive: true });
   const say = makeSay(devLog);
+  const fuse = o.staged || o.workers === 0 ? null : fuseProblem();
+  if (fuse) {
+    o.staged = true;
+    say(fuseWarning(fuse));
+  }
   const sup = new DevSupervisor(o, cfg, { say });
   const ctl = installShutdown(sup, cfg, say);
   say(startingLine(o));
@@ -53,6 +59,7 @@ export function registerDevCommand(program: Command): void {
     .option('--port-base <port>', 'first port (default 7700; 0 = every port ephemeral)')
     .option('--slots <n>', 'tasks each worker runs at once (default: the worker\'s own)')
     .option('--prefetch <n>', 'tasks each worker queues beyond its slots (default: the worker\'s own)')
+    .option('--staged', 'workers download inputs into each task folder instead of a FUSE mount (automatic when FUSE is missing)')
     .option('--restart <roles>', 'comma list of roles restarted after a crash, or none (default worker)')
     .action((f: DevFlags) => runDev(f));
 }

@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import { DevState } from '../endpoints';
+import { FUSE_INSTALL_COMMAND } from '../../worker';
 import { DevOptions } from './plan';
 
 
@@ -59,5 +60,18 @@ export function readyBanner(o: DevOptions, s: DevState, statePath: string): stri
     `  logs      ${s.logDir}  (each node's stdout/stderr: <name>.out; its JSON log: ${o.dataDir}/<name>/logs/)`,
     `  state     ${statePath}`,
     `crashed nodes restarted: ${o.restart.length ? o.restart.join(', ') : 'none'}. Press Ctrl-C to stop.`,
+  ].join('\n');
+}
+
+/** The loud warning of a dev whose workers cannot mount FUSE here and run staged instead. */
+export function fuseWarning(problem: string): string {
+  const bar = '!'.repeat(78);
+  return [
+    bar,
+    `!!! grid dev: ${problem}`,
+    `!!! The workers run STAGED: each task's inputs are downloaded into its folder instead of`,
+    `!!! read through a FUSE mount. Jobs work, but install FUSE (${FUSE_INSTALL_COMMAND}) to test`,
+    `!!! the grid as it runs in production.`,
+    bar,
   ].join('\n');
 }

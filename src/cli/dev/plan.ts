@@ -34,6 +34,8 @@ export interface DevOptions {
   prefetch?: number;
   /** roles restarted after a crash */
   restart: readonly DevRole[];
+  /** workers download inputs instead of mounting FUSE (--staged, or FUSE missing here) */
+  staged?: boolean;
 }
 
 /** How a child is started: by default `node bin/grid.js <role> ...args`. Tests swap it. */
@@ -127,6 +129,7 @@ export interface DevFlags {
   slots?: string;
   prefetch?: string;
   restart?: string;
+  staged?: boolean;
 }
 
 export function parseDevOptions(f: DevFlags, cfg: DevConfig): DevOptions {
@@ -153,5 +156,6 @@ export function parseDevOptions(f: DevFlags, cfg: DevConfig): DevOptions {
     slots: f.slots === undefined ? undefined : intFlag(f.slots, '--slots', 1, 1024, 1),
     prefetch: f.prefetch === undefined ? undefined : intFlag(f.prefetch, '--prefetch', 0, 1024, 0),
     restart: restart as DevRole[],
+    staged: f.staged === true,
   };
 }

@@ -141,6 +141,7 @@ export class DevSupervisor {
       a.push('--balancer', this.endpointsOf.balancer, '--storage', this.endpointsOf.storage, '--mount', path.join(dataDir, 'mnt'));
       if (this.o.slots !== undefined) a.push('--slots', String(this.o.slots));
       if (this.o.prefetch !== undefined) a.push('--prefetch', String(this.o.prefetch));
+      if (this.o.staged) a.push('--staged');
     } else if (bind) {
       a.push('--bind', bind);
     }
