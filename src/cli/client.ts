@@ -17,18 +17,23 @@ import * as balancerRole from '../balancer';
 import * as storageRole from '../storage';
 import * as workerRole from '../worker';
 import { StorageClient } from '../storage';
-import { checkJobIdArg, checkReadableFile, parseJobOptions, RawJobFlags } from './args';
+import { checkJobIdArg, checkReadableFile, intFlag, parseJobOptions, RawJobFlags } from './args';
+import { duration, shownTime } from './format';
 import { ClientConfig, loadClientConfig } from './config';
 import { registerClusterCommand } from './cluster';
 import { registerCodecCommands } from './codec';
+import { registerCompletionCommand } from './completion';
 import { registerDevCommand } from './dev';
 import { resolveEndpoints, ResolvedEndpoints } from './endpoints';
 import { JobStatus, MasterClient, TaskStatus } from './master-client';
+import { outputWriteError, prepareOutDir } from './outdir';
 import { outputPath } from './paths';
 import { createProgress } from './progress';
 
 /** Exit code of `submit --wait` and `results` when the job failed or was cancelled. */
 export const EXIT_JOB_NOT_SUCCEEDED = 2;
+/** Exit code of `results` when the job is still running (the outputs so far were written). */
+export const EXIT_JOB_RUNNING = 3;
 
 const nameOf = <T extends Record<string, number>>(e: T, v: number): string => Object.keys(e).find((k) => e[k] === v) ?? `unknown(${v})`;
 export const jobStateName = (v: number): string => nameOf(JobState, v);
@@ -157,7 +162,7 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t:
   return res;
 }
 
-export function jobJson(s: JobStatus): Record<string, unknown> {
+export function jobJson(s: JobStatus, split?: SplitCounts): Record<string, unknown> {
   return {
     jobId: s.job_uuid,
     state: jobStateName(s.state),
@@ -166,7 +171,9 @@ export function jobJson(s: JobStatus): Record<string, unknown> {
     tasksPending: s.tasks_pending,
     tasksRunning: s.tasks_running,
     tasksSucceeded: s.tasks_succeeded,
-    tasksFailed: s.tasks_failed,
+    // without the split, tasksFailed includes cancelled tasks and tasksCancelled is null
+    tasksFailed: split ? split.failed : s.tasks_failed,
+    tasksCancelled: split ? split.cancelled : null,
     createdAtMs: s.created_at_ms,
     finishedAtMs: s.finished_at_ms || null,
     error: s.error || null,
@@ -190,15 +197,34 @@ export function taskJson(t: TaskStatus): Record<string, unknown> {
   };
 }
 
-function describeJob(s: JobStatus): string[] {
+/** Failed and cancelled apart: the job counters fold cancelled tasks into tasks_failed. */
+export interface SplitCounts {
+  failed: number;
+  cancelled: number;
+}
+
+function describeJob(s: JobStatus, split?: SplitCounts): string[] {
+  const f = split ?? { failed: s.tasks_failed, cancelled: 0 };
   const lines = [
     `job ${s.job_uuid}  ${jobStateName(s.state)}  program ${s.program_name}`,
-    `tasks: ${s.task_count} total, ${s.tasks_pending} pending, ${s.tasks_running} running, ${s.tasks_succeeded} succeeded, ${s.tasks_failed} failed`,
+    `tasks: ${s.task_count} total, ${s.tasks_pending} pending, ${s.tasks_running} running, ${s.tasks_succeeded} succeeded, ${f.failed} failed${split ? `, ${f.cancelled} cancelled` : ''}`,
   ];
-  const created = new Date(s.created_at_ms).toISOString();
-  lines.push(s.finished_at_ms ? `created ${created}, finished after ${((s.finished_at_ms - s.created_at_ms) / 1000).toFixed(1)} s` : `created ${created}`);
+  const tty = !!process.stdout.isTTY;
+  const created = shownTime(s.created_at_ms, Date.now(), tty);
+  lines.push(s.finished_at_ms ? `created ${created}, finished after ${duration(s.finished_at_ms - s.created_at_ms)}` : `created ${created}`);
   if (s.error) lines.push(`error: ${s.error}`);
   return lines;
+}
+
+/**
+ * Failed and cancelled counted apart, by asking each task's state; only done for a job that
+ * has any (tasks_failed > 0), since the job's own counters cannot tell them apart.
+ */
+async function splitCounts(c: Ctx, s: JobStatus, tasks?: readonly TaskStatus[]): Promise<SplitCounts> {
+  if (s.tasks_failed === 0) return { failed: 0, cancelled: 0 };
+  const ts = tasks ?? (await mapLimit(range(s.task_count), c.cfg.taskStatusConcurrency, (i) => c.master.taskStatus(s.job_uuid, i)));
+  const n = taskCounts(ts);
+  return { failed: n.failed, cancelled: n.cancelled };
 }
 
 function tail(text: string, lines: number): string[] {
@@ -312,36 +338,57 @@ async function waitForJob(c: Ctx, jobUuid: string): Promise<JobStatus> {
 /** Prints how a finished job ended; sets exit code 2 unless it succeeded. */
 async function report(c: Ctx, s: JobStatus, json: boolean): Promise<void> {
   const failed = s.state === JobState.succeeded ? [] : await failedTasks(c, s, c.cfg.maxFailedTasksShown);
+  const split = s.state === JobState.succeeded ? undefined : await splitCounts(c, s);
   if (s.state !== JobState.succeeded) process.exitCode = EXIT_JOB_NOT_SUCCEEDED;
   if (json) {
-    out(JSON.stringify({ ...jobJson(s), failedTasks: failed.map(taskJson) }));
+    out(JSON.stringify({ ...jobJson(s, split), failedTasks: failed.map(taskJson) }));
     return;
   }
   if (s.state === JobState.succeeded) {
     out(`job ${s.job_uuid} succeeded: ${s.task_count} task${s.task_count === 1 ? '' : 's'}; get the outputs with \`grid results ${s.job_uuid} --out DIR\``);
     return;
   }
-  const lines = [...describeJob(s)];
+  const lines = [...describeJob(s, split)];
   for (const t of failed) lines.push(...describeFailedTask(t, c.cfg.logTailLines));
-  if (s.tasks_failed > failed.length) lines.push(`(${s.tasks_failed - failed.length} more failed tasks not shown; see \`grid status ${s.job_uuid} --tasks\`)`);
+  const nFailed = split?.failed ?? s.tasks_failed;
+  if (nFailed > failed.length) lines.push(`(${nFailed - failed.length} more failed tasks not shown; see \`grid status ${s.job_uuid} --tasks\`)`);
   for (const l of lines) out(l);
 }
 
 // ---- status, jobs, logs, cancel, results ----------------------------------------------------
 
-async function listJobs(c: Ctx, json: boolean): Promise<void> {
-  const ids = await c.master.listJobs(c.cfg.maxJobsListed);
-  const ss = await mapLimit(ids, c.cfg.taskStatusConcurrency, (id) => c.master.jobStatus(id));
-  if (json) {
-    out(JSON.stringify(ss.map(jobJson)));
+interface ListFlags extends EndpointFlags {
+  state?: string;
+  limit?: string;
+}
+
+const JOB_STATES = Object.keys(JobState);
+
+/** The newest jobs, optionally only those in one state, at most `limit` (default maxJobsListed). */
+async function listJobs(c: Ctx, f: ListFlags): Promise<void> {
+  const limit = intFlag(f.limit, '--limit', 1, 100_000, c.cfg.maxJobsListed);
+  const state = f.state === undefined ? undefined : f.state.toLowerCase();
+  if (state !== undefined && !JOB_STATES.includes(state)) {
+    throw new GridError('BAD_REQUEST', `--state must be one of ${JOB_STATES.join(', ')}, got ${JSON.stringify(f.state)}`, 'e.g. grid jobs --state running');
+  }
+  // with --state the newest maxJobsScanned jobs are looked through, else just `limit`
+  const ids = await c.master.listJobs(state === undefined ? limit : Math.max(limit, c.cfg.maxJobsScanned));
+  const all = await mapLimit(ids, c.cfg.taskStatusConcurrency, (id) => c.master.jobStatus(id));
+  const ss = (state === undefined ? all : all.filter((s) => jobStateName(s.state) === state)).slice(0, limit);
+  if (f.json) {
+    out(JSON.stringify(ss.map((s) => jobJson(s))));
     return;
   }
   if (ss.length === 0) {
-    out('no jobs yet; submit one with `grid submit job.js --inputs FILE...`');
+    out(state ? `no ${state} jobs among the newest ${ids.length}` : 'no jobs yet; submit one with `grid submit job.js --inputs FILE...`');
     return;
   }
-  out(['JOB'.padEnd(36), 'STATE'.padEnd(9), 'TASKS'.padStart(6), 'OK'.padStart(6), 'FAILED'.padStart(6), '  CREATED'.padEnd(22), 'PROGRAM'].join(' '));
-  for (const s of ss) {
+  const tty = !!process.stdout.isTTY;
+  const now = Date.now();
+  const when = ss.map((s) => shownTime(s.created_at_ms, now, tty));
+  const w = Math.max(7, ...when.map((x) => x.length));
+  out(['JOB'.padEnd(36), 'STATE'.padEnd(9), 'TASKS'.padStart(6), 'OK'.padStart(6), 'FAILED'.padStart(6), '  ' + 'CREATED'.padEnd(w), 'PROGRAM'].join(' '));
+  ss.forEach((s, i) => {
     out(
       [
         s.job_uuid,
@@ -349,11 +396,11 @@ async function listJobs(c: Ctx, json: boolean): Promise<void> {
         String(s.task_count).padStart(6),
         String(s.tasks_succeeded).padStart(6),
         String(s.tasks_failed).padStart(6),
-        '  ' + new Date(s.created_at_ms).toISOString().slice(0, 19).replace('T', ' '),
+        '  ' + when[i]!.padEnd(w),
         s.program_name,
       ].join(' '),
     );
-  }
+  });
 }
 
 interface StatusFlags extends EndpointFlags {
@@ -362,14 +409,15 @@ interface StatusFlags extends EndpointFlags {
 
 async function status(jobArg: string | undefined, f: StatusFlags): Promise<void> {
   await Ctx.run(f, async (c) => {
-    if (!jobArg) return listJobs(c, !!f.json);
+    if (!jobArg) return listJobs(c, f);
     const s = await c.master.jobStatus(await c.jobId(jobArg));
     const tasks = f.tasks ? await mapLimit(range(s.task_count), c.cfg.taskStatusConcurrency, (i) => c.master.taskStatus(s.job_uuid, i)) : undefined;
+    const split = await splitCounts(c, s, tasks);
     if (f.json) {
-      out(JSON.stringify(tasks ? { ...jobJson(s), tasks: tasks.map(taskJson) } : jobJson(s)));
+      out(JSON.stringify(tasks ? { ...jobJson(s, split), tasks: tasks.map(taskJson) } : jobJson(s, split)));
       return;
     }
-    for (const l of describeJob(s)) out(l);
+    for (const l of describeJob(s, split)) out(l);
     for (const t of tasks ?? []) {
       out(`  task ${t.task_index}: ${taskStateName(t.state)}${t.outcome ? ` (${outcomeName(t.outcome)}, exit ${t.exit_code})` : ''}, ${t.attempts} attempt(s), ${t.output_names.length} output(s), inputs ${t.input_names.join(' ')}`);
       if (t.error) out(`    reason: ${t.error}`);
@@ -379,6 +427,11 @@ async function status(jobArg: string | undefined, f: StatusFlags): Promise<void>
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
+/**
+ * The stored log of each task. With --json: one JSON object per task and line (JSON Lines,
+ * so a long log streams): taskIndex, state, attempts, inputs, source ("stored": the whole
+ * log; "tail": only the tail the worker reported; "none": the task has not run), log.
+ */
 async function logs(jobArg: string, f: EndpointFlags & { task?: string }): Promise<void> {
   await Ctx.run(f, async (c) => {
     const jobUuid = await c.jobId(jobArg);
@@ -393,15 +446,24 @@ async function logs(jobArg: string, f: EndpointFlags & { task?: string }): Promi
     }
     for (const i of indexes) {
       const t = await c.master.taskStatus(jobUuid, i);
-      if (f.task === undefined) out(`==> task ${i} (${taskStateName(t.state)}, ${t.attempts} attempt(s), inputs ${t.input_names.join(' ')}) <==`);
+      const head = { jobId: jobUuid, taskIndex: i, state: taskStateName(t.state), attempts: t.attempts, inputs: t.input_names };
+      if (!f.json && f.task === undefined) out(`==> task ${i} (${taskStateName(t.state)}, ${t.attempts} attempt(s), inputs ${t.input_names.join(' ')}) <==`);
       if (t.log_file_uuid === NIL_UUID) {
         const why = t.attempts === 0 ? 'the task has not run yet' : 'no log was stored for its last attempt';
+        if (f.json) {
+          out(JSON.stringify({ ...head, source: t.log_tail ? 'tail' : 'none', log: t.log_tail, note: why }));
+          continue;
+        }
         if (t.log_tail) out(t.log_tail.replace(/\n$/, ''));
         note(`(task ${i}: ${why}${t.log_tail ? '; shown is the log tail the worker reported' : ''})`);
         continue;
       }
       await c.reachStorage();
       const buf = await c.storage.readWhole(t.log_file_uuid);
+      if (f.json) {
+        out(JSON.stringify({ ...head, source: 'stored', log: buf.toString('utf8') }));
+        continue;
+      }
       process.stdout.write(buf);
       if (buf.length && buf[buf.length - 1] !== 10) out('');
     }
@@ -421,33 +483,73 @@ async function cancel(jobArg: string, f: EndpointFlags): Promise<void> {
 async function results(jobArg: string, f: EndpointFlags & { out?: string }): Promise<void> {
   if (!f.out) throw new GridError('BAD_REQUEST', 'no output folder given', 'add --out DIR');
   const outDir = path.resolve(f.out);
+  // before the master is asked: a bad --out costs nothing
+  prepareOutDir(outDir);
   await Ctx.run(f, async (c) => {
     const jobUuid = await c.jobId(jobArg);
     const s = await c.master.jobStatus(jobUuid);
     const tasks = await mapLimit(range(s.task_count), c.cfg.taskStatusConcurrency, (i) => c.master.taskStatus(jobUuid, i));
     const done = tasks.filter((t) => t.state === TaskState.succeeded);
+    const counts = taskCounts(tasks);
     // every name is checked before the first byte is written
     const files = done.flatMap((t) => t.output_names.map((name, k) => ({ task: t.task_index, name, fileUuid: t.output_file_uuids[k]!, dest: outputPath(outDir, t.task_index, name) })));
-    fs.mkdirSync(outDir, { recursive: true });
-    for (const t of done) fs.mkdirSync(path.join(outDir, String(t.task_index)), { recursive: true });
     const bar = process.stderr.isTTY ? createProgress('download', 'tasks') : undefined;
     let n = 0;
     let bytes = 0;
     if (files.length) await c.reachStorage();
     await mapLimit(files, c.cfg.transferConcurrency, async (x) => {
-      fs.mkdirSync(path.dirname(x.dest), { recursive: true });
-      bytes += await c.storage.downloadTo(x.fileUuid, x.dest);
+      let got: number;
+      try {
+        fs.mkdirSync(path.dirname(x.dest), { recursive: true });
+        got = await c.storage.downloadTo(x.fileUuid, x.dest);
+      } catch (e) {
+        throw outputWriteError(e, x.dest);
+      }
+      // add after the await: `bytes += await ...` reads bytes before the await and loses the
+      // concurrent downloads' additions
+      bytes += got;
       bar?.update(++n, files.length, x.name);
     });
     bar?.stop();
-    const summary = { jobId: jobUuid, state: jobStateName(s.state), out: outDir, tasks: s.task_count, tasksWithOutputs: done.length, files: files.length, bytes };
+    const summary = {
+      jobId: jobUuid,
+      state: jobStateName(s.state),
+      out: outDir,
+      tasks: s.task_count,
+      tasksWithOutputs: done.length,
+      tasksFailed: counts.failed,
+      tasksCancelled: counts.cancelled,
+      tasksUnfinished: counts.pending + counts.running,
+      files: files.length,
+      bytes,
+    };
     if (f.json) out(JSON.stringify(summary));
     else out(`wrote ${files.length} files (${bytes} bytes) of ${done.length}/${s.task_count} tasks to ${outDir}`);
-    if (s.state !== JobState.succeeded) {
-      note(`job ${jobUuid} is ${jobStateName(s.state)}: only the outputs of its ${done.length} succeeded tasks were written`);
-      process.exitCode = EXIT_JOB_NOT_SUCCEEDED;
-    }
+    const code = resultsExitCode(s.state);
+    if (code === EXIT_JOB_RUNNING) note(`job ${jobUuid} is still running (${counts.pending + counts.running} tasks to go): the outputs of its ${done.length} succeeded tasks so far were written; run results again when it is done`);
+    else if (code === EXIT_JOB_NOT_SUCCEEDED) note(`job ${jobUuid} is ${jobStateName(s.state)} (${counts.failed} failed, ${counts.cancelled} cancelled): only the outputs of its ${done.length} succeeded tasks were written`);
+    if (code) process.exitCode = code;
   });
+}
+
+/** Exit code of `results`: 0 succeeded, 2 failed or cancelled, 3 still running (partial outputs). */
+export function resultsExitCode(state: number): number {
+  if (state === JobState.succeeded) return 0;
+  if (state === JobState.running) return EXIT_JOB_RUNNING;
+  return EXIT_JOB_NOT_SUCCEEDED;
+}
+
+/** Tasks by state; cancelled is its own count (the job counters fold it into failed). */
+export function taskCounts(tasks: readonly TaskStatus[]): { pending: number; running: number; succeeded: number; failed: number; cancelled: number } {
+  const n = { pending: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
+  for (const t of tasks) {
+    if (t.state === TaskState.pending) n.pending++;
+    else if (t.state === TaskState.running) n.running++;
+    else if (t.state === TaskState.succeeded) n.succeeded++;
+    else if (t.state === TaskState.cancelled) n.cancelled++;
+    else n.failed++;
+  }
+  return n;
 }
 
 // ---- init ------------------------------------------------------------------------------------
@@ -514,9 +616,13 @@ export function registerClientCommands(program: Command): void {
       .option('--tasks', 'also show every task'),
   ).action((j: string | undefined, f: StatusFlags) => status(j, f));
 
-  endpointOptions(program.command('jobs').description('list recent jobs, newest first')).action((f: EndpointFlags) =>
-    Ctx.run(f, (c) => listJobs(c, !!f.json)),
-  );
+  endpointOptions(
+    program
+      .command('jobs')
+      .description('list recent jobs, newest first')
+      .option('--state <state>', `only jobs in this state: ${JOB_STATES.join(', ')}`)
+      .option('--limit <n>', 'most jobs listed (default 50, GRID_MAX_JOBS_LISTED)'),
+  ).action((f: ListFlags) => Ctx.run(f, (c) => listJobs(c, f)));
 
   endpointOptions(
     program
@@ -524,7 +630,6 @@ export function registerClientCommands(program: Command): void {
       .description("print the stored log (stdout+stderr) of a job's tasks")
       .argument('<job>', 'job id (or a unique prefix)')
       .option('--task <index>', 'only this task'),
-    false,
   ).action((j: string, f: EndpointFlags & { task?: string }) => logs(j, f));
 
   endpointOptions(program.command('cancel').description('cancel a running job').argument('<job>', 'job id (or a unique prefix)')).action(
@@ -550,4 +655,5 @@ export function registerClientCommands(program: Command): void {
   registerDevCommand(program);
   registerClusterCommand(program);
   registerCodecCommands(program);
+  registerCompletionCommand(program);
 }

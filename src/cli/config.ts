@@ -43,6 +43,7 @@ export const CLIENT_SETTINGS = new SettingsTable('client', {
   storageRetries: { type: 'int', default: 3, min: 0, max: 100, env: 'GRID_STORAGE_RETRIES', doc: 'retries of one storage request after a timeout (same request id)' },
   pollIntervalMs: { type: 'int', default: 500, min: 10, max: 60_000, unit: 'ms', env: 'GRID_POLL_INTERVAL_MS', doc: 'interval of job_status polls while `--wait` watches a job' },
   maxJobsListed: { type: 'int', default: 50, min: 1, max: 1000, env: 'GRID_MAX_JOBS_LISTED', doc: 'most jobs `grid jobs` lists by default (job id prefixes match among these)' },
+  maxJobsScanned: { type: 'int', default: 1000, min: 1, max: 100_000, env: 'GRID_MAX_JOBS_SCANNED', doc: 'most recent jobs `grid jobs --state S` looks through for jobs in state S (the master answers at most its maxJobList)' },
   logTailLines: { type: 'int', default: 20, min: 0, max: 10_000, env: 'GRID_LOG_TAIL_LINES', doc: "most lines of a failed task's log tail printed by `submit --wait`" },
   maxFailedTasksShown: { type: 'int', default: 10, min: 0, max: 100_000, env: 'GRID_MAX_FAILED_TASKS_SHOWN', doc: 'most failed tasks whose reason and log tail `submit --wait` prints' },
   taskStatusConcurrency: { type: 'int', default: 16, min: 1, max: 1000, env: 'GRID_TASK_STATUS_CONCURRENCY', doc: 'task_status requests in flight at once (results, logs, failure reports)' },

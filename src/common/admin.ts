@@ -2,6 +2,7 @@
  * The HTTP admin API every node serves (seed 001): GET /healthz (200 "ok" while the node
  * serves, 503 with a reason otherwise) and GET /status (JSON the operator and the CLI read).
  */
+import { bindError } from './bind-errors';
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
 
@@ -38,7 +39,7 @@ export class AdminServer {
     });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (e) => reject(bindError(e, 'the admin HTTP server', `${this.o.host}:${this.o.port}`, '--admin-port')));
       server.listen(this.o.port, this.o.host, () => resolve());
     });
     this.port = (server.address() as AddressInfo).port;

@@ -9,3 +9,4 @@ export * from './config';
 export * from './leader';
 export * from './settings';
 export * from './reach';
+export * from './bind-errors';
