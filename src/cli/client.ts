@@ -13,6 +13,7 @@ import { Command } from 'commander';
 import { GridError, Logger, TimeoutError, createLogger, ensureReachable } from '../common';
 import { JobState, NIL_UUID, TaskOutcome, TaskState, isUuid, newUuid } from '../messages';
 import * as masterRole from '../master';
+import { checkNotifyUrl } from '../master';
 import * as balancerRole from '../balancer';
 import * as storageRole from '../storage';
 import * as workerRole from '../worker';
@@ -259,6 +260,8 @@ async function failedTasks(c: Ctx, s: JobStatus, max: number): Promise<TaskStatu
 interface SubmitFlags extends EndpointFlags, RawJobFlags {
   inputs?: string[];
   wait?: boolean;
+  notify?: string;
+  notifyCmd?: string;
 }
 
 async function submit(program: string, f: SubmitFlags): Promise<void> {
@@ -268,6 +271,11 @@ async function submit(program: string, f: SubmitFlags): Promise<void> {
   // every file is checked before anything is uploaded, so a typo costs nothing
   checkReadableFile(program, 'program');
   for (const p of inputs) checkReadableFile(p, 'input file');
+  if (f.notify !== undefined) {
+    const bad = checkNotifyUrl(f.notify);
+    if (bad) throw new GridError('BAD_REQUEST', `--notify ${bad}`, 'give an http:// or https:// URL that takes a POST');
+  }
+  if (f.notifyCmd !== undefined && !f.wait) throw new GridError('BAD_REQUEST', '--notify-cmd runs when `submit --wait` sees the job end', 'add --wait, or use --notify URL (the master posts the status even when no client waits)');
 
   await Ctx.run(f, async (c) => {
     const files = [program, ...inputs];
@@ -308,6 +316,8 @@ async function submit(program: string, f: SubmitFlags): Promise<void> {
       args: job.args,
       program_name: path.basename(program),
     });
+    // the master posts the final status to --notify when the job ends (even if it already has)
+    if (f.notify !== undefined) await c.master.notify(r.job_uuid, f.notify);
     if (!f.wait) {
       if (f.json) out(JSON.stringify({ jobId: r.job_uuid, taskCount: r.task_count }));
       else out(r.job_uuid);
@@ -316,8 +326,33 @@ async function submit(program: string, f: SubmitFlags): Promise<void> {
     }
     if (!f.json) out(r.job_uuid);
     const s = await waitForJob(c, r.job_uuid);
-    await report(c, s, !!f.json);
+    const summary = await report(c, s, !!f.json);
+    if (f.notifyCmd !== undefined) await runNotifyCmd(f.notifyCmd, summary, c.cfg.notifyCmdTimeoutMs);
   });
+}
+
+/**
+ * `--notify-cmd CMD`: once `--wait` sees the job end, CMD runs in a shell with GRID_JOB_ID,
+ * GRID_JOB_STATE and the final status as JSON on its stdin; its output goes to stderr (stdout
+ * is for scripts). Its failure is reported but does not change grid's exit code.
+ */
+export async function runNotifyCmd(cmd: string, status: Record<string, unknown>, timeoutMs: number): Promise<void> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(cmd, {
+    shell: true,
+    stdio: ['pipe', process.stderr, process.stderr],
+    env: { ...process.env, GRID_JOB_ID: String(status.jobId), GRID_JOB_STATE: String(status.state) },
+  });
+  child.stdin!.on('error', () => undefined); // a command that does not read its stdin
+  child.stdin!.end(JSON.stringify(status) + '\n');
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
+    child.once('error', () => resolve([127, null]));
+    child.once('exit', (c, s) => resolve([c, s]));
+  });
+  clearTimeout(timer);
+  if (signal) note(`grid: --notify-cmd was killed by ${signal}${signal === 'SIGKILL' ? ` (still running after ${timeoutMs} ms, GRID_NOTIFY_CMD_TIMEOUT_MS)` : ''}`);
+  else if (code !== 0) note(`grid: --notify-cmd exited with code ${code}`);
 }
 
 async function waitForJob(c: Ctx, jobUuid: string): Promise<JobStatus> {
@@ -335,24 +370,26 @@ async function waitForJob(c: Ctx, jobUuid: string): Promise<JobStatus> {
   }
 }
 
-/** Prints how a finished job ended; sets exit code 2 unless it succeeded. */
-async function report(c: Ctx, s: JobStatus, json: boolean): Promise<void> {
+/** Prints how a finished job ended; sets exit code 2 unless it succeeded. Returns the status as JSON. */
+async function report(c: Ctx, s: JobStatus, json: boolean): Promise<Record<string, unknown>> {
   const failed = s.state === JobState.succeeded ? [] : await failedTasks(c, s, c.cfg.maxFailedTasksShown);
   const split = s.state === JobState.succeeded ? undefined : await splitCounts(c, s);
   if (s.state !== JobState.succeeded) process.exitCode = EXIT_JOB_NOT_SUCCEEDED;
+  const summary = { ...jobJson(s, split ?? { failed: 0, cancelled: 0 }), failedTasks: failed.map(taskJson) };
   if (json) {
-    out(JSON.stringify({ ...jobJson(s, split), failedTasks: failed.map(taskJson) }));
-    return;
+    out(JSON.stringify(summary));
+    return summary;
   }
   if (s.state === JobState.succeeded) {
     out(`job ${s.job_uuid} succeeded: ${s.task_count} task${s.task_count === 1 ? '' : 's'}; get the outputs with \`grid results ${s.job_uuid} --out DIR\``);
-    return;
+    return summary;
   }
   const lines = [...describeJob(s, split)];
   for (const t of failed) lines.push(...describeFailedTask(t, c.cfg.logTailLines));
   const nFailed = split?.failed ?? s.tasks_failed;
   if (nFailed > failed.length) lines.push(`(${nFailed - failed.length} more failed tasks not shown; see \`grid status ${s.job_uuid} --tasks\`)`);
   for (const l of lines) out(l);
+  return summary;
 }
 
 // ---- status, jobs, logs, cancel, results ----------------------------------------------------
@@ -605,7 +642,9 @@ export function registerClientCommands(program: Command): void {
       .option('--task-timeout <seconds>', 'kill a task running longer (default 600)')
       .option('--memory-limit <MiB>', 'memory a task may use (default 1024)')
       .option('--output-limit <MiB>', 'total size of a task\'s outputs (default 1024)')
-      .option('--wait', 'show progress until the job ends; exit 2 unless every task succeeded'),
+      .option('--wait', 'show progress until the job ends; exit 2 unless every task succeeded')
+      .option('--notify <url>', 'when the job ends, the master POSTs its final status as JSON to this http(s) URL (retried with backoff)')
+      .option('--notify-cmd <cmd>', 'with --wait: run CMD in a shell when the job ends (GRID_JOB_ID, GRID_JOB_STATE; the status as JSON on stdin)'),
   ).action((p: string, f: SubmitFlags) => submit(p, f));
 
   endpointOptions(

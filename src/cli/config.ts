@@ -47,6 +47,7 @@ export const CLIENT_SETTINGS = new SettingsTable('client', {
   logTailLines: { type: 'int', default: 20, min: 0, max: 10_000, env: 'GRID_LOG_TAIL_LINES', doc: "most lines of a failed task's log tail printed by `submit --wait`" },
   maxFailedTasksShown: { type: 'int', default: 10, min: 0, max: 100_000, env: 'GRID_MAX_FAILED_TASKS_SHOWN', doc: 'most failed tasks whose reason and log tail `submit --wait` prints' },
   taskStatusConcurrency: { type: 'int', default: 16, min: 1, max: 1000, env: 'GRID_TASK_STATUS_CONCURRENCY', doc: 'task_status requests in flight at once (results, logs, failure reports)' },
+  notifyCmdTimeoutMs: { type: 'int', default: 60_000, min: 100, max: 3_600_000, unit: 'ms', env: 'GRID_NOTIFY_CMD_TIMEOUT_MS', doc: 'time `submit --wait --notify-cmd CMD` gives CMD before it is killed' },
   transferConcurrency: { type: 'int', default: 4, min: 1, max: 100, env: 'GRID_TRANSFER_CONCURRENCY', doc: 'files uploaded or downloaded at once' },
 });
 

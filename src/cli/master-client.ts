@@ -217,6 +217,11 @@ export class MasterClient {
     return this.call({ type: 'task_status_request', ...this.base(), job_uuid: jobUuid, task_index: taskIndex }, 'task_status_response');
   }
 
+  /** Asks the master leader to POST the job's final status to `url` when it ends. */
+  async notify(jobUuid: string, url: string): Promise<void> {
+    await this.call({ type: 'job_notify_request', ...this.base(), job_uuid: jobUuid, url }, 'ack_reply');
+  }
+
   async cancel(jobUuid: string): Promise<void> {
     await this.call({ type: 'job_cancel_request', ...this.base(), job_uuid: jobUuid }, 'ack_reply');
   }

@@ -17,13 +17,16 @@ export type Command =
   | { k: 'submit'; c: SubmitCommand }
   | { k: 'started'; list: StartedNote[] }
   | { k: 'results'; results: ResultCommand[]; nowMs: number }
-  | { k: 'cancel'; jobUuid: string; nowMs: number };
+  | { k: 'cancel'; jobUuid: string; nowMs: number }
+  | { k: 'notify'; jobUuid: string; url: string }
+  | { k: 'notified'; jobUuid: string; delivered: boolean; attempts: number; error: string; nowMs: number };
 
 export type ApplyResult =
   | { k: 'submit'; created: boolean; taskCount: number }
   | { k: 'results'; effects: StoreEffect[] }
   | { k: 'cancel'; found: boolean; cancelled: boolean }
   | { k: 'started' }
+  | { k: 'notify' }
   | { k: 'refused'; code: GridError['code']; message: string; hint?: string };
 
 /** Applies one committed command at `index`. A refused command still advances the index. */
@@ -53,5 +56,11 @@ function run(store: JobStore, cmd: Command): ApplyResult {
       return { k: 'results', effects: store.recordResults(cmd.results, cmd.nowMs) };
     case 'cancel':
       return { k: 'cancel', ...store.cancel(cmd.jobUuid, cmd.nowMs) };
+    case 'notify':
+      store.setNotify(cmd.jobUuid, cmd.url);
+      return { k: 'notify' };
+    case 'notified':
+      store.notified(cmd.jobUuid, cmd.delivered, cmd.attempts, cmd.error, cmd.nowMs);
+      return { k: 'notify' };
   }
 }

@@ -31,6 +31,11 @@ export const MASTER_SETTINGS = new SettingsTable(
     proposalTimeoutMs: { type: 'int', default: 5000, min: 10, max: 600_000, unit: 'ms', doc: 'a change not committed by a majority within this long is refused with UNAVAILABLE (clients retry)' },
     snapshotEveryEntries: { type: 'int', default: 10_000, min: 10, max: 100_000_000, doc: 'snapshot the job state and compact the Raft log every this many applied entries' },
     transferWaitMs: { type: 'int', default: 1000, min: 0, max: 60_000, unit: 'ms', doc: 'most time a stopping leader waits to hand leadership to a caught-up peer' },
+    notifyTimeoutMs: { type: 'int', default: 5000, min: 100, max: 600_000, unit: 'ms', doc: 'time one --notify POST may take before it counts as failed' },
+    notifyMaxAttempts: { type: 'int', default: 8, min: 1, max: 1000, doc: 'POSTs of one --notify before it is given up (logged as notify:gave-up)' },
+    notifyBackoffBaseMs: { type: 'int', default: 1000, min: 0, max: 3_600_000, unit: 'ms', doc: 'delay after the first failed --notify POST, doubled per attempt' },
+    notifyBackoffMaxMs: { type: 'int', default: 60_000, min: 0, max: 3_600_000, unit: 'ms', doc: 'largest delay between two --notify POSTs' },
+    notifyConcurrency: { type: 'int', default: 8, min: 1, max: 1000, doc: 'most --notify POSTs in flight at once (the leader checks for owed ones every heartbeatIntervalMs)' },
   },
   (c) => {
     const peers = endpointList(c.peers);

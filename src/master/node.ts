@@ -23,7 +23,9 @@ import { ApplyResult, Command, StartedNote, applyCommand } from './commands';
 import { MasterConfig } from './config';
 import { fromWire, isRaftWireMessage } from './raft';
 import { Replica } from './replica';
+import { NotifyPlanner, checkNotifyUrl } from './notify';
 import { JobStore, ResultCommand, TaskSpec } from './store';
+import { SOFTWARE_VERSION } from '../common/version';
 
 interface BalancerPeer {
   peer: Buffer;
@@ -45,12 +47,15 @@ export class MasterNode {
   private pendingStarted: StartedNote[] = [];
   private flushScheduled = false;
   private flushing = false;
-  private readonly counters = { submitted: 0, results: 0, resultBatches: 0, dispatched: 0, balancerHellos: 0 };
+  private readonly counters = { submitted: 0, results: 0, resultBatches: 0, dispatched: 0, balancerHellos: 0, notifyDelivered: 0, notifyFailedAttempts: 0, notifyGaveUp: 0 };
+  private readonly notifier: NotifyPlanner;
+  private notifyInFlight = 0;
 
   constructor(readonly cfg: MasterConfig, log?: Logger) {
     this.nodeId = persistentNodeId(cfg.dataDir, newUuid);
     this.log = log ?? createLogger({ role: 'master', nodeId: this.nodeId, file: path.join(cfg.dataDir, 'logs', `master-${this.nodeId}.log`) });
     this.store = new JobStore(path.join(cfg.dataDir, 'jobs.db'), { maxInputsPerJob: cfg.maxInputsPerJob, maxArgs: cfg.maxArgs });
+    this.notifier = new NotifyPlanner(cfg);
     this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, handler: (m, peer) => this.handle(m, peer) });
     this.admin = new AdminServer({
       host: '127.0.0.1',
@@ -112,6 +117,7 @@ export class MasterNode {
   }
 
   private tick(): void {
+    this.sendNotifications();
     const b = this.balancer;
     if (!b) return;
     if (Date.now() - b.lastSeenMs > this.cfg.heartbeatIntervalMs * this.cfg.livenessMissed) {
@@ -198,6 +204,13 @@ export class MasterNode {
         if (r.k === 'cancel' && !r.found) throw notFound(m.job_uuid);
         return { type: 'ack_reply', node_uuid: this.nodeId, request_uuid: m.request_uuid };
       }
+      case 'job_notify_request': {
+        const bad = checkNotifyUrl(m.url);
+        if (bad) throw new GridError('BAD_REQUEST', `--notify ${bad}`, 'give an http:// or https:// URL that takes a POST');
+        const r = (await replica.propose({ k: 'notify', jobUuid: m.job_uuid, url: m.url } satisfies Command)) as ApplyResult;
+        if (r.k === 'refused') throw new GridError(r.code, r.message, r.hint);
+        return { type: 'ack_reply', node_uuid: this.nodeId, request_uuid: m.request_uuid };
+      }
       case 'balancer_hello':
         return this.hello(m, peer);
       case 'task_started':
@@ -280,6 +293,80 @@ export class MasterNode {
   private onLeadership(leader: boolean): void {
     // A new leader waits for the balancer's hello; a former leader forgets its balancer.
     if (!leader) this.balancer = undefined;
+    // a new leader sends every owed notification again, from attempt 1 (src/master/notify.ts)
+    this.notifier.reset();
+  }
+
+  /**
+   * The leader POSTs the final status of finished jobs that have a --notify URL and have
+   * not been notified (nor given up) yet; at most notifyConcurrency at once.
+   */
+  private sendNotifications(): void {
+    if (!this.replica?.isLeader) return;
+    const room = this.cfg.notifyConcurrency - this.notifyInFlight;
+    if (room <= 0) return;
+    const owed = this.store.dueNotifications(this.cfg.notifyConcurrency * 4);
+    const urls = new Map(owed.map((n) => [n.jobUuid, n.url]));
+    for (const jobUuid of this.notifier.due([...urls.keys()], Date.now()).slice(0, room)) void this.notify(jobUuid, urls.get(jobUuid)!);
+  }
+
+  private async notify(jobUuid: string, url: string): Promise<void> {
+    this.notifyInFlight++;
+    const attempt = this.notifier.attempt(jobUuid);
+    let error = '';
+    try {
+      const s = this.store.jobStatus(jobUuid);
+      if (!s) return;
+      const body = {
+        jobId: jobUuid,
+        state: jobStateText(s.state),
+        program: s.programName,
+        taskCount: s.taskCount,
+        tasksSucceeded: s.succeeded,
+        tasksFailed: s.failed - s.cancelled,
+        tasksCancelled: s.cancelled,
+        createdAtMs: s.createdAtMs,
+        finishedAtMs: s.finishedAtMs,
+        error: s.error || null,
+        attempt,
+        sentBy: this.nodeId,
+      };
+      try {
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'user-agent': `grid/${SOFTWARE_VERSION}` },
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(this.cfg.notifyTimeoutMs),
+        });
+        await res.body?.cancel().catch(() => undefined);
+        if (!res.ok) error = `HTTP ${res.status} ${res.statusText}`;
+      } catch (e) {
+        const err = e as Error & { cause?: { code?: string; message?: string } };
+        error = err.name === 'TimeoutError' ? `no answer within ${this.cfg.notifyTimeoutMs} ms` : (err.cause?.code ?? err.cause?.message ?? err.message);
+      }
+      if (!error) {
+        this.counters.notifyDelivered++;
+        this.notifier.done(jobUuid);
+        this.log.info({ jobId: jobUuid, url, attempt }, 'notify:delivered');
+        await this.replica?.propose({ k: 'notified', jobUuid, delivered: true, attempts: attempt, error: '', nowMs: Date.now() } satisfies Command);
+        return;
+      }
+      this.counters.notifyFailedAttempts++;
+      const d = this.notifier.failed(jobUuid, Date.now());
+      if (d.action === 'give-up') {
+        this.counters.notifyGaveUp++;
+        this.log.warn({ jobId: jobUuid, url, attempts: d.attempts, err: error }, 'notify:gave-up');
+        await this.replica?.propose({ k: 'notified', jobUuid, delivered: false, attempts: d.attempts, error, nowMs: Date.now() } satisfies Command);
+      } else {
+        this.log.info({ jobId: jobUuid, url, attempt, err: error, retryInMs: d.atMs - Date.now() }, 'notify:failed; will retry');
+      }
+    } catch (e) {
+      // lost leadership while recording: the next leader sends it again (at least once)
+      this.log.warn({ jobId: jobUuid, err: (e as Error).message }, 'notify: outcome not recorded');
+      this.notifier.done(jobUuid);
+    } finally {
+      this.notifyInFlight--;
+    }
   }
 
   private hello(m: MessageOf<'balancer_hello'>, peer: Buffer): MessageInput | void {
@@ -367,4 +454,8 @@ export class MasterNode {
 function notFound(jobUuid: string): GridError {
   if (!isUuid(jobUuid) || jobUuid === NIL_UUID) return new GridError('BAD_REQUEST', `${jobUuid} is not a job id`);
   return new GridError('NOT_FOUND', `no job ${jobUuid}`, "list jobs with 'grid jobs'");
+}
+
+function jobStateText(state: number): string {
+  return Object.keys(JobState).find((k) => JobState[k as keyof typeof JobState] === state) ?? `unknown(${state})`;
 }

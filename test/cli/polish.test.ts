@@ -6,14 +6,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { relativeTime, shownTime } from '../../src/cli/format';
+import { oneLineError } from './oneline';
 import { EXAMPLES, Grid, RunResult, freePort, makeTmpDir, runGrid, startGrid, waitFor } from '../helpers/grid';
-
-export function oneLineError(r: RunResult, re: RegExp): void {
-  assert.equal(r.code, 1, `exit 1 expected, got ${r.code}; stderr:\n${r.stderr}`);
-  const lines = r.stderr.split('\n').filter((l) => l !== '');
-  assert.equal(lines.length, 1, `one line on stderr, got:\n${r.stderr}`);
-  assert.match(lines[0]!, re);
-}
 
 describe('cli polish: connection failures are reported at once, naming what was tried', function () {
   this.timeout(60_000);
