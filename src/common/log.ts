@@ -1,12 +1,22 @@
 /**
  * Structured logs (pino): every line carries role and nodeId; job and task ids are added
  * as child bindings where they apply. Nodes log to a file under their data dir.
+ *
+ * One field vocabulary across roles (docs/operations.md "Logs"): role, nodeId, pid on every
+ * line; jobId, taskIndex, attempt, workerId, fileId, balancerId where they apply; err for an
+ * error's message; event for a balancer event's name.
+ *
+ * With GRID_LOG_STDOUT=1 (set by `grid dev` for its children) each line also goes to stdout,
+ * where dev merges every node's lines into one human-readable stream; the file keeps JSON.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import pino, { Logger } from 'pino';
 
 export type { Logger };
+
+/** Set to 1 to copy a node's log lines to stdout too (grid dev does, for its merged view). */
+export const LOG_STDOUT_ENV = 'GRID_LOG_STDOUT';
 
 export interface LogOptions {
   role: string;
@@ -21,7 +31,8 @@ export function createLogger(o: LogOptions): Logger {
   let dest: pino.DestinationStream;
   if (o.file) {
     fs.mkdirSync(path.dirname(o.file), { recursive: true });
-    dest = pino.destination({ dest: o.file, sync: true, mkdir: true });
+    const file = pino.destination({ dest: o.file, sync: true, mkdir: true });
+    dest = process.env[LOG_STDOUT_ENV] === '1' ? pino.multistream([{ stream: file, level: level as pino.Level }, { stream: pino.destination({ dest: 1, sync: true }), level: level as pino.Level }]) : file;
   } else {
     dest = pino.destination(2);
   }

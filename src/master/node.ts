@@ -121,7 +121,7 @@ export class MasterNode {
     const b = this.balancer;
     if (!b) return;
     if (Date.now() - b.lastSeenMs > this.cfg.heartbeatIntervalMs * this.cfg.livenessMissed) {
-      this.log.warn({ balancer: b.nodeUuid }, 'balancer:lost (silent); tasks wait for its next hello');
+      this.log.warn({ balancerId: b.nodeUuid }, 'balancer:lost (silent); tasks wait for its next hello');
       this.balancer = undefined;
       return;
     }
@@ -377,7 +377,7 @@ export class MasterNode {
     const now = Date.now();
     this.balancer = { peer, nodeUuid: m.node_uuid, lastSeenMs: now, since: now };
     const open = this.store.openTasks();
-    this.log.info({ balancer: m.node_uuid, open: open.length }, 'balancer:hello; sending every open task');
+    this.log.info({ balancerId: m.node_uuid, open: open.length }, 'balancer:hello; sending every open task');
     // Answer at once so the balancer knows it is heard, then hand it the open tasks.
     void this.server.sendTo(peer, { type: 'generic_message', node_uuid: this.nodeId });
     for (const t of open) this.dispatch(this.store.taskSpec(t.jobUuid, t.taskIndex, t.attempts));

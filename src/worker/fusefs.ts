@@ -251,7 +251,7 @@ export class GridFs {
           (n) => cb(n),
           (e: Error) => {
             this.counts.readErrors++;
-            this.log.warn({ fileUuid: l.uuid, pos, len, err: e.message }, 'FUSE read failed; answering EIO');
+            this.log.warn({ fileId: l.uuid, pos, len, err: e.message }, 'FUSE read failed; answering EIO');
             cb(fuseNative().EIO);
           },
         );

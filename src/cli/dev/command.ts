@@ -8,6 +8,7 @@ import { DEFAULT_DATA_DIR, DevState, readDevState } from '../endpoints';
 import { fuseProblem } from '../../worker';
 import { fuseWarning, makeSay, readyBanner, startingLine } from './output';
 import { DevFlags, parseDevOptions } from './plan';
+import { levelNumber, prettyLogLine } from './pretty';
 import { installShutdown } from './signals';
 import { DevSupervisor } from './supervisor';
 
@@ -25,7 +26,19 @@ async function runDev(f: DevFlags): Promise<void> {
     o.staged = true;
     say(fuseWarning(fuse));
   }
-  const sup = new DevSupervisor(o, cfg, { say });
+  const minLevel = levelNumber(f.logLevel ?? 'info');
+  if (minLevel === undefined) throw new GridError('BAD_REQUEST', `--log-level must be trace, debug, info, warn, error, fatal or silent, got ${JSON.stringify(f.logLevel)}`);
+  const color = !!process.stdout.isTTY && !process.env.NO_COLOR;
+  // every node's log lines, merged and readable; the files keep the JSON
+  const nodeLine =
+    minLevel === Infinity
+      ? undefined
+      : (name: string, line: string): void => {
+          const p = prettyLogLine(name, line, { color, minLevel, width: 10 });
+          if (p === undefined) process.stdout.write(`${name.padEnd(10)} | ${line}\n`);
+          else if (p !== '') process.stdout.write(p + '\n');
+        };
+  const sup = new DevSupervisor(o, cfg, { say, nodeLine });
   const ctl = installShutdown(sup, cfg, say);
   say(startingLine(o));
   let s: DevState;
@@ -59,6 +72,7 @@ export function registerDevCommand(program: Command): void {
     .option('--port-base <port>', 'first port (default 7700; 0 = every port ephemeral)')
     .option('--slots <n>', 'tasks each worker runs at once (default: the worker\'s own)')
     .option('--prefetch <n>', 'tasks each worker queues beyond its slots (default: the worker\'s own)')
+    .option('--log-level <level>', "nodes' log lines shown in this terminal, merged and readable: trace, debug, info, warn, error or silent (default info); the files keep JSON")
     .option('--staged', 'workers download inputs into each task folder instead of a FUSE mount (automatic when FUSE is missing)')
     .option('--restart <roles>', 'comma list of roles restarted after a crash, or none (default worker)')
     .action((f: DevFlags) => runDev(f));

@@ -130,6 +130,7 @@ export interface DevFlags {
   prefetch?: string;
   restart?: string;
   staged?: boolean;
+  logLevel?: string;
 }
 
 export function parseDevOptions(f: DevFlags, cfg: DevConfig): DevOptions {

@@ -28,7 +28,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { GridError } from '../../common';
+import { GridError, LOG_STDOUT_ENV } from '../../common';
 import { unmountAllUnder } from '../../common/mounts';
 import { DevConfig } from '../config';
 import { DevNodeState, DevState, devStatePath } from '../endpoints';
@@ -57,6 +57,11 @@ export interface SupervisorIo {
   /** a line for the person running dev */
   say(line: string): void;
   launcher?: Launcher;
+  /**
+   * every complete line a node writes to stdout (its JSON log lines, GRID_LOG_STDOUT=1 is
+   * set for the children when given), for dev's merged view; GRID_READY lines excluded
+   */
+  nodeLine?(name: string, line: string): void;
 }
 
 export class DevSupervisor {
@@ -181,7 +186,8 @@ export class DevSupervisor {
     // own process group: a Ctrl-C in dev's terminal reaches only dev, which then stops the
     // nodes in order (workers first) instead of all of them racing; if dev dies, the nodes
     // see the IPC channel close and stop by themselves
-    const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: process.env, detached: true });
+    const env = this.io.nodeLine ? { ...process.env, [LOG_STDOUT_ENV]: '1' } : process.env;
+    const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env, detached: true });
     n.child = child;
     n.pid = child.pid ?? 0;
     n.state = 'restarting';
@@ -227,6 +233,8 @@ export class DevSupervisor {
             } catch {
               // not JSON: wait for the IPC message
             }
+          } else {
+            this.io.nodeLine?.(n.name, l);
           }
         }
       });
