@@ -32,12 +32,30 @@ export function createLogger(o: LogOptions): Logger {
   if (o.file) {
     fs.mkdirSync(path.dirname(o.file), { recursive: true });
     const file = pino.destination({ dest: o.file, sync: true, mkdir: true });
-    dest = process.env[LOG_STDOUT_ENV] === '1' ? pino.multistream([{ stream: file, level: level as pino.Level }, { stream: pino.destination({ dest: 1, sync: true }), level: level as pino.Level }]) : file;
+    dest = process.env[LOG_STDOUT_ENV] === '1' ? pino.multistream([{ stream: file, level: level as pino.Level }, { stream: stdoutCopy, level: level as pino.Level }]) : file;
   } else {
     dest = pino.destination(2);
   }
   return pino({ level, base: { role: o.role, nodeId: o.nodeId, pid: process.pid } }, dest);
 }
+
+/**
+ * The stdout copy of the log lines: best effort. When dev is gone (killed), its end of the
+ * pipe is closed and a write fails with EPIPE; the node must still log to its file and stop
+ * cleanly (unmounting FUSE), so a failed write here is dropped, never thrown.
+ */
+const stdoutCopy = {
+  write(line: string): void {
+    const buf = Buffer.from(line);
+    let off = 0;
+    // a pipe may take part of a line; a full pipe (EAGAIN) or a closed one (EPIPE) drops the rest
+    try {
+      for (let i = 0; off < buf.length && i < 100; i++) off += fs.writeSync(1, buf, off);
+    } catch {
+      // nobody reads stdout any more, or it is full: the file has the line
+    }
+  },
+};
 
 /** A logger that drops everything (tests of pure modules). */
 export function silentLogger(): Logger {

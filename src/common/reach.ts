@@ -1,5 +1,5 @@
 /**
- * Fast "is anybody there?" for clients. A ZeroMQ connect never fails: the socket retries in
+ * Fast "is a grid node there?" for clients. A ZeroMQ connect never fails: the socket retries in
  * the background and a request just times out, so a client pointed at a dead or wrong
  * endpoint used to wait its whole retry window (31-41 s) before saying so. A plain TCP
  * connect answers within milliseconds (refused, unreachable, unknown host), so clients
@@ -40,21 +40,41 @@ function describeErr(e: NodeJS.ErrnoException): string {
   }
 }
 
-/** One TCP connect to `endpoint`, closed at once; resolves null on success, else why not. */
+/** The first bytes of a ZMTP 3 greeting: signature 0xFF, 8 padding bytes, 0x7F (RFC 23). */
+const ZMTP_SIGNATURE = Buffer.from([0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f]);
+
+/**
+ * One TCP connect to `endpoint`; resolves null when a ZeroMQ peer answers, else why not.
+ * A ZMTP peer sends its greeting (first byte 0xFF) as soon as it accepts, so after connecting
+ * the probe sends the greeting's signature and waits for the peer's first byte: a port where
+ * something else listens (an HTTP admin port, ssh) is told apart from a grid node at once,
+ * instead of ZeroMQ retrying its handshake silently until the retry window ends.
+ */
 export function tcpConnect(endpoint: string, timeoutMs: number): Promise<string | null> {
   const hp = hostPort(endpoint);
   if (!hp) return Promise.resolve('not a tcp://HOST:PORT endpoint');
   return new Promise((resolve) => {
     const s = net.connect({ host: hp.host, port: hp.port });
+    let connected = false;
     const done = (why: string | null): void => {
       clearTimeout(timer);
       s.destroy();
       resolve(why);
     };
-    const timer = setTimeout(() => done(`no TCP answer within ${timeoutMs} ms`), timeoutMs);
-    s.once('connect', () => done(null));
+    const timer = setTimeout(() => done(connected ? 'accepts TCP but does not speak ZeroMQ (not a grid node?)' : `no TCP answer within ${timeoutMs} ms`), timeoutMs);
+    s.once('connect', () => {
+      connected = true;
+      s.write(ZMTP_SIGNATURE);
+    });
+    s.once('data', (b: Buffer) => done(b[0] === 0xff ? null : `speaks another protocol, not ZeroMQ (${describeBanner(b)}; not a grid node?)`));
+    s.once('end', () => done(connected ? 'closed the connection without a ZeroMQ greeting (not a grid node?)' : 'connection closed'));
     s.once('error', (e: NodeJS.ErrnoException) => done(describeErr(e)));
   });
+}
+
+function describeBanner(b: Buffer): string {
+  const text = b.subarray(0, 40).toString('latin1').split(/\r?\n/)[0]!.replace(/[^\x20-\x7e]/g, '.');
+  return text ? `it said ${JSON.stringify(text)}` : 'binary data';
 }
 
 /**

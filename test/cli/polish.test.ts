@@ -38,6 +38,27 @@ describe('cli polish: connection failures are reported at once, naming what was 
     oneLineError(r, new RegExp(`cannot connect to the storage node \\(from GRID_STORAGE\\) within 1500 ms: tried ${ep}: connection refused`));
   });
 
+  it('a wrong --master port where something else listens is told apart at once (HTTP, a silent port)', async () => {
+    const http = await import('node:http');
+    const net = await import('node:net');
+    const web = http.createServer((_q, r) => r.end('hi'));
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((r) => web.listen(0, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    try {
+      const webEp = `tcp://127.0.0.1:${(web.address() as { port: number }).port}`;
+      const silentEp = `tcp://127.0.0.1:${(silent.address() as { port: number }).port}`;
+      const r = await runGrid(['jobs', '--master', webEp], { env: { ...slowWindow, GRID_DATA_DIR: tmp } });
+      // node's HTTP server answers the odd bytes with a 400 or waits for more: either is said
+      oneLineError(r, new RegExp(`tried ${webEp}: (speaks another protocol, not ZeroMQ \\(it said "HTTP/1\\.1 400|accepts TCP but does not speak ZeroMQ)`));
+      const q = await runGrid(['jobs', '--master', silentEp], { env: { ...slowWindow, GRID_DATA_DIR: tmp } });
+      oneLineError(q, new RegExp(`tried ${silentEp}: accepts TCP but does not speak ZeroMQ`));
+    } finally {
+      web.close();
+      silent.close();
+    }
+  });
+
   it('GRID_CONNECT_TIMEOUT_MS is checked like every setting', async () => {
     const r = await runGrid(['jobs'], { env: { GRID_CONNECT_TIMEOUT_MS: 'fast', GRID_DATA_DIR: tmp } });
     oneLineError(r, /GRID_CONNECT_TIMEOUT_MS must be an integer from 0 to 600000/);
