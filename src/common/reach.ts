@@ -90,7 +90,9 @@ export async function reachAny(endpoints: readonly string[], timeoutMs: number, 
     const results = await Promise.all(endpoints.map(async (e) => [e, await tcpConnect(e, left)] as const));
     const ok = results.find(([, w]) => w === null);
     if (ok) return { ok: ok[0], why };
-    for (const [e, w] of results) why.set(e, w!);
+    // a definite reason (refused, unknown host) is not overwritten by a later round that
+    // merely ran out of the little time left
+    for (const [e, w] of results) if (!why.has(e) || !w!.startsWith('no TCP answer')) why.set(e, w!);
     if (now() + REACH_RETRY_MS >= deadline) return { why };
     await new Promise((r) => setTimeout(r, REACH_RETRY_MS));
   }
