@@ -55,6 +55,7 @@ enum grid_message_type {
   GRID_MSG_TASK_STATUS_REQUEST = 46,
   GRID_MSG_TASK_STATUS_RESPONSE = 47,
   GRID_MSG_JOB_CANCEL_REQUEST = 48,
+  GRID_MSG_JOB_NOTIFY_REQUEST = 49,
   GRID_MSG_BALANCER_HELLO = 60,
   GRID_MSG_LEASE_GRANT = 68,
   GRID_MSG_BALANCER_STATE = 69,
@@ -608,6 +609,25 @@ GRID_STATIC_ASSERT(offsetof(struct job_cancel_request, request_uuid_upper) == 32
 GRID_STATIC_ASSERT(offsetof(struct job_cancel_request, request_uuid_lower) == 40, "job_cancel_request.request_uuid_lower at 40");
 GRID_STATIC_ASSERT(offsetof(struct job_cancel_request, job_uuid_upper) == 48, "job_cancel_request.job_uuid_upper at 48");
 GRID_STATIC_ASSERT(offsetof(struct job_cancel_request, job_uuid_lower) == 56, "job_cancel_request.job_uuid_lower at 56");
+
+/*
+ * job_notify_request (type 49, job): When the job ends, the master leader HTTP-POSTs its final
+ * status as JSON to url (grid submit --notify; docs/operations.md). Answered by ack_reply.
+ * Trailing frames, in order:
+ *   - url: one frame of UTF-8, at most 4096 bytes
+ */
+struct job_notify_request {
+  struct generic_message header;
+  uint64_t request_uuid_upper;
+  uint64_t request_uuid_lower;
+  uint64_t job_uuid_upper;
+  uint64_t job_uuid_lower;
+};
+GRID_STATIC_ASSERT(sizeof(struct job_notify_request) == 64, "sizeof(struct job_notify_request) must be 64");
+GRID_STATIC_ASSERT(offsetof(struct job_notify_request, request_uuid_upper) == 32, "job_notify_request.request_uuid_upper at 32");
+GRID_STATIC_ASSERT(offsetof(struct job_notify_request, request_uuid_lower) == 40, "job_notify_request.request_uuid_lower at 40");
+GRID_STATIC_ASSERT(offsetof(struct job_notify_request, job_uuid_upper) == 48, "job_notify_request.job_uuid_upper at 48");
+GRID_STATIC_ASSERT(offsetof(struct job_notify_request, job_uuid_lower) == 56, "job_notify_request.job_uuid_lower at 56");
 
 /*
  * balancer_hello (type 60, dispatch): A balancer asks the master leader for the dispatch lease

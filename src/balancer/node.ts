@@ -219,7 +219,12 @@ export class BalancerNode {
 
   private onEvent(e: DispatchEvent): void {
     const { type, ...fields } = e;
-    const renamed = 'jobUuid' in fields ? { ...fields, jobId: fields.jobUuid } : fields;
+    // one vocabulary across roles (docs/operations.md "Logs"): jobId, not the event's jobUuid
+    const renamed: Record<string, unknown> = { ...fields };
+    if ('jobUuid' in renamed) {
+      renamed.jobId = renamed.jobUuid;
+      delete renamed.jobUuid;
+    }
     // an unanswered hello repeats every interval while the master is down: keep it out of info
     const level = e.type === 'master:hello' && (e.reason === 'unanswered' || e.reason === 'renew') ? 'debug' : EVENT_LEVEL[type];
     this.log[level]({ event: type, ...renamed }, type);

@@ -82,10 +82,21 @@ export function checkReadableFile(file: string, what: string): void {
   }
 }
 
+/** Fewest characters of a job id prefix. */
+export const MIN_JOB_ID_PREFIX = 4;
+
 /** Checks a job id argument is a whole UUID or a prefix of one (hex digits and dashes). */
-export function checkJobIdArg(s: string): void {
-  if (isUuid(s)) return;
-  if (!/^[0-9a-fA-F-]{4,36}$/.test(s)) {
-    throw new GridError('BAD_REQUEST', `${JSON.stringify(s)} is not a job id`, 'give the id `grid submit` printed, or a unique prefix of it (see `grid jobs`)');
+export function checkJobIdArg(arg: string): void {
+  if (isUuid(arg)) return;
+  const s: string = arg;
+  if (!/^[0-9a-fA-F-]*$/.test(s) || s.length > 36) {
+    throw new GridError('BAD_REQUEST', `${JSON.stringify(s)} is not a job id: a job id is hex digits (0-9, a-f) and dashes`, 'give the id `grid submit` printed, or a unique prefix of it (see `grid jobs`)');
+  }
+  if (s.replace(/-/g, '').length < MIN_JOB_ID_PREFIX) {
+    throw new GridError(
+      'BAD_REQUEST',
+      `${JSON.stringify(s)} is too short for a job id prefix: give at least ${MIN_JOB_ID_PREFIX} hex digits of a recent job's id`,
+      'or the whole id `grid submit` printed (see `grid jobs`)',
+    );
   }
 }

@@ -2,157 +2,91 @@
  * Bounds of the CLI client and of `grid dev`: every timeout, retry count and size limit
  * named with its unit. Each can be overridden by an environment variable (named in the
  * table below), which is how tests shorten the master retry window; values are validated
- * at start with CONFIG_INVALID. Documented in docs/operations.md.
+ * at start with CONFIG_INVALID. The tables are the one place each is written; the tables in
+ * docs/operations.md are generated from them (npm run gen:docs).
  */
-import { configError, intSetting } from '../common';
+import { SettingsOf, SettingsTable } from '../common';
 
-export interface ClientConfig {
-  /**
-   * How long a request to the master keeps being re-sent (same request_uuid) while nobody
-   * answers, e.g. while the master restarts. After it: "no master answers at ...".
-   */
-  masterRetryWindowMs: number;
-  /** Time one attempt of a master request waits before it is sent again (to the next master). */
-  masterRequestTimeoutMs: number;
-  /**
-   * Pause after a master answered NOT_LEADER without knowing the leader (an election, ~1-2 s,
-   * or no quorum) before the next master is asked; keeps the client from spinning.
-   */
-  masterLeaderWaitMs: number;
-  /** Time `grid cluster` waits for one node's admin GET /status before calling it unreachable. */
-  clusterStatusTimeoutMs: number;
-  /** Time one storage request waits before it is retried. */
-  storageRequestTimeoutMs: number;
-  /** Retries of one storage request after a timeout (same request_uuid). */
-  storageRetries: number;
-  /** Interval of job_status polls while `--wait` watches a job. */
-  pollIntervalMs: number;
-  /** Most jobs `grid jobs` / `grid status` without JOB list. */
-  maxJobsListed: number;
-  /** Most lines of a failed task's log tail printed by `submit --wait`. */
-  logTailLines: number;
-  /** Most failed tasks whose reason and log tail `submit --wait` prints. */
-  maxFailedTasksShown: number;
-  /** task_status requests in flight at once (results, logs, failure reports). */
-  taskStatusConcurrency: number;
-  /** Files uploaded or downloaded at once. */
-  transferConcurrency: number;
-}
+/** Every client setting, once (docs/operations.md's table is generated from it). */
+export const CLIENT_SETTINGS = new SettingsTable('client', {
+  connectTimeoutMs: {
+    type: 'int',
+    // with Node's start-up (~0.4 s) a command with no grid to talk to ends within 2 s
+    default: 1_500,
+    min: 0,
+    max: 600_000,
+    unit: 'ms',
+    env: 'GRID_CONNECT_TIMEOUT_MS',
+    doc: 'a command gives up when no master (or storage node) accepts a TCP connection within this long, naming each endpoint tried and why (0 = no check: only the retry window applies)',
+  },
+  masterRetryWindowMs: {
+    type: 'int',
+    default: 30_000,
+    min: 0,
+    max: 3_600_000,
+    unit: 'ms',
+    env: 'GRID_MASTER_RETRY_WINDOW_MS',
+    doc: 'how long a request to the masters keeps being re-sent (same request id) while none answers, e.g. while a master restarts or an election runs',
+  },
+  masterRequestTimeoutMs: { type: 'int', default: 2_000, min: 50, max: 600_000, unit: 'ms', env: 'GRID_MASTER_REQUEST_TIMEOUT_MS', doc: 'time one attempt of a master request waits before it is sent again (to the next master)' },
+  masterLeaderWaitMs: {
+    type: 'int',
+    default: 200,
+    min: 0,
+    max: 60_000,
+    unit: 'ms',
+    env: 'GRID_MASTER_LEADER_WAIT_MS',
+    doc: 'pause after NOT_LEADER leader=unknown (an election, or no quorum) before the next master is asked',
+  },
+  clusterStatusTimeoutMs: { type: 'int', default: 1_000, min: 50, max: 600_000, unit: 'ms', env: 'GRID_CLUSTER_STATUS_TIMEOUT_MS', doc: "time `grid cluster` waits for one node's admin GET /status before calling it unreachable" },
+  storageRequestTimeoutMs: { type: 'int', default: 10_000, min: 50, max: 600_000, unit: 'ms', env: 'GRID_STORAGE_REQUEST_TIMEOUT_MS', doc: 'time one storage request waits before it is retried' },
+  storageRetries: { type: 'int', default: 3, min: 0, max: 100, env: 'GRID_STORAGE_RETRIES', doc: 'retries of one storage request after a timeout (same request id)' },
+  pollIntervalMs: { type: 'int', default: 500, min: 10, max: 60_000, unit: 'ms', env: 'GRID_POLL_INTERVAL_MS', doc: 'interval of job_status polls while `--wait` watches a job' },
+  maxJobsListed: { type: 'int', default: 50, min: 1, max: 1000, env: 'GRID_MAX_JOBS_LISTED', doc: 'most jobs `grid jobs` lists by default (job id prefixes match among these)' },
+  maxJobsScanned: { type: 'int', default: 1000, min: 1, max: 100_000, env: 'GRID_MAX_JOBS_SCANNED', doc: 'most recent jobs `grid jobs --state S` looks through for jobs in state S (the master answers at most its maxJobList)' },
+  logTailLines: { type: 'int', default: 20, min: 0, max: 10_000, env: 'GRID_LOG_TAIL_LINES', doc: "most lines of a failed task's log tail printed by `submit --wait`" },
+  maxFailedTasksShown: { type: 'int', default: 10, min: 0, max: 100_000, env: 'GRID_MAX_FAILED_TASKS_SHOWN', doc: 'most failed tasks whose reason and log tail `submit --wait` prints' },
+  taskStatusConcurrency: { type: 'int', default: 16, min: 1, max: 1000, env: 'GRID_TASK_STATUS_CONCURRENCY', doc: 'task_status requests in flight at once (results, logs, failure reports)' },
+  notifyCmdTimeoutMs: { type: 'int', default: 60_000, min: 100, max: 3_600_000, unit: 'ms', env: 'GRID_NOTIFY_CMD_TIMEOUT_MS', doc: 'time `submit --wait --notify-cmd CMD` gives CMD before it is killed' },
+  transferConcurrency: { type: 'int', default: 4, min: 1, max: 100, env: 'GRID_TRANSFER_CONCURRENCY', doc: 'files uploaded or downloaded at once' },
+});
 
-export const CLIENT_DEFAULTS: ClientConfig = {
-  masterRetryWindowMs: 30_000,
-  masterRequestTimeoutMs: 2_000,
-  masterLeaderWaitMs: 200,
-  clusterStatusTimeoutMs: 1_000,
-  storageRequestTimeoutMs: 10_000,
-  storageRetries: 3,
-  pollIntervalMs: 500,
-  maxJobsListed: 50,
-  logTailLines: 20,
-  maxFailedTasksShown: 10,
-  taskStatusConcurrency: 16,
-  transferConcurrency: 4,
-};
+export type ClientConfig = SettingsOf<typeof CLIENT_SETTINGS.spec>;
+export const CLIENT_DEFAULTS: ClientConfig = CLIENT_SETTINGS.defaults;
 
-export interface DevConfig {
-  /** Time a child node has to announce GRID_READY before start-up is aborted. */
-  readyTimeoutMs: number;
-  /** After SIGTERM, time a child has to exit before it gets SIGKILL. */
-  stopGraceMs: number;
-  /** Delay before a crashed node (a worker, by default) is started again. */
-  restartDelayMs: number;
-  /** Most restarts of one node; after that it stays dead (and dev says so). */
-  maxRestarts: number;
-  /** Lines of a child's output shown when it fails to start or dies. */
-  logTailLines: number;
-  /** Most workers `grid dev --workers` starts. */
-  maxWorkers: number;
-}
+/** Every `grid dev` setting, once (docs/operations.md's table is generated from it). */
+export const DEV_SETTINGS = new SettingsTable('dev', {
+  readyTimeoutMs: { type: 'int', default: 30_000, min: 100, max: 600_000, unit: 'ms', env: 'GRID_DEV_READY_TIMEOUT_MS', doc: 'time a child node has to announce ready before start-up is aborted' },
+  // nodes give themselves SHUTDOWN_GRACE_MS (5 s) to stop; allow a little more before SIGKILL
+  stopGraceMs: { type: 'int', default: 7_000, min: 100, max: 600_000, unit: 'ms', env: 'GRID_DEV_STOP_GRACE_MS', doc: 'after SIGTERM, time a child has to exit before it gets SIGKILL (nodes give themselves 5 s)' },
+  restartDelayMs: { type: 'int', default: 1_000, min: 0, max: 600_000, unit: 'ms', env: 'GRID_DEV_RESTART_DELAY_MS', doc: 'delay before a crashed node (a worker, by default) is started again' },
+  maxRestarts: { type: 'int', default: 5, min: 0, max: 1000, env: 'GRID_DEV_MAX_RESTARTS', doc: 'most restarts of one node; after that it stays dead (and dev says so)' },
+  logTailLines: { type: 'int', default: 20, min: 0, max: 10_000, env: 'GRID_DEV_LOG_TAIL_LINES', doc: "lines of a child's output shown when it fails to start or dies" },
+  maxWorkers: { type: 'int', default: 64, min: 1, max: 1024, env: 'GRID_DEV_MAX_WORKERS', doc: 'most workers `grid dev --workers` starts' },
+});
+
+export type DevConfig = SettingsOf<typeof DEV_SETTINGS.spec>;
+export const DEV_DEFAULTS: DevConfig = DEV_SETTINGS.defaults;
 
 /** Sizes of a master group `grid dev --masters` accepts (Raft needs an odd majority). */
 export const DEV_MASTER_COUNTS = [1, 3, 5] as const;
 
-export const DEV_DEFAULTS: DevConfig = {
-  readyTimeoutMs: 30_000,
-  // nodes give themselves SHUTDOWN_GRACE_MS (5 s) to stop; allow a little more before SIGKILL
-  stopGraceMs: 7_000,
-  restartDelayMs: 1_000,
-  maxRestarts: 5,
-  logTailLines: 20,
-  maxWorkers: 64,
-};
+function envNames<T extends Record<string, { env?: string }>>(spec: T): Record<keyof T, string> {
+  const out = {} as Record<keyof T, string>;
+  for (const k of Object.keys(spec) as (keyof T)[]) out[k] = spec[k]!.env ?? '';
+  return out;
+}
 
 /** Environment variable that overrides each setting. */
-export const CLIENT_ENV: Record<keyof ClientConfig, string> = {
-  masterRetryWindowMs: 'GRID_MASTER_RETRY_WINDOW_MS',
-  masterRequestTimeoutMs: 'GRID_MASTER_REQUEST_TIMEOUT_MS',
-  masterLeaderWaitMs: 'GRID_MASTER_LEADER_WAIT_MS',
-  clusterStatusTimeoutMs: 'GRID_CLUSTER_STATUS_TIMEOUT_MS',
-  storageRequestTimeoutMs: 'GRID_STORAGE_REQUEST_TIMEOUT_MS',
-  storageRetries: 'GRID_STORAGE_RETRIES',
-  pollIntervalMs: 'GRID_POLL_INTERVAL_MS',
-  maxJobsListed: 'GRID_MAX_JOBS_LISTED',
-  logTailLines: 'GRID_LOG_TAIL_LINES',
-  maxFailedTasksShown: 'GRID_MAX_FAILED_TASKS_SHOWN',
-  taskStatusConcurrency: 'GRID_TASK_STATUS_CONCURRENCY',
-  transferConcurrency: 'GRID_TRANSFER_CONCURRENCY',
-};
-
-export const DEV_ENV: Record<keyof DevConfig, string> = {
-  readyTimeoutMs: 'GRID_DEV_READY_TIMEOUT_MS',
-  stopGraceMs: 'GRID_DEV_STOP_GRACE_MS',
-  restartDelayMs: 'GRID_DEV_RESTART_DELAY_MS',
-  maxRestarts: 'GRID_DEV_MAX_RESTARTS',
-  logTailLines: 'GRID_DEV_LOG_TAIL_LINES',
-  maxWorkers: 'GRID_DEV_MAX_WORKERS',
-};
-
-function fromEnv<T extends object>(defaults: T, names: Record<keyof T, string>, env: NodeJS.ProcessEnv): Record<string, unknown> {
-  const c: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
-  for (const k of Object.keys(names) as (keyof T & string)[]) {
-    const v = env[names[k]];
-    if (v !== undefined && v !== '') c[k] = v;
-  }
-  return c;
-}
-
-/** Checks one setting, naming the environment variable in the error so it can be fixed. */
-function check(c: Record<string, unknown>, key: string, envName: string, min: number, max: number): void {
-  try {
-    intSetting(c, key, min, max);
-  } catch {
-    throw configError(`${envName} must be an integer from ${min} to ${max}, got ${JSON.stringify(c[key])}`, `unset ${envName} to use the default`);
-  }
-}
+export const CLIENT_ENV = envNames(CLIENT_SETTINGS.spec);
+export const DEV_ENV = envNames(DEV_SETTINGS.spec);
 
 export function loadClientConfig(env: NodeJS.ProcessEnv = process.env): ClientConfig {
-  const c = fromEnv(CLIENT_DEFAULTS, CLIENT_ENV, env);
-  const e = CLIENT_ENV;
-  check(c, 'masterRetryWindowMs', e.masterRetryWindowMs, 0, 3_600_000);
-  check(c, 'masterRequestTimeoutMs', e.masterRequestTimeoutMs, 50, 600_000);
-  check(c, 'masterLeaderWaitMs', e.masterLeaderWaitMs, 0, 60_000);
-  check(c, 'clusterStatusTimeoutMs', e.clusterStatusTimeoutMs, 50, 600_000);
-  check(c, 'storageRequestTimeoutMs', e.storageRequestTimeoutMs, 50, 600_000);
-  check(c, 'storageRetries', e.storageRetries, 0, 100);
-  check(c, 'pollIntervalMs', e.pollIntervalMs, 10, 60_000);
-  check(c, 'maxJobsListed', e.maxJobsListed, 1, 1000);
-  check(c, 'logTailLines', e.logTailLines, 0, 10_000);
-  check(c, 'maxFailedTasksShown', e.maxFailedTasksShown, 0, 100_000);
-  check(c, 'taskStatusConcurrency', e.taskStatusConcurrency, 1, 1000);
-  check(c, 'transferConcurrency', e.transferConcurrency, 1, 100);
-  return c as unknown as ClientConfig;
+  return CLIENT_SETTINGS.loadEnv(env);
 }
 
 export function loadDevConfig(env: NodeJS.ProcessEnv = process.env): DevConfig {
-  const c = fromEnv(DEV_DEFAULTS, DEV_ENV, env);
-  const e = DEV_ENV;
-  check(c, 'readyTimeoutMs', e.readyTimeoutMs, 100, 600_000);
-  check(c, 'stopGraceMs', e.stopGraceMs, 100, 600_000);
-  check(c, 'restartDelayMs', e.restartDelayMs, 0, 600_000);
-  check(c, 'maxRestarts', e.maxRestarts, 0, 1000);
-  check(c, 'logTailLines', e.logTailLines, 0, 10_000);
-  check(c, 'maxWorkers', e.maxWorkers, 1, 1024);
-  return c as unknown as DevConfig;
+  return DEV_SETTINGS.loadEnv(env);
 }
 
 /** Defaults of the job settings `grid submit` sends (each overridable by a flag). */

@@ -26,6 +26,7 @@ export function buildProgram(): Command {
 
 /** Runs the CLI. Operating errors print one line and exit 1; never a stack trace. */
 export async function main(argv: string[]): Promise<void> {
+  exitQuietlyOnClosedPipe();
   const program = buildProgram().exitOverride();
   try {
     await program.parseAsync(argv);
@@ -36,5 +37,19 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(1);
     }
     throw e;
+  }
+}
+
+/**
+ * `grid jobs | head -1`: once the reader is gone, a write fails with EPIPE; that is not an
+ * error of grid's, so it stops quietly (exit 0, as `yes | head -1` does) instead of an
+ * unhandled 'error' event's stack trace.
+ */
+export function exitQuietlyOnClosedPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(0);
+      throw e;
+    });
   }
 }

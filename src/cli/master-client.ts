@@ -11,7 +11,7 @@
  * - a timeout (that master is dead or cut off): ask the next master in the list.
  */
 import { Logger } from 'pino';
-import { GridError, MasterCursor, RemoteError, RpcClient, TimeoutError, leaderHint } from '../common';
+import { GridError, MasterCursor, RemoteError, RpcClient, TimeoutError, ensureReachable, leaderHint } from '../common';
 import { Message, MessageInput, MessageName, MessageOf, newUuid } from '../messages';
 import { CLIENT_DEFAULTS } from './config';
 
@@ -28,6 +28,11 @@ export interface MasterClientOptions {
   log: Logger;
   masterRetryWindowMs: number;
   masterRequestTimeoutMs: number;
+  /**
+   * before the first request, some master must accept a TCP connection within this long,
+   * else UNAVAILABLE names each endpoint tried (0 or absent = no check)
+   */
+  connectTimeoutMs?: number;
   /** pause after NOT_LEADER with no known leader; default CLIENT_DEFAULTS.masterLeaderWaitMs */
   masterLeaderWaitMs?: number;
   /** injected clock (tests); Date.now by default */
@@ -73,6 +78,8 @@ export class MasterClient {
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly leaderWaitMs: number;
+  /** the first request's reachability check, shared by requests sent in parallel */
+  private reached?: Promise<void>;
 
   constructor(readonly o: MasterClientOptions) {
     this.cursor = new MasterCursor(masterList(o.endpoint));
@@ -111,6 +118,14 @@ export class MasterClient {
 
   /** Sends `m` until an answer of type `expect` arrives or the retry window closes. */
   async call<N extends MessageName>(m: MessageInput, expect: N): Promise<MessageOf<N>> {
+    this.reached ??= ensureReachable(
+      this.cursor.endpoints.length === 1 ? 'master' : 'masters',
+      this.cursor.endpoints,
+      this.o.endpointFrom,
+      this.o.connectTimeoutMs ?? 0,
+      'is `grid dev` (or `grid master`) running? start it, or point the client at it with --master or GRID_MASTER',
+    );
+    await this.reached;
     const deadline = this.now() + this.o.masterRetryWindowMs;
     // redirects followed at once since the last pause; two followers naming each other (a
     // stale hint) must not spin, so after one round over the group the client waits too
@@ -200,6 +215,11 @@ export class MasterClient {
 
   taskStatus(jobUuid: string, taskIndex: number): Promise<TaskStatus> {
     return this.call({ type: 'task_status_request', ...this.base(), job_uuid: jobUuid, task_index: taskIndex }, 'task_status_response');
+  }
+
+  /** Asks the master leader to POST the job's final status to `url` when it ends. */
+  async notify(jobUuid: string, url: string): Promise<void> {
+    await this.call({ type: 'job_notify_request', ...this.base(), job_uuid: jobUuid, url }, 'ack_reply');
   }
 
   async cancel(jobUuid: string): Promise<void> {

@@ -4,6 +4,7 @@
  * GET /metrics (Prometheus text format, docs/operations.md "Metrics"). A role may add its
  * own routes (the masters serve the dashboard this way).
  */
+import { bindError } from './bind-errors';
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
 import { GridError } from './errors';
@@ -45,7 +46,7 @@ export class AdminServer {
     const server = http.createServer((req, res) => void this.serve(req, res));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (e) => reject(bindError(e, 'the admin HTTP server', `${this.o.host}:${this.o.port}`, '--admin-port')));
       server.listen(this.o.port, this.o.host, () => resolve());
     });
     this.port = (server.address() as AddressInfo).port;

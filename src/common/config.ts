@@ -40,32 +40,6 @@ export function readConfigFile(path: string): Record<string, unknown> {
   return parseJsonc(text, path);
 }
 
-/**
- * Merges defaults, then the config file, then flags that were given (undefined = not given),
- * and checks that every key is known, so a typo in a config file is an error, not a silent
- * default.
- */
-export function mergeConfig<T extends object>(defaults: T, file: Record<string, unknown>, flags: Partial<Record<keyof T, unknown>>, source: string): T {
-  const out = { ...defaults } as Record<string, unknown>;
-  for (const [k, v] of Object.entries(file)) {
-    if (!(k in defaults)) throw configError(`unknown setting "${k}" in ${source}`, `known settings: ${Object.keys(defaults).join(', ')}`);
-    out[k] = v;
-  }
-  for (const [k, v] of Object.entries(flags)) if (v !== undefined) out[k] = v;
-  return out as T;
-}
-
-/** Checks an integer setting; numbers given as strings (flags) are converted. */
-export function intSetting(cfg: Record<string, unknown>, key: string, min: number, max: number): number {
-  const raw = cfg[key];
-  const v = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw configError(`setting ${key} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-  }
-  cfg[key] = v;
-  return v;
-}
-
 export function stringSetting(cfg: Record<string, unknown>, key: string): string {
   const v = cfg[key];
   if (typeof v !== 'string' || v === '') throw configError(`setting ${key} must be a non-empty string, got ${JSON.stringify(v)}`);

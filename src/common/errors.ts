@@ -11,6 +11,7 @@ export type GridErrorCode =
   | 'TIMEOUT'
   | 'FUSE_UNAVAILABLE'
   | 'INPUT_UNREADABLE'
+  | 'OUTPUT_UNWRITABLE'
   | 'JOB_FAILED'
   | 'REMOTE_ERROR';
 

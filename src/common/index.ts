@@ -8,3 +8,6 @@ export * from './version';
 export * from './config';
 export * from './leader';
 export * from './metrics';
+export * from './settings';
+export * from './reach';
+export * from './bind-errors';

@@ -19,6 +19,7 @@ import {
   errorCodeName,
   newUuid,
 } from '../messages';
+import { bindError } from './bind-errors';
 import { GridError, RemoteError, TimeoutError } from './errors';
 
 /** Most messages queued in JS for one socket before send() refuses (backpressure). */
@@ -214,7 +215,11 @@ export class RpcServer {
 
   async start(): Promise<string> {
     const bind = this.opts.bind.replace(/:0$/, ':*');
-    await this.sock.bind(bind);
+    try {
+      await this.sock.bind(bind);
+    } catch (e) {
+      throw bindError(e, 'ZeroMQ peers', this.opts.bind, '--bind');
+    }
     this.endpoint = this.sock.lastEndpoint ?? this.opts.bind;
     void this.loop();
     return this.endpoint;

@@ -19,7 +19,9 @@ export type Command =
   | { k: 'results'; results: ResultCommand[]; nowMs: number }
   | { k: 'cancel'; jobUuid: string; nowMs: number }
   /** a new dispatch lease epoch (docs/balancer.md, "The lease") */
-  | { k: 'lease'; epoch: number; holder: string; role: 'primary' | 'auxiliary' };
+  | { k: 'lease'; epoch: number; holder: string; role: 'primary' | 'auxiliary' }
+  | { k: 'notify'; jobUuid: string; url: string }
+  | { k: 'notified'; jobUuid: string; delivered: boolean; attempts: number; error: string; nowMs: number };
 
 export type ApplyResult =
   | { k: 'submit'; created: boolean; taskCount: number }
@@ -27,6 +29,7 @@ export type ApplyResult =
   | { k: 'cancel'; found: boolean; cancelled: boolean }
   | { k: 'started' }
   | { k: 'lease'; changed: boolean }
+  | { k: 'notify' }
   | { k: 'refused'; code: GridError['code']; message: string; hint?: string };
 
 /** Applies one committed command at `index`. A refused command still advances the index. */
@@ -58,5 +61,11 @@ function run(store: JobStore, cmd: Command): ApplyResult {
       return { k: 'cancel', ...store.cancel(cmd.jobUuid, cmd.nowMs) };
     case 'lease':
       return { k: 'lease', changed: store.setLease(cmd.epoch, cmd.holder, cmd.role) };
+    case 'notify':
+      store.setNotify(cmd.jobUuid, cmd.url);
+      return { k: 'notify' };
+    case 'notified':
+      store.notified(cmd.jobUuid, cmd.delivered, cmd.attempts, cmd.error, cmd.nowMs);
+      return { k: 'notify' };
   }
 }

@@ -1,189 +1,80 @@
 /**
  * Master configuration: every timing and bound named with its unit, validated at start.
- * Defaults are documented in docs/master.md.
+ * The table below is the one place a setting is written; the docs table in docs/master.md
+ * is generated from it (npm run gen:docs).
  */
-import path from 'node:path';
-import { configError, endpointList, endpointSetting, intSetting, mergeConfig, readConfigFile, stringSetting } from '../common';
+import { SettingsOf, SettingsTable, configError, endpointList, endpointSetting } from '../common';
 
-export interface MasterConfig {
-  /** folder for the SQLite database, node id and logs */
-  dataDir: string;
-  /** ROUTER endpoint for clients and balancers; port 0 = ephemeral */
-  bind: string;
-  /** admin HTTP port on 127.0.0.1; 0 = ephemeral */
-  adminPort: number;
-  /** heartbeat to and from the balancer, ms */
-  heartbeatIntervalMs: number;
-  /** silent heartbeat intervals after which the balancer is considered gone */
-  livenessMissed: number;
-  /** most inputs one job may have */
-  maxInputsPerJob: number;
-  /** most arguments one job may have */
-  maxArgs: number;
-  /** most results recorded in one SQLite transaction (group commit) */
-  maxResultBatch: number;
-  /**
-   * the balancer dispatch lease, ms (default 400): a grant or renewal lasts this long at the
-   * leader; the balancer stops leaseSafetyMarginMs earlier, measured from when it asked
-   * (docs/balancer.md, "The lease")
-   */
-  leaseMs: number;
-  /** a newly elected leader treats the last holder's lease as running leaseMs + this, ms (default 500) */
-  leaseNewLeaderWaitMs: number;
-  /** most task_dispatch messages in one feed batch to the balancer (default 256) */
-  feedBatchMax: number;
-  /** an auxiliary balancer gets a free lease only after asking this long, ms (default 1000): at start-up the primary goes first */
-  auxiliaryStartWaitMs: number;
-  /** most workers the master tracks from worker_status forwarded by the active balancer (default 10000) */
-  maxKnownWorkers: number;
-  /** largest job_list answer */
-  maxJobList: number;
-  /** every master's client endpoint, comma separated, this one included; '' = a group of one */
-  peers: string;
-  /** one Raft tick, ms */
-  raftTickMs: number;
-  /** base election timeout in ticks (randomized up to twice that) */
-  electionTicks: number;
-  /** leader heartbeat interval in ticks */
-  heartbeatTicks: number;
-  /** a change not committed within this long is refused with UNAVAILABLE (clients retry) */
-  proposalTimeoutMs: number;
-  /** take a Raft snapshot and compact the log every this many applied entries */
-  snapshotEveryEntries: number;
-  /** most time a stopping leader waits to hand leadership over */
-  transferWaitMs: number;
-  /** admin HOST:PORT of other nodes the dashboard shows, comma separated ('' = none) */
-  dashboardNodes: string;
-  /** a grid dev state file (dev.json) listing nodes for the dashboard, re-read on use ('' = none) */
-  dashboardNodesFile: string;
-  /** most time the dashboard waits for one node's /status, ms */
-  dashboardStatusTimeoutMs: number;
-}
+/** Every master setting, once: type, default, range, unit, meaning (docs/master.md is generated from it). */
+export const MASTER_SETTINGS = new SettingsTable(
+  'master',
+  {
+    dataDir: { type: 'path', default: './.grid/master', flag: '--data-dir', doc: 'folder for the SQLite database (jobs.db), the node id and logs' },
+    bind: { type: 'endpoint', default: 'tcp://127.0.0.1:7700', flag: '--bind', doc: 'ZeroMQ endpoint clients and balancers connect to (port 0 = pick a free port)' },
+    adminPort: { type: 'int', default: 7710, min: 0, max: 65535, flag: '--admin-port', doc: 'admin HTTP port on 127.0.0.1: GET /healthz, GET /status, GET /metrics, GET /dashboard (0 = pick a free port)' },
+    heartbeatIntervalMs: { type: 'int', default: 1000, min: 10, max: 60_000, unit: 'ms', doc: 'heartbeat to the balancers' },
+    livenessMissed: { type: 'int', default: 3, min: 2, max: 100, doc: 'silent heartbeat intervals before a balancer (or a worker it reported) is forgotten' },
+    maxInputsPerJob: { type: 'int', default: 100_000, min: 1, max: 10_000_000, doc: 'most inputs one job may have; larger jobs are refused with TOO_LARGE' },
+    maxArgs: { type: 'int', default: 1000, min: 0, max: 100_000, doc: 'most arguments one job may have' },
+    maxResultBatch: { type: 'int', default: 1000, min: 1, max: 100_000, doc: 'most task results written in one SQLite transaction (group commit)' },
+    leaseMs: {
+      type: 'int',
+      default: 400,
+      min: 50,
+      max: 600_000,
+      unit: 'ms',
+      doc: 'the balancer dispatch lease: a grant or renewal lasts this long at the leader; the balancer stops leaseSafetyMarginMs earlier, measured from when it asked (balancer.md, "The lease")',
+    },
+    leaseNewLeaderWaitMs: { type: 'int', default: 500, min: 0, max: 600_000, unit: 'ms', doc: "a newly elected leader treats the last holder's lease as running leaseMs + this" },
+    feedBatchMax: { type: 'int', default: 256, min: 1, max: 100_000, doc: 'most task_dispatch messages in one batch of the credit-based feed to the balancer' },
+    auxiliaryStartWaitMs: { type: 'int', default: 1000, min: 0, max: 600_000, unit: 'ms', doc: 'an auxiliary balancer gets a free lease only after asking this long (at start-up the primary goes first)' },
+    maxKnownWorkers: { type: 'int', default: 10_000, min: 1, max: 1_000_000, doc: 'most workers the master tracks from worker_status forwarded by the active balancer' },
+    maxJobList: { type: 'int', default: 1000, min: 1, max: 100_000, doc: "largest answer to 'grid jobs'" },
+    peers: {
+      type: 'string',
+      default: '',
+      allowEmpty: true,
+      flag: '--peers',
+      doc: 'replicated masters: every master\'s endpoint, comma separated, this one included, bind among them ("" = a group of one; see raft.md)',
+    },
+    raftTickMs: { type: 'int', default: 50, min: 1, max: 10_000, unit: 'ms', doc: 'one Raft tick' },
+    electionTicks: { type: 'int', default: 10, min: 2, max: 10_000, doc: 'base election timeout in ticks (randomized up to twice that)' },
+    heartbeatTicks: { type: 'int', default: 1, min: 1, max: 10_000, doc: 'leader heartbeat interval in ticks (smaller than electionTicks)' },
+    proposalTimeoutMs: { type: 'int', default: 5000, min: 10, max: 600_000, unit: 'ms', doc: 'a change not committed by a majority within this long is refused with UNAVAILABLE (clients retry)' },
+    snapshotEveryEntries: { type: 'int', default: 10_000, min: 10, max: 100_000_000, doc: 'snapshot the job state and compact the Raft log every this many applied entries' },
+    transferWaitMs: { type: 'int', default: 1000, min: 0, max: 60_000, unit: 'ms', doc: 'most time a stopping leader waits to hand leadership to a caught-up peer' },
+    dashboardNodes: { type: 'string', default: '', allowEmpty: true, doc: 'admin addresses HOST:PORT of other nodes the dashboard shows, comma separated (operations.md, Dashboard)' },
+    dashboardNodesFile: { type: 'path', default: '', allowEmpty: true, doc: 'a grid dev state file (dev.json) the dashboard reads the nodes from, re-read on use (grid dev passes its own)' },
+    dashboardStatusTimeoutMs: { type: 'int', default: 1000, min: 10, max: 60_000, unit: 'ms', doc: "most time the dashboard waits for one node's GET /status" },
+    notifyTimeoutMs: { type: 'int', default: 5000, min: 100, max: 600_000, unit: 'ms', doc: 'time one --notify POST may take before it counts as failed' },
+    notifyMaxAttempts: { type: 'int', default: 8, min: 1, max: 1000, doc: 'POSTs of one --notify before it is given up (logged as notify:gave-up)' },
+    notifyBackoffBaseMs: { type: 'int', default: 1000, min: 0, max: 3_600_000, unit: 'ms', doc: 'delay after the first failed --notify POST, doubled per attempt' },
+    notifyBackoffMaxMs: { type: 'int', default: 60_000, min: 0, max: 3_600_000, unit: 'ms', doc: 'largest delay between two --notify POSTs' },
+    notifyConcurrency: { type: 'int', default: 8, min: 1, max: 1000, doc: 'most --notify POSTs in flight at once (the leader checks for owed ones every heartbeatIntervalMs)' },
+  },
+  (c) => {
+    const peers = endpointList(c.peers);
+    if (peers.length > 0) {
+      peers.forEach((p, i) => endpointSetting({ [`peers[${i}]`]: p }, `peers[${i}]`));
+      if (![1, 3, 5].includes(peers.length)) throw configError(`peers lists ${peers.length} masters; a group has 1, 3 or 5`, 'an even count tolerates no more failures than one fewer');
+      if (new Set(peers).size !== peers.length) throw configError('peers lists a master twice');
+      if (!peers.includes(c.bind)) throw configError(`bind ${c.bind} is not one of peers (${peers.join(', ')})`, 'list this master in --peers exactly as its --bind');
+      if (/:0$/.test(c.bind)) throw configError('a master in a group needs a fixed port: peers must know its endpoint');
+    }
+    if (c.heartbeatTicks >= c.electionTicks) throw configError('heartbeatTicks must be smaller than electionTicks');
+    for (const a of c.dashboardNodes.split(',').map((x) => x.trim()).filter(Boolean)) {
+      if (!/^[^:/\s]+:\d{1,5}$/.test(a)) throw configError(`dashboardNodes lists ${JSON.stringify(a)}, not an admin address HOST:PORT`, 'e.g. "10.0.0.2:7711,10.0.0.3:7720"');
+    }
+  },
+);
 
-export const MASTER_DEFAULTS: MasterConfig = {
-  dataDir: './.grid/master',
-  bind: 'tcp://127.0.0.1:7700',
-  adminPort: 7710,
-  heartbeatIntervalMs: 1000,
-  livenessMissed: 3,
-  maxInputsPerJob: 100_000,
-  maxArgs: 1000,
-  maxResultBatch: 1000,
-  leaseMs: 400,
-  leaseNewLeaderWaitMs: 500,
-  feedBatchMax: 256,
-  auxiliaryStartWaitMs: 1000,
-  maxKnownWorkers: 10_000,
-  maxJobList: 1000,
-  peers: '',
-  raftTickMs: 50,
-  electionTicks: 10,
-  heartbeatTicks: 1,
-  proposalTimeoutMs: 5000,
-  snapshotEveryEntries: 10_000,
-  transferWaitMs: 1000,
-  dashboardNodes: '',
-  dashboardNodesFile: '',
-  dashboardStatusTimeoutMs: 1000,
-};
+export type MasterConfig = SettingsOf<typeof MASTER_SETTINGS.spec>;
+export const MASTER_DEFAULTS: MasterConfig = MASTER_SETTINGS.defaults;
 
 export function loadMasterConfig(flags: Partial<Record<keyof MasterConfig, unknown>>, configFile?: string): MasterConfig {
-  const file = configFile ? readConfigFile(configFile) : {};
-  const c = mergeConfig(MASTER_DEFAULTS, file, flags, configFile ?? 'flags') as unknown as Record<string, unknown>;
-  c.dataDir = path.resolve(stringSetting(c, 'dataDir'));
-  endpointSetting(c, 'bind');
-  intSetting(c, 'adminPort', 0, 65535);
-  intSetting(c, 'heartbeatIntervalMs', 10, 60_000);
-  intSetting(c, 'livenessMissed', 2, 100);
-  intSetting(c, 'maxInputsPerJob', 1, 10_000_000);
-  intSetting(c, 'maxArgs', 0, 100_000);
-  intSetting(c, 'maxResultBatch', 1, 100_000);
-  intSetting(c, 'leaseMs', 50, 600_000);
-  intSetting(c, 'leaseNewLeaderWaitMs', 0, 600_000);
-  intSetting(c, 'feedBatchMax', 1, 100_000);
-  intSetting(c, 'auxiliaryStartWaitMs', 0, 600_000);
-  intSetting(c, 'maxKnownWorkers', 1, 1_000_000);
-  intSetting(c, 'maxJobList', 1, 100_000);
-  if (typeof c.peers !== 'string') throw configError(`setting peers must be a comma list of endpoints, got ${JSON.stringify(c.peers)}`);
-  const peers = endpointList(c.peers);
-  if (peers.length > 0) {
-    peers.forEach((p, i) => endpointSetting({ [`peers[${i}]`]: p }, `peers[${i}]`));
-    if (![1, 3, 5].includes(peers.length)) throw configError(`peers lists ${peers.length} masters; a group has 1, 3 or 5`, 'an even count tolerates no more failures than one fewer');
-    if (new Set(peers).size !== peers.length) throw configError('peers lists a master twice');
-    if (!peers.includes(c.bind as string)) throw configError(`bind ${String(c.bind)} is not one of peers (${peers.join(', ')})`, 'list this master in --peers exactly as its --bind');
-    if (/:0$/.test(c.bind as string)) throw configError('a master in a group needs a fixed port: peers must know its endpoint');
-  }
-  intSetting(c, 'raftTickMs', 1, 10_000);
-  intSetting(c, 'electionTicks', 2, 10_000);
-  intSetting(c, 'heartbeatTicks', 1, 10_000);
-  if ((c.heartbeatTicks as number) >= (c.electionTicks as number)) throw configError('heartbeatTicks must be smaller than electionTicks');
-  intSetting(c, 'proposalTimeoutMs', 10, 600_000);
-  intSetting(c, 'snapshotEveryEntries', 10, 100_000_000);
-  intSetting(c, 'transferWaitMs', 0, 60_000);
-  for (const k of ['dashboardNodes', 'dashboardNodesFile']) {
-    if (typeof c[k] !== 'string') throw configError(`setting ${k} must be a string, got ${JSON.stringify(c[k])}`);
-  }
-  for (const a of (c.dashboardNodes as string).split(',').map((x) => x.trim()).filter(Boolean)) {
-    if (!/^[^:/\s]+:\d{1,5}$/.test(a)) throw configError(`dashboardNodes lists ${JSON.stringify(a)}, not an admin address HOST:PORT`, 'e.g. "10.0.0.2:7711,10.0.0.3:7720"');
-  }
-  if (c.dashboardNodesFile) c.dashboardNodesFile = path.resolve(c.dashboardNodesFile as string);
-  intSetting(c, 'dashboardStatusTimeoutMs', 10, 60_000);
-  return c as unknown as MasterConfig;
+  return MASTER_SETTINGS.load(flags, configFile);
 }
 
 export function sampleConfig(): string {
-  return `// grid master configuration (JSON; lines starting with // are comments).
-// Start with: grid master --config master.json   (flags override these values)
-{
-  // folder for the SQLite database (jobs.db), the node id and logs
-  "dataDir": "./.grid/master",
-  // ZeroMQ endpoint clients and balancers connect to
-  "bind": "tcp://127.0.0.1:7700",
-  // admin HTTP port: GET /healthz, GET /status (0 = pick a free port)
-  "adminPort": 7710,
-  // heartbeat to and from the balancer, in milliseconds
-  "heartbeatIntervalMs": 1000,
-  // silent heartbeat intervals before the balancer is considered gone
-  "livenessMissed": 3,
-  // most inputs one job may have
-  "maxInputsPerJob": 100000,
-  // most arguments one job may have
-  "maxArgs": 1000,
-  // most task results written in one SQLite transaction (group commit)
-  "maxResultBatch": 1000,
-  // the balancer dispatch lease in milliseconds: one balancer dispatches at a time, and a
-  // dead one is replaced about this long after its last renewal (docs/balancer.md)
-  "leaseMs": 400,
-  // a new master leader waits leaseMs + this before giving the lease to another balancer
-  "leaseNewLeaderWaitMs": 500,
-  // most tasks sent to the balancer in one batch of the credit-based feed
-  "feedBatchMax": 256,
-  // an auxiliary balancer gets a free lease only after asking this long (the primary goes first)
-  "auxiliaryStartWaitMs": 1000,
-  // most workers the master keeps track of (worker_status through the active balancer)
-  "maxKnownWorkers": 10000,
-  // largest answer to 'grid jobs'
-  "maxJobList": 1000,
-  // replicated masters: every master's endpoint, this one included ("" = a group of one).
-  // e.g. "tcp://10.0.0.1:7700,tcp://10.0.0.2:7700,tcp://10.0.0.3:7700"; bind must be one of them
-  "peers": "",
-  // one Raft tick in milliseconds; election timeout = electionTicks..2*electionTicks ticks
-  "raftTickMs": 50,
-  "electionTicks": 10,
-  // leader heartbeat interval in ticks (smaller than electionTicks)
-  "heartbeatTicks": 1,
-  // a change not committed by a majority within this many ms is refused (clients retry)
-  "proposalTimeoutMs": 5000,
-  // snapshot the job state and compact the Raft log every this many applied entries
-  "snapshotEveryEntries": 10000,
-  // how long a stopping leader waits to hand leadership to a caught-up peer, ms
-  "transferWaitMs": 1000,
-  // the dashboard (GET /dashboard on the admin port) shows these nodes too: their admin
-  // addresses HOST:PORT, comma separated, and/or a grid dev state file (dev.json) to read them from
-  "dashboardNodes": "",
-  "dashboardNodesFile": "",
-  // most time the dashboard waits for one node's GET /status, ms
-  "dashboardStatusTimeoutMs": 1000
-}
-`;
+  return MASTER_SETTINGS.sample();
 }

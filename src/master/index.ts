@@ -3,3 +3,4 @@ export { registerCommands } from './main';
 export { sampleConfig, MASTER_DEFAULTS, loadMasterConfig } from './config';
 export type { MasterConfig } from './config';
 export { MasterNode } from './node';
+export { checkNotifyUrl } from './notify';

@@ -31,11 +31,13 @@ import { MasterConfig } from './config';
 import { BalancerRoleName, Feed, FeedEffect } from './feed';
 import { fromWire, isRaftWireMessage } from './raft';
 import { Replica } from './replica';
+import { NotifyPlanner, checkNotifyUrl } from './notify';
 import { JobStore, ResultCommand, TaskSpec } from './store';
 import { MasterMetrics, RaftView } from './metrics';
 import { ClusterView } from './cluster-view';
 import { Dashboard } from './dashboard';
 import { OUTCOME_NAMES, tasksByState } from './views';
+import { SOFTWARE_VERSION } from '../common/version';
 
 interface BalancerPeer {
   peer: Buffer;
@@ -70,7 +72,9 @@ export class MasterNode {
   private pendingStarted: StartedNote[] = [];
   private flushScheduled = false;
   private flushing = false;
-  private readonly counters = { submitted: 0, results: 0, resultBatches: 0, dispatched: 0, balancerHellos: 0, staleEpochRefused: 0, leaseRefused: 0, balancersForgotten: 0 };
+  private readonly counters = { submitted: 0, results: 0, resultBatches: 0, dispatched: 0, balancerHellos: 0, staleEpochRefused: 0, leaseRefused: 0, balancersForgotten: 0, notifyDelivered: 0, notifyFailedAttempts: 0, notifyGaveUp: 0 };
+  private readonly notifier: NotifyPlanner;
+  private notifyInFlight = 0;
 
   constructor(readonly cfg: MasterConfig, log?: Logger) {
     this.nodeId = persistentNodeId(cfg.dataDir, newUuid);
@@ -79,6 +83,7 @@ export class MasterNode {
     this.feed = new Feed({ leaseMs: cfg.leaseMs, newLeaderWaitMs: cfg.leaseNewLeaderWaitMs, feedBatchMax: cfg.feedBatchMax, auxiliaryStartWaitMs: cfg.auxiliaryStartWaitMs });
     const l = this.store.lease();
     this.feed.restore(l.epoch, l.holder, l.role);
+    this.notifier = new NotifyPlanner(cfg);
     this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, handler: (m, peer) => this.handle(m, peer) });
     this.metrics = new MasterMetrics(this.nodeId, {
       db: () => this.store.db,
@@ -189,11 +194,12 @@ export class MasterNode {
   }
 
   private tick(): void {
+    this.sendNotifications();
     const now = mono();
     for (const [id, w] of [...this.workers]) if (now - w.lastSeenMs > this.cfg.heartbeatIntervalMs * this.cfg.livenessMissed) this.workers.delete(id);
     for (const b of [...this.balancers.values()]) {
       if (now - b.lastSeenMs > this.cfg.heartbeatIntervalMs * this.cfg.livenessMissed) {
-        this.log.warn({ balancer: b.nodeUuid, role: b.role }, 'balancer:lost (silent); forgotten until its next hello');
+        this.log.warn({ balancerId: b.nodeUuid, role: b.role }, 'balancer:lost (silent); forgotten until its next hello');
         this.balancers.delete(b.nodeUuid);
         this.counters.balancersForgotten++;
         continue;
@@ -277,6 +283,13 @@ export class MasterNode {
       case 'job_cancel_request': {
         const r = (await replica.propose({ k: 'cancel', jobUuid: m.job_uuid, nowMs: Date.now() } satisfies Command)) as ApplyResult;
         if (r.k === 'cancel' && !r.found) throw notFound(m.job_uuid);
+        return { type: 'ack_reply', node_uuid: this.nodeId, request_uuid: m.request_uuid };
+      }
+      case 'job_notify_request': {
+        const bad = checkNotifyUrl(m.url);
+        if (bad) throw new GridError('BAD_REQUEST', `--notify ${bad}`, 'give an http:// or https:// URL that takes a POST');
+        const r = (await replica.propose({ k: 'notify', jobUuid: m.job_uuid, url: m.url } satisfies Command)) as ApplyResult;
+        if (r.k === 'refused') throw new GridError(r.code, r.message, r.hint);
         return { type: 'ack_reply', node_uuid: this.nodeId, request_uuid: m.request_uuid };
       }
       case 'balancer_hello':
@@ -391,6 +404,80 @@ export class MasterNode {
       this.feedEffects = [];
       this.metrics.forget();
     }
+    // a new leader sends every owed notification again, from attempt 1 (src/master/notify.ts)
+    this.notifier.reset();
+  }
+
+  /**
+   * The leader POSTs the final status of finished jobs that have a --notify URL and have
+   * not been notified (nor given up) yet; at most notifyConcurrency at once.
+   */
+  private sendNotifications(): void {
+    if (!this.replica?.isLeader) return;
+    const room = this.cfg.notifyConcurrency - this.notifyInFlight;
+    if (room <= 0) return;
+    const owed = this.store.dueNotifications(this.cfg.notifyConcurrency * 4);
+    const urls = new Map(owed.map((n) => [n.jobUuid, n.url]));
+    for (const jobUuid of this.notifier.due([...urls.keys()], Date.now()).slice(0, room)) void this.notify(jobUuid, urls.get(jobUuid)!);
+  }
+
+  private async notify(jobUuid: string, url: string): Promise<void> {
+    this.notifyInFlight++;
+    const attempt = this.notifier.attempt(jobUuid);
+    let error = '';
+    try {
+      const s = this.store.jobStatus(jobUuid);
+      if (!s) return;
+      const body = {
+        jobId: jobUuid,
+        state: jobStateText(s.state),
+        program: s.programName,
+        taskCount: s.taskCount,
+        tasksSucceeded: s.succeeded,
+        tasksFailed: s.failed - s.cancelled,
+        tasksCancelled: s.cancelled,
+        createdAtMs: s.createdAtMs,
+        finishedAtMs: s.finishedAtMs,
+        error: s.error || null,
+        attempt,
+        sentBy: this.nodeId,
+      };
+      try {
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'user-agent': `grid/${SOFTWARE_VERSION}` },
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(this.cfg.notifyTimeoutMs),
+        });
+        await res.body?.cancel().catch(() => undefined);
+        if (!res.ok) error = `HTTP ${res.status} ${res.statusText}`;
+      } catch (e) {
+        const err = e as Error & { cause?: { code?: string; message?: string } };
+        error = err.name === 'TimeoutError' ? `no answer within ${this.cfg.notifyTimeoutMs} ms` : (err.cause?.code ?? err.cause?.message ?? err.message);
+      }
+      if (!error) {
+        this.counters.notifyDelivered++;
+        this.notifier.done(jobUuid);
+        this.log.info({ jobId: jobUuid, url, attempt }, 'notify:delivered');
+        await this.replica?.propose({ k: 'notified', jobUuid, delivered: true, attempts: attempt, error: '', nowMs: Date.now() } satisfies Command);
+        return;
+      }
+      this.counters.notifyFailedAttempts++;
+      const d = this.notifier.failed(jobUuid, Date.now());
+      if (d.action === 'give-up') {
+        this.counters.notifyGaveUp++;
+        this.log.warn({ jobId: jobUuid, url, attempts: d.attempts, err: error }, 'notify:gave-up');
+        await this.replica?.propose({ k: 'notified', jobUuid, delivered: false, attempts: d.attempts, error, nowMs: Date.now() } satisfies Command);
+      } else {
+        this.log.info({ jobId: jobUuid, url, attempt, err: error, retryInMs: d.atMs - Date.now() }, 'notify:failed; will retry');
+      }
+    } catch (e) {
+      // lost leadership while recording: the next leader sends it again (at least once)
+      this.log.warn({ jobId: jobUuid, err: (e as Error).message }, 'notify: outcome not recorded');
+      this.notifier.done(jobUuid);
+    } finally {
+      this.notifyInFlight--;
+    }
   }
 
   /**
@@ -406,7 +493,7 @@ export class MasterNode {
     const now = mono();
     const role: BalancerRoleName = m.role === BalancerRole.auxiliary ? 'auxiliary' : 'primary';
     const known = this.balancers.get(m.node_uuid);
-    if (!known) this.log.info({ balancer: m.node_uuid, role, epoch: m.epoch }, 'balancer:hello');
+    if (!known) this.log.info({ balancerId: m.node_uuid, role, epoch: m.epoch }, 'balancer:hello');
     this.balancers.set(m.node_uuid, { peer, nodeUuid: m.node_uuid, role, epoch: m.epoch, lastSeenMs: now, since: known?.since ?? now });
     this.runFeed(
       this.feed.request({ nodeUuid: m.node_uuid, role, epoch: m.epoch, requestSeq: m.request_seq, fed: m.fed, creditLimit: m.credit_limit }, now),
@@ -568,4 +655,8 @@ export class MasterNode {
 function notFound(jobUuid: string): GridError {
   if (!isUuid(jobUuid) || jobUuid === NIL_UUID) return new GridError('BAD_REQUEST', `${jobUuid} is not a job id`);
   return new GridError('NOT_FOUND', `no job ${jobUuid}`, "list jobs with 'grid jobs'");
+}
+
+function jobStateText(state: number): string {
+  return Object.keys(JobState).find((k) => JobState[k as keyof typeof JobState] === state) ?? `unknown(${state})`;
 }

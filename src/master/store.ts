@@ -69,10 +69,21 @@ export interface JobStatus {
   pending: number;
   running: number;
   succeeded: number;
+  /** failed tasks plus cancelled ones (what job_status_response carries) */
   failed: number;
+  /** of `failed`, the cancelled ones */
+  cancelled: number;
   createdAtMs: number;
   finishedAtMs: number;
   error: string;
+}
+
+/** A job's --notify URL and how its delivery went (replicated: every master has it). */
+export interface Notification {
+  jobUuid: string;
+  url: string;
+  /** 0 pending, 1 delivered, 2 given up */
+  state: number;
 }
 
 export interface TaskStatus {
@@ -142,6 +153,10 @@ CREATE TABLE IF NOT EXISTS meta (
 CREATE TABLE IF NOT EXISTS accepted_results (
   job_uuid TEXT NOT NULL, task_index INTEGER NOT NULL, n INTEGER NOT NULL,
   PRIMARY KEY (job_uuid, task_index)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notifications (
+  job_uuid TEXT PRIMARY KEY, url TEXT NOT NULL, state INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', done_at_ms INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outputs (
   job_uuid TEXT NOT NULL, task_index INTEGER NOT NULL, idx INTEGER NOT NULL,
@@ -242,6 +257,11 @@ export class JobStore {
       setLease: d.prepare(`INSERT INTO lease (id, epoch, holder, role) VALUES (1, ?, ?, ?)
         ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, holder = excluded.holder, role = excluded.role WHERE excluded.epoch > lease.epoch`),
       listJobs: d.prepare('SELECT job_uuid FROM jobs ORDER BY seq DESC LIMIT ?'),
+      setNotify: d.prepare('INSERT INTO notifications (job_uuid, url) VALUES (?, ?) ON CONFLICT(job_uuid) DO UPDATE SET url = excluded.url, state = 0, attempts = 0, error = \'\''),
+      notified: d.prepare('UPDATE notifications SET state = ?, attempts = ?, error = ?, done_at_ms = ? WHERE job_uuid = ? AND state = 0'),
+      dueNotifications: d.prepare(`SELECT n.job_uuid AS jobUuid, n.url AS url, n.state AS state FROM notifications n JOIN jobs j ON j.job_uuid = n.job_uuid
+        WHERE n.state = 0 AND j.state != ${JobState.running} LIMIT ?`),
+      notification: d.prepare('SELECT job_uuid AS jobUuid, url, state, attempts, error FROM notifications WHERE job_uuid = ?'),
       taskCount: d.prepare('SELECT COUNT(*) AS n FROM tasks WHERE job_uuid = ?'),
     };
   }
@@ -367,6 +387,7 @@ export class JobStore {
       running: n[TaskState.running]!,
       succeeded: n[TaskState.succeeded]!,
       failed: n[TaskState.failed]! + n[TaskState.cancelled]!,
+      cancelled: n[TaskState.cancelled]!,
       createdAtMs: j.created_at_ms as number,
       finishedAtMs: j.finished_at_ms as number,
       error: j.error as string,
@@ -453,6 +474,26 @@ export class JobStore {
   /** Results recorded per (job, task, attempt): for tests and /status. */
   attemptCount(jobUuid: string): number {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM attempts WHERE job_uuid = ?').get(jobUuid) as { n: number }).n;
+  }
+
+  /** Sets (or replaces) the URL a job's final status is posted to. NOT_FOUND for an unknown job. */
+  setNotify(jobUuid: string, url: string): void {
+    if (!this.st.jobByUuid.get(jobUuid)) throw new GridError('NOT_FOUND', `no job ${jobUuid}`, 'check the id (see `grid jobs`)');
+    this.st.setNotify.run(jobUuid, url);
+  }
+
+  /** Records how a notification ended (delivered or given up); the first record wins. */
+  notified(jobUuid: string, delivered: boolean, attempts: number, error: string, nowMs: number): void {
+    this.st.notified.run(delivered ? 1 : 2, attempts, error, nowMs, jobUuid);
+  }
+
+  /** Notifications of finished jobs not delivered (nor given up) yet, at most `limit`. */
+  dueNotifications(limit: number): Notification[] {
+    return this.st.dueNotifications.all(limit) as Notification[];
+  }
+
+  notification(jobUuid: string): (Notification & { attempts: number; error: string }) | undefined {
+    return this.st.notification.get(jobUuid) as (Notification & { attempts: number; error: string }) | undefined;
   }
 
   close(): void {

@@ -385,6 +385,13 @@ export const MESSAGES = {
     fields: [f('request_uuid', 'uuid'), f('job_uuid', 'uuid')],
     tail: [],
   },
+  job_notify_request: {
+    id: 49,
+    family: 'job',
+    doc: 'When the job ends, the master leader HTTP-POSTs its final status as JSON to url (grid submit --notify; docs/operations.md). Answered by ack_reply.',
+    fields: [f('request_uuid', 'uuid'), f('job_uuid', 'uuid')],
+    tail: [{ name: 'url', kind: 'utf8', maxBytes: MAX_NAME_BYTES }],
+  },
 
   // ---- dispatch (master <-> balancer <-> worker) ----------------------------------------
   balancer_hello: {

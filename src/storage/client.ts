@@ -253,7 +253,7 @@ export class StorageClient {
           received = s.value.received;
         }
         inflight.length = 0;
-        this.log.info({ fileUuid, expected: end, received }, "upload continues from the storage node's offset");
+        this.log.info({ fileId: fileUuid, expected: end, received }, "upload continues from the storage node's offset");
         next = received;
         finalSent = false;
       }

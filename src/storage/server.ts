@@ -7,6 +7,7 @@
  * order they arrived, which is what makes in-order chunk uploads over one socket work.
  */
 import path from 'node:path';
+import { LRUCache } from 'lru-cache';
 import { Logger } from 'pino';
 import { Message, MessageInput, MessageOf, PutStatus, newUuid } from '../messages';
 import { AdminServer, GridError, RpcServer, createLogger, persistentNodeId } from '../common';
@@ -38,7 +39,8 @@ export class StorageNode {
   private readonly admin: AdminServer;
   private readonly now: () => number;
   private readonly timers: NodeJS.Timeout[] = [];
-  private readonly putReplies = new Map<string, MessageInput<'file_put_response'>>();
+  /** first answers by request_uuid, at most putReplyCacheEntries (least recently used out first); none when 0 */
+  private readonly putReplies?: LRUCache<string, MessageInput<'file_put_response'>>;
   private readonly requests: Record<string, number> = {};
   private readonly corruptSeen = new Map<string, CorruptChunk>();
   private scrubCursor: number | null = null;
@@ -54,6 +56,7 @@ export class StorageNode {
   ) {
     this.now = o.now ?? Date.now;
     this.startedAtMs = this.now();
+    if (cfg.putReplyCacheEntries > 0) this.putReplies = new LRUCache({ max: cfg.putReplyCacheEntries });
     this.nodeId = persistentNodeId(cfg.dataDir, newUuid);
     this.log = o.log ?? createLogger({ role: 'storage', nodeId: this.nodeId, file: path.join(cfg.dataDir, 'logs', `storage-${this.nodeId}.log`) });
     this.store = new FileStore(path.join(cfg.dataDir, 'storage.db'), cfg, this.log);
@@ -124,7 +127,7 @@ export class StorageNode {
   }
 
   private onPut(m: MessageOf<'file_put_request'>): MessageInput<'file_put_response'> {
-    const seen = this.putReplies.get(m.request_uuid);
+    const seen = this.putReplies?.get(m.request_uuid);
     if (seen) return seen;
     const r = this.store.put({ fileUuid: m.file_uuid, sha256: m.sha256, fileLength: m.file_length, offset: m.offset, final: m.final === 1, data: m.data }, this.now());
     const reply: MessageInput<'file_put_response'> = {
@@ -138,8 +141,7 @@ export class StorageNode {
     // Only answers that changed state need remembering: a re-sent chunk that was applied
     // would otherwise read as a partial/already_stored answer instead of its first one.
     if (r.status === PutStatus.stored || m.offset + m.data.length === r.received) {
-      this.putReplies.set(m.request_uuid, reply);
-      if (this.putReplies.size > this.cfg.putReplyCacheEntries && this.putReplies.size > 0) this.putReplies.delete(this.putReplies.keys().next().value!);
+      this.putReplies?.set(m.request_uuid, reply);
     }
     return reply;
   }

@@ -296,7 +296,7 @@ export class FileStore {
     const digest = lh && lh.upTo === c.fileLength ? lh.hash.digest() : this.rehash(c.fileUuid);
     if (!digest.equals(c.sha256)) {
       this.discard(c.fileUuid);
-      this.log.warn({ fileUuid: c.fileUuid, want: c.sha256.toString('hex'), got: digest.toString('hex') }, 'upload discarded: whole-file SHA-256 mismatch');
+      this.log.warn({ fileId: c.fileUuid, want: c.sha256.toString('hex'), got: digest.toString('hex') }, 'upload discarded: whole-file SHA-256 mismatch');
       throw new GridError('CHECKSUM_MISMATCH', `the uploaded bytes of ${c.fileUuid} hash to ${digest.toString('hex')}, not the declared ${c.sha256.toString('hex')}; the upload was discarded`, 'upload the file again');
     }
     const up = this.q.upload.get(c.fileUuid) as UploadRow;
@@ -313,7 +313,7 @@ export class FileStore {
     this.stats.files++;
     this.stats.bytesStored += c.fileLength;
     this.stats.chunks += up.chunk_count;
-    this.log.info({ fileUuid: c.fileUuid, length: c.fileLength, chunks: up.chunk_count }, 'file stored');
+    this.log.info({ fileId: c.fileUuid, length: c.fileLength, chunks: up.chunk_count }, 'file stored');
   }
 
   /** SHA-256 of an upload's staged bytes, read back from the database (after a restart). */
@@ -382,7 +382,7 @@ export class FileStore {
   }
 
   private broken(fileUuid: string, pos: number): GridError {
-    this.log.error({ fileUuid, offset: pos }, 'stored file has a gap in its chunks');
+    this.log.error({ fileId: fileUuid, offset: pos }, 'stored file has a gap in its chunks');
     return new GridError('CHECKSUM_MISMATCH', `${fileUuid} has no chunk at offset ${pos} on this storage node (damaged database)`, 'the file must be uploaded again; see the storage log');
   }
 

@@ -4,6 +4,7 @@
  * de-duplication); a sequential reader gets the next chunks fetched ahead. Files are
  * immutable (content-addressed), so a cached chunk never goes stale.
  */
+import { LRUCache } from 'lru-cache';
 import { GridError } from '../common';
 
 /** Where chunks come from; StorageClient implements it. May return short at end of file. */
@@ -35,15 +36,23 @@ export interface ChunkCacheStats {
 const MAX_SHORT_READS_PER_CHUNK = 64;
 
 export class ChunkCache {
-  private readonly chunks = new Map<string, Buffer>(); // insertion order = LRU order
+  /** bounded by bytes (lru-cache's maxSize with each chunk's length), least recently used out first */
+  private readonly chunks: LRUCache<string, Buffer>;
   private readonly inFlight = new Map<string, Promise<Buffer>>();
-  private bytes = 0;
   private readonly counts = { hits: 0, misses: 0, joined: 0, prefetches: 0, evictions: 0, fetchErrors: 0 };
 
   constructor(
     private readonly source: ChunkSource,
     readonly o: ChunkCacheOptions,
-  ) {}
+  ) {
+    this.chunks = new LRUCache<string, Buffer>({
+      maxSize: o.maxBytes,
+      sizeCalculation: (b) => Math.max(1, b.length),
+      dispose: (_b, _k, reason) => {
+        if (reason === 'evict') this.counts.evictions++;
+      },
+    });
+  }
 
   /** Expected length of chunk `index` of a file of `fileLength` bytes. */
   chunkLength(index: number, fileLength: number): number {
@@ -53,11 +62,9 @@ export class ChunkCache {
   /** Chunk `index` of a file, from the cache or fetched once. */
   get(fileUuid: string, index: number, fileLength: number): Promise<Buffer> {
     const key = `${fileUuid}:${index}`;
-    const hit = this.chunks.get(key);
+    const hit = this.chunks.get(key); // a get makes it the most recently used
     if (hit) {
       this.counts.hits++;
-      this.chunks.delete(key); // bump to most recently used
-      this.chunks.set(key, hit);
       return Promise.resolve(hit);
     }
     const flying = this.inFlight.get(key);
@@ -110,13 +117,6 @@ export class ChunkCache {
   private insert(key: string, buf: Buffer): void {
     if (this.chunks.has(key)) return;
     this.chunks.set(key, buf);
-    this.bytes += buf.length;
-    for (const [k, b] of this.chunks) {
-      if (this.bytes <= this.o.maxBytes) break;
-      this.chunks.delete(k);
-      this.bytes -= b.length;
-      this.counts.evictions++;
-    }
   }
 
   /** File uuids with at least one cached chunk (announced in worker_ready). */
@@ -127,6 +127,6 @@ export class ChunkCache {
   }
 
   stats(): ChunkCacheStats {
-    return { ...this.counts, bytes: this.bytes, chunks: this.chunks.size, inFlight: this.inFlight.size };
+    return { ...this.counts, bytes: this.chunks.calculatedSize, chunks: this.chunks.size, inFlight: this.inFlight.size };
   }
 }

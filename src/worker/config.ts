@@ -1,102 +1,86 @@
 /**
  * Worker configuration: every timing, limit and size named with its unit, validated at start.
- * Defaults are documented in docs/worker.md.
+ * The table below is the one place a setting is written; the docs table in docs/worker.md
+ * is generated from it (npm run gen:docs).
  */
 import os from 'node:os';
 import path from 'node:path';
-import { configError, endpointList, endpointSetting, intSetting, mergeConfig, readConfigFile, stringSetting } from '../common';
+import { SettingsOf, SettingsTable, configError, endpointList, endpointSetting, stringSetting } from '../common';
 
-export interface WorkerConfig {
-  /** folder for the node id, logs, program cache, task folders and the default mount */
-  dataDir: string;
-  /** FUSE mount point; '' = <dataDir>/mnt */
-  mount: string;
-  /**
-   * balancer ROUTER endpoint, or a comma list of the balancer pair's endpoints: the worker
-   * joins each and follows the one that holds the dispatch lease (docs/balancer.md)
-   */
-  balancer: string;
-  /** storage ROUTER endpoint */
-  storage: string;
-  /** admin HTTP port on 127.0.0.1; 0 = ephemeral */
-  adminPort: number;
-  /** tasks run at once; 0 = number of CPUs */
-  slots: number;
-  /** tasks queued beyond the slots */
-  prefetch: number;
-  /** download inputs into the task folder instead of reading them through FUSE (explicit opt-in) */
-  staged: boolean;
-  /** worker_status heartbeat period, ms */
-  heartbeatIntervalMs: number;
-  /** silent heartbeat intervals after which the balancer is considered dead */
-  livenessMissed: number;
-  /** period at which unacknowledged task_results are sent again, ms */
-  resultResendMs: number;
-  /** most finished results kept while waiting for result_ack */
-  maxUnackedResults: number;
-  /** timeout of one storage request, ms */
-  storageRequestTimeoutMs: number;
-  /** retries of one storage request after a timeout */
-  storageRetries: number;
-  /** task timeout when the task says 0, ms */
-  defaultTaskTimeoutMs: number;
-  /** memory limit when the task says 0, MiB */
-  defaultMemoryLimitMb: number;
-  /** output limit when the task says 0, bytes */
-  defaultOutputLimitBytes: number;
-  /** most output files one task may leave */
-  maxOutputFiles: number;
-  /** cap of a task's stdout+stderr log file; beyond it the head and a tail are kept, bytes */
-  maxLogBytes: number;
-  /** bytes of the log's end sent in task_result.log_tail */
-  logTailBytes: number;
-  /** period of the RSS check of a task's process tree, ms */
-  memoryPollIntervalMs: number;
-  /** period of the output folder size check, ms */
-  outputPollIntervalMs: number;
-  /** FUSE read unit fetched from storage (aligned), bytes */
-  fuseChunkBytes: number;
-  /** bound of the FUSE chunk cache, bytes */
-  chunkCacheBytes: number;
-  /** chunks read ahead after a sequential read */
-  readAheadChunks: number;
-  /** most time one FUSE operation may take before the kernel gets EIO, ms */
-  fuseOpTimeoutMs: number;
-  /** most programs kept in <dataDir>/programs */
-  maxCachedPrograms: number;
+/** Every worker setting, once: type, default, range, unit, meaning (docs/worker.md is generated from it). */
+export const WORKER_SETTINGS = new SettingsTable(
+  'worker',
+  {
+    dataDir: { type: 'path', default: './.grid/worker', flag: '--data-dir', doc: 'folder for the node id, logs, cached programs, task folders and the default mount' },
+    mount: { type: 'path', default: '', allowEmpty: true, flag: '--mount', doc: 'FUSE mount point for task inputs ("" = <dataDir>/mnt)' },
+    balancer: {
+      type: 'string',
+      default: 'tcp://127.0.0.1:7701',
+      flag: '--balancer',
+      doc: "the balancer's ZeroMQ endpoint, or both endpoints of a balancer pair, comma separated: the worker joins each and follows the one holding the dispatch lease (balancer.md)",
+    },
+    storage: { type: 'endpoint', default: 'tcp://127.0.0.1:7702', flag: '--storage', doc: "the storage node's ZeroMQ endpoint" },
+    adminPort: { type: 'int', default: 7720, min: 0, max: 65535, flag: '--admin-port', doc: 'admin HTTP port on 127.0.0.1: GET /healthz, GET /status (0 = pick a free port)' },
+    slots: { type: 'int', default: 0, min: 0, max: 1024, flag: '--slots', doc: 'tasks run at once (0 = number of CPUs)' },
+    prefetch: { type: 'int', default: 1, min: 0, max: 1024, flag: '--prefetch', doc: 'tasks queued beyond the slots, so a slot never waits for the balancer' },
+    staged: { type: 'bool', default: false, flag: '--staged', doc: 'download inputs into each task folder instead of a FUSE mount (no FUSE needed)' },
+    heartbeatIntervalMs: { type: 'int', default: 1000, min: 10, max: 60_000, unit: 'ms', doc: 'heartbeat (worker_status) to the balancer' },
+    livenessMissed: { type: 'int', default: 3, min: 2, max: 100, doc: 'silent heartbeat intervals before the balancer is considered dead (then reconnect)' },
+    resultResendMs: { type: 'int', default: 2000, min: 10, max: 600_000, unit: 'ms', doc: 'unacknowledged task results are sent again this often' },
+    maxUnackedResults: { type: 'int', default: 10_000, min: 1, max: 1_000_000, doc: 'most finished results kept while waiting for their acknowledgement' },
+    storageRequestTimeoutMs: { type: 'int', default: 10_000, min: 10, max: 600_000, unit: 'ms', doc: 'timeout of one storage request' },
+    storageRetries: { type: 'int', default: 3, min: 0, max: 100, doc: 'retries of one storage request after a timeout' },
+    defaultTaskTimeoutMs: { type: 'int', default: 3_600_000, min: 1, max: 2 ** 31 - 1, unit: 'ms', doc: 'task timeout when the job gives 0' },
+    defaultMemoryLimitMb: { type: 'int', default: 1024, min: 16, max: 1024 * 1024, unit: 'MiB', doc: 'memory limit when the job gives 0' },
+    defaultOutputLimitBytes: { type: 'int', default: 1024 * 1024 * 1024, min: 0, max: Number.MAX_SAFE_INTEGER, unit: 'bytes', doc: 'output limit when the job gives 0' },
+    maxOutputFiles: { type: 'int', default: 10_000, min: 1, max: 1_000_000, doc: "most output files one task may leave in its working folder (the size walk also stops there)" },
+    maxLogBytes: {
+      type: 'int',
+      default: 16 * 1024 * 1024,
+      min: 1024,
+      max: 1024 * 1024 * 1024,
+      unit: 'bytes',
+      doc: "cap of a task's stdout+stderr log: the first half is kept as written, then only the last half",
+    },
+    // log_tail travels in a 64 KiB text frame
+    logTailBytes: { type: 'int', default: 4096, min: 0, max: 60 * 1024, unit: 'bytes', doc: "bytes of the log's end reported with each result (task_result.log_tail)" },
+    memoryPollIntervalMs: { type: 'int', default: 100, min: 10, max: 60_000, unit: 'ms', doc: 'how often the RSS of the whole task process tree is summed' },
+    outputPollIntervalMs: { type: 'int', default: 250, min: 10, max: 60_000, unit: 'ms', doc: "how often the task working folder's size is summed" },
+    fuseChunkBytes: { type: 'int', default: 1024 * 1024, min: 4096, max: 32 * 1024 * 1024, unit: 'bytes', doc: 'FUSE: bytes fetched from storage per read (a multiple of 4096)' },
+    chunkCacheBytes: { type: 'int', default: 256 * 1024 * 1024, min: 4096, max: Number.MAX_SAFE_INTEGER, unit: 'bytes', doc: 'FUSE: bound of the chunk cache (at least fuseChunkBytes)' },
+    readAheadChunks: { type: 'int', default: 2, min: 0, max: 64, doc: 'FUSE: chunks read ahead after a sequential read' },
+    fuseOpTimeoutMs: { type: 'int', default: 60_000, min: 1000, max: 600_000, unit: 'ms', doc: 'most time one FUSE operation may take before the reading program gets EIO' },
+    maxCachedPrograms: { type: 'int', default: 100, min: 1, max: 100_000, doc: 'most programs (job.js files) kept in <dataDir>/programs' },
+  },
+  (c) => {
+    if (c.mount === '') c.mount = path.join(c.dataDir, 'mnt');
+    balancerEndpoints(c.balancer);
+    if (c.slots === 0) c.slots = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+    if ((c.fuseChunkBytes & 4095) !== 0) throw configError(`setting fuseChunkBytes must be a multiple of 4096, got ${c.fuseChunkBytes}`);
+    if (c.chunkCacheBytes < c.fuseChunkBytes) throw configError(`setting chunkCacheBytes must be an integer from ${c.fuseChunkBytes} to ${Number.MAX_SAFE_INTEGER}, got ${c.chunkCacheBytes}`, 'the cache holds at least one chunk');
+  },
+);
+
+export type WorkerConfig = SettingsOf<typeof WORKER_SETTINGS.spec>;
+export const WORKER_DEFAULTS: WorkerConfig = WORKER_SETTINGS.defaults;
+
+export function loadWorkerConfig(flags: Partial<Record<keyof WorkerConfig, unknown>>, configFile?: string): WorkerConfig {
+  return WORKER_SETTINGS.load(flags, configFile);
 }
 
-export const WORKER_DEFAULTS: WorkerConfig = {
-  dataDir: './.grid/worker',
-  mount: '',
-  balancer: 'tcp://127.0.0.1:7701',
-  storage: 'tcp://127.0.0.1:7702',
-  adminPort: 7720,
-  slots: 0,
-  prefetch: 1,
-  staged: false,
-  heartbeatIntervalMs: 1000,
-  livenessMissed: 3,
-  resultResendMs: 2000,
-  maxUnackedResults: 10_000,
-  storageRequestTimeoutMs: 10_000,
-  storageRetries: 3,
-  defaultTaskTimeoutMs: 3_600_000,
-  defaultMemoryLimitMb: 1024,
-  defaultOutputLimitBytes: 1024 * 1024 * 1024,
-  maxOutputFiles: 10_000,
-  maxLogBytes: 16 * 1024 * 1024,
-  logTailBytes: 4096,
-  memoryPollIntervalMs: 100,
-  outputPollIntervalMs: 250,
-  fuseChunkBytes: 1024 * 1024,
-  chunkCacheBytes: 256 * 1024 * 1024,
-  readAheadChunks: 2,
-  fuseOpTimeoutMs: 60_000,
-  maxCachedPrograms: 100,
-};
+/** Checks and normalizes every setting; throws GridError CONFIG_INVALID naming the bad one. */
+export function validateWorkerConfig(c: Record<string, unknown>): WorkerConfig {
+  return WORKER_SETTINGS.validate(c);
+}
 
-/** The balancer endpoints named by the `balancer` setting (one, or a comma list of the pair). */
+export function sampleConfig(): string {
+  return WORKER_SETTINGS.sample();
+}
+
+/**
+ * The balancer endpoints named by the `balancer` setting: one endpoint, or the pair's two,
+ * comma separated; CONFIG_INVALID when empty, malformed or repeated.
+ */
 export function balancerEndpoints(balancer: unknown): string[] {
   const raw = stringSetting({ balancer }, 'balancer');
   const list = endpointList(raw);
@@ -104,103 +88,4 @@ export function balancerEndpoints(balancer: unknown): string[] {
   for (const e of list) endpointSetting({ balancer: e }, 'balancer');
   if (new Set(list).size !== list.length) throw configError(`setting balancer lists an endpoint twice (${raw})`, 'name each balancer once');
   return list;
-}
-
-export function loadWorkerConfig(flags: Partial<Record<keyof WorkerConfig, unknown>>, configFile?: string): WorkerConfig {
-  const file = configFile ? readConfigFile(configFile) : {};
-  const c = mergeConfig(WORKER_DEFAULTS, file, flags, configFile ?? 'flags') as unknown as Record<string, unknown>;
-  return validateWorkerConfig(c);
-}
-
-/** Checks and normalizes every setting; throws GridError CONFIG_INVALID naming the bad one. */
-export function validateWorkerConfig(c: Record<string, unknown>): WorkerConfig {
-  c.dataDir = path.resolve(stringSetting(c, 'dataDir'));
-  if (typeof c.mount !== 'string') throw configError(`setting mount must be a path string, got ${JSON.stringify(c.mount)}`);
-  c.mount = c.mount === '' ? path.join(c.dataDir as string, 'mnt') : path.resolve(c.mount);
-  balancerEndpoints(c.balancer);
-  endpointSetting(c, 'storage');
-  if (c.staged === 'true' || c.staged === 'false') c.staged = c.staged === 'true';
-  if (typeof c.staged !== 'boolean') throw configError(`setting staged must be true or false, got ${JSON.stringify(c.staged)}`);
-  intSetting(c, 'adminPort', 0, 65535);
-  intSetting(c, 'slots', 0, 1024);
-  if (c.slots === 0) c.slots = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
-  intSetting(c, 'prefetch', 0, 1024);
-  intSetting(c, 'heartbeatIntervalMs', 10, 60_000);
-  intSetting(c, 'livenessMissed', 2, 100);
-  intSetting(c, 'resultResendMs', 10, 600_000);
-  intSetting(c, 'maxUnackedResults', 1, 1_000_000);
-  intSetting(c, 'storageRequestTimeoutMs', 10, 600_000);
-  intSetting(c, 'storageRetries', 0, 100);
-  intSetting(c, 'defaultTaskTimeoutMs', 1, 2 ** 31 - 1);
-  intSetting(c, 'defaultMemoryLimitMb', 16, 1024 * 1024);
-  intSetting(c, 'defaultOutputLimitBytes', 0, Number.MAX_SAFE_INTEGER);
-  intSetting(c, 'maxOutputFiles', 1, 1_000_000);
-  intSetting(c, 'maxLogBytes', 1024, 1024 * 1024 * 1024);
-  intSetting(c, 'logTailBytes', 0, 60 * 1024); // log_tail travels in a 64 KiB text frame
-  intSetting(c, 'memoryPollIntervalMs', 10, 60_000);
-  intSetting(c, 'outputPollIntervalMs', 10, 60_000);
-  intSetting(c, 'fuseChunkBytes', 4096, 32 * 1024 * 1024);
-  if (((c.fuseChunkBytes as number) & 4095) !== 0) throw configError(`setting fuseChunkBytes must be a multiple of 4096, got ${c.fuseChunkBytes}`);
-  intSetting(c, 'chunkCacheBytes', c.fuseChunkBytes as number, Number.MAX_SAFE_INTEGER);
-  intSetting(c, 'readAheadChunks', 0, 64);
-  intSetting(c, 'fuseOpTimeoutMs', 1000, 600_000);
-  intSetting(c, 'maxCachedPrograms', 1, 100_000);
-  return c as unknown as WorkerConfig;
-}
-
-export function sampleConfig(): string {
-  return `// grid worker configuration (JSON; lines starting with // are comments).
-// Start with: grid worker --config worker.json   (flags override these values)
-{
-  // folder for the node id, logs, cached programs, task folders and the default mount
-  "dataDir": "./.grid/worker",
-  // FUSE mount point for task inputs; "" = <dataDir>/mnt
-  "mount": "",
-  // the balancer's ZeroMQ endpoint, or both endpoints of a balancer pair, comma separated
-  // (the worker joins both and follows the one holding the dispatch lease)
-  "balancer": "tcp://127.0.0.1:7701",
-  // the storage node's ZeroMQ endpoint
-  "storage": "tcp://127.0.0.1:7702",
-  // admin HTTP port: GET /healthz, GET /status (0 = pick a free port)
-  "adminPort": 7720,
-  // tasks run at once (0 = number of CPUs)
-  "slots": 0,
-  // tasks queued beyond the slots, so a slot never waits for the balancer
-  "prefetch": 1,
-  // true: download inputs into each task folder instead of a FUSE mount (no FUSE needed)
-  "staged": false,
-  // heartbeat to the balancer, in milliseconds
-  "heartbeatIntervalMs": 1000,
-  // silent heartbeat intervals before the balancer is considered dead (then reconnect)
-  "livenessMissed": 3,
-  // unacknowledged task results are sent again this often, in milliseconds
-  "resultResendMs": 2000,
-  // most finished results kept while waiting for their acknowledgement
-  "maxUnackedResults": 10000,
-  // timeout of one storage request (milliseconds) and retries after a timeout
-  "storageRequestTimeoutMs": 10000,
-  "storageRetries": 3,
-  // limits used when a job leaves them at 0
-  "defaultTaskTimeoutMs": 3600000,
-  "defaultMemoryLimitMb": 1024,
-  "defaultOutputLimitBytes": 1073741824,
-  // most output files one task may leave in its working folder
-  "maxOutputFiles": 10000,
-  // cap of a task's stdout+stderr log; beyond it the start and the end are kept (bytes)
-  "maxLogBytes": 16777216,
-  // bytes of the log's end reported with each result
-  "logTailBytes": 4096,
-  // how often the memory (RSS of the whole process tree) and output size are checked (ms)
-  "memoryPollIntervalMs": 100,
-  "outputPollIntervalMs": 250,
-  // FUSE: bytes fetched from storage per read, cache bound, sequential read-ahead in chunks
-  "fuseChunkBytes": 1048576,
-  "chunkCacheBytes": 268435456,
-  "readAheadChunks": 2,
-  // most time one FUSE operation may take before the reading program gets EIO (ms)
-  "fuseOpTimeoutMs": 60000,
-  // most programs (job.js files) kept in <dataDir>/programs
-  "maxCachedPrograms": 100
-}
-`;
 }

@@ -13,26 +13,12 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Logger } from 'pino';
 import { GridError } from '../common';
+import { mountedPaths } from '../common/mounts';
+
+// re-exported for the worker's tests, which check their mount through it
+export { mountedPaths };
 import { ChunkCache, ChunkSource } from './chunkcache';
-
-// fuse-native ships no types.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const Fuse = require('fuse-native') as FuseStatic;
-
-interface FuseInstance {
-  mount(cb: (err: Error | null) => void): void;
-  unmount(cb: (err: Error | null) => void): void;
-}
-interface FuseStatic {
-  new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>): FuseInstance;
-  unmount(mnt: string, cb: (err: Error | null) => void): void;
-  ENOENT: number;
-  EROFS: number;
-  EIO: number;
-  ENOTDIR: number;
-  EISDIR: number;
-  EINVAL: number;
-}
+import { FuseInstance, fuseLoadProblem, fuseNative } from './fuse-native';
 
 export interface GridFsOptions {
   mount: string;
@@ -60,19 +46,10 @@ export function isSafeName(name: string): boolean {
   return name.length > 0 && name.length <= 255 && !name.includes('/') && !name.includes('\0') && name !== '.' && name !== '..';
 }
 
-/** Paths that are mounted (FUSE or not) according to /proc/mounts. */
-export async function mountedPaths(): Promise<Set<string>> {
-  try {
-    const text = await fsp.readFile('/proc/mounts', 'utf8');
-    // mount points escape spaces etc. as octal (\040)
-    return new Set(text.split('\n').map((l) => (l.split(' ')[1] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))));
-  } catch {
-    return new Set();
-  }
-}
-
 /** Why FUSE cannot be used on this machine, with how to fix it; null when it looks usable. */
 export function fuseProblem(): string | null {
+  const lib = fuseLoadProblem();
+  if (lib) return lib;
   if (!fs.existsSync('/dev/fuse')) {
     return 'FUSE is not available: /dev/fuse does not exist. Install FUSE (apt-get install fuse libfuse2), load the module (modprobe fuse), or in a container run with --device /dev/fuse --cap-add SYS_ADMIN; or start the worker with --staged to download inputs instead';
   }
@@ -151,7 +128,7 @@ export class GridFs {
     await fsp.mkdir(this.mount, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
       throw new GridError('FUSE_UNAVAILABLE', `mount point ${this.mount} is not a usable folder (${e.code ?? e.message})`, 'pass --mount with an empty folder you can write, or leave it out for <data-dir>/mnt');
     });
-    const fuse = new Fuse(this.mount, this.ops(), { force: true, mkdir: true, timeout: this.o.fuseOpTimeoutMs, fsname: 'grid', subtype: 'grid' });
+    const fuse = new (fuseNative())(this.mount, this.ops(), { force: true, mkdir: true, timeout: this.o.fuseOpTimeoutMs, fsname: 'grid', subtype: 'grid' });
     await new Promise<void>((resolve, reject) =>
       fuse.mount((err) => {
         if (err) {
@@ -231,7 +208,7 @@ export class GridFs {
   private ops(): Record<string, unknown> {
     const erofs = (...args: unknown[]) => {
       this.counts.writeRefused++;
-      (args[args.length - 1] as (e: number) => void)(Fuse.EROFS);
+      (args[args.length - 1] as (e: number) => void)(fuseNative().EROFS);
     };
     const safe =
       (name: string, fn: (...a: never[]) => void) =>
@@ -241,7 +218,7 @@ export class GridFs {
           (fn as (...a: unknown[]) => void)(...args);
         } catch (e) {
           this.log.error({ op: name, err: (e as Error).message }, 'FUSE operation failed');
-          cb(Fuse.EIO);
+          cb(fuseNative().EIO);
         }
       };
     return {
@@ -249,33 +226,33 @@ export class GridFs {
         const { uuid, name } = this.parse(p);
         if (!uuid) return cb(0, [...this.files.keys()]);
         const e = this.files.get(uuid);
-        if (!e || name !== undefined) return cb(Fuse.ENOENT);
+        if (!e || name !== undefined) return cb(fuseNative().ENOENT);
         cb(0, [...e.names]);
       }),
       getattr: safe('getattr', (p: string, cb: (e: number, st?: unknown) => void) => {
         const l = this.lookup(p);
-        if (!l) return cb(Fuse.ENOENT);
+        if (!l) return cb(fuseNative().ENOENT);
         cb(0, l.dir ? this.attr(DIR_MODE, 4096) : this.attr(FILE_MODE, l.entry.length));
       }),
       open: safe('open', (p: string, flags: number, cb: (e: number, fd?: number) => void) => {
         const l = this.lookup(p);
-        if (!l) return cb(Fuse.ENOENT);
+        if (!l) return cb(fuseNative().ENOENT);
         if ((flags & O_ACCMODE) !== 0) {
           this.counts.writeRefused++;
-          return cb(Fuse.EROFS);
+          return cb(fuseNative().EROFS);
         }
         cb(0, 0);
       }),
       release: (_p: string, _fd: number, cb: (e: number) => void) => cb(0),
       read: safe('read', (p: string, _fd: number, buf: Buffer, len: number, pos: number, cb: (n: number) => void) => {
         const l = this.lookup(p);
-        if (!l || l.dir) return cb(Fuse.ENOENT);
+        if (!l || l.dir) return cb(fuseNative().ENOENT);
         this.readInto(l.uuid, l.entry.length, buf, len, pos).then(
           (n) => cb(n),
           (e: Error) => {
             this.counts.readErrors++;
-            this.log.warn({ fileUuid: l.uuid, pos, len, err: e.message }, 'FUSE read failed; answering EIO');
-            cb(Fuse.EIO);
+            this.log.warn({ fileId: l.uuid, pos, len, err: e.message }, 'FUSE read failed; answering EIO');
+            cb(fuseNative().EIO);
           },
         );
       }),

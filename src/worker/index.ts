@@ -12,3 +12,4 @@ export { ChunkCache } from './chunkcache';
 export type { ChunkSource, ChunkCacheOptions, ChunkCacheStats } from './chunkcache';
 export { ExecutionJournal, readExecutions, MAX_EXECUTION_RECORDS, EXECUTIONS_FILE } from './journal';
 export type { ExecutionRecord } from './journal';
+export { FUSE_INSTALL_COMMAND, FUSE_PACKAGES, fuseLoadProblem } from './fuse-native';

@@ -1,6 +1,7 @@
 /** `grid worker`: runs one worker node until SIGINT/SIGTERM. */
 import { Command } from 'commander';
-import { announceReady, onShutdown } from '../common';
+import { GridError, announceReady, onShutdown } from '../common';
+import { fuseProblem } from './fusefs';
 import { WorkerConfig, loadWorkerConfig } from './config';
 import { WorkerNode } from './node';
 
@@ -46,6 +47,11 @@ export async function runWorker(o: WorkerFlags): Promise<WorkerNode> {
     staged: o.staged ? true : undefined,
   };
   const cfg = loadWorkerConfig(flags, o.config);
+  // before anything is created or logged: without FUSE the worker says what to install, in one line
+  if (!cfg.staged) {
+    const problem = fuseProblem();
+    if (problem) throw new GridError('FUSE_UNAVAILABLE', problem);
+  }
   const node = new WorkerNode(cfg);
   const { adminPort, mount } = await node.start();
   onShutdown(() => node.stop());

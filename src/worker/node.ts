@@ -405,7 +405,7 @@ export class WorkerNode {
 
   private onDispatch(m: Dispatch): void {
     const key = resultKey(m.job_uuid, m.task_index, m.attempt);
-    const log = this.log.child({ jobUuid: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt });
+    const log = this.log.child({ jobId: m.job_uuid, taskIndex: m.task_index, attempt: m.attempt });
     if (this.tasks.has(key)) {
       this.counts.duplicates++;
       return;
