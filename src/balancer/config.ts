@@ -93,10 +93,10 @@ export const BALANCER_SETTINGS = new SettingsTable(
     masterEndpoints(c.master);
     checkBackoff(c);
     if (c.role !== 'primary' && c.role !== 'auxiliary') throw configError(`setting role must be "primary" or "auxiliary" (got ${JSON.stringify(c.role)})`, 'run one balancer with --role primary and one with --role auxiliary');
-    if (c.tickMs > c.leaseRenewMs) throw configError(`setting tickMs (${c.tickMs}) must not exceed leaseRenewMs (${c.leaseRenewMs})`, 'the ticker sends the lease renewals');
     if (c.tickMs >= c.heartbeatIntervalMs) {
       throw configError(`setting tickMs (${c.tickMs}) must be below heartbeatIntervalMs (${c.heartbeatIntervalMs})`, 'the ticker drives heartbeats, so it must run more often than they are due');
     }
+    if (c.tickMs > c.leaseRenewMs) throw configError(`setting tickMs (${c.tickMs}) must not exceed leaseRenewMs (${c.leaseRenewMs})`, 'the ticker sends the lease renewals');
   },
 );
 
