@@ -199,7 +199,7 @@ export class MasterNode {
     for (const [id, w] of [...this.workers]) if (now - w.lastSeenMs > this.cfg.heartbeatIntervalMs * this.cfg.livenessMissed) this.workers.delete(id);
     for (const b of [...this.balancers.values()]) {
       if (now - b.lastSeenMs > this.cfg.heartbeatIntervalMs * this.cfg.livenessMissed) {
-        this.log.warn({ balancerId: b.nodeUuid, role: b.role }, 'balancer:lost (silent); forgotten until its next hello');
+        this.log.warn({ balancerId: b.nodeUuid, pairRole: b.role }, 'balancer:lost (silent); forgotten until its next hello');
         this.balancers.delete(b.nodeUuid);
         this.counters.balancersForgotten++;
         continue;
@@ -493,7 +493,7 @@ export class MasterNode {
     const now = mono();
     const role: BalancerRoleName = m.role === BalancerRole.auxiliary ? 'auxiliary' : 'primary';
     const known = this.balancers.get(m.node_uuid);
-    if (!known) this.log.info({ balancerId: m.node_uuid, role, epoch: m.epoch }, 'balancer:hello');
+    if (!known) this.log.info({ balancerId: m.node_uuid, pairRole: role, epoch: m.epoch }, 'balancer:hello');
     this.balancers.set(m.node_uuid, { peer, nodeUuid: m.node_uuid, role, epoch: m.epoch, lastSeenMs: now, since: known?.since ?? now });
     this.runFeed(
       this.feed.request({ nodeUuid: m.node_uuid, role, epoch: m.epoch, requestSeq: m.request_seq, fed: m.fed, creditLimit: m.credit_limit }, now),
@@ -574,8 +574,9 @@ export class MasterNode {
           }
           break;
         case 'event': {
-          const { type, ...fields } = e.event;
-          this.log.info({ event: type, ...fields }, type);
+          // `role` is every log line's node role (docs/operations.md, log fields): a balancer's pair role is `pairRole`
+          const { type, role: pairRole, ...fields } = e.event as { type: string; role?: string } & Record<string, unknown>;
+          this.log.info({ event: type, ...fields, ...(pairRole === undefined ? {} : { pairRole }) }, type);
           break;
         }
       }

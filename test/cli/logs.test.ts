@@ -40,7 +40,7 @@ describe('logs: on a real grid dev', function () {
 
   it("dev's terminal shows every node's lines merged and readable, not raw JSON", () => {
     const out = g.devOutput();
-    for (const re of [/INFO  storage +file stored  fileId=[0-9a-f]{8} /, /INFO  master +job:accepted  jobId=[0-9a-f]{8} tasks=\d+/, /INFO  worker-\d +task finished  jobId=[0-9a-f]{8} taskIndex=\d/, /INFO  balancer +task:settled  event=task:settled .*jobId=[0-9a-f]{8}/]) {
+    for (const re of [/INFO  storage +file stored  fileId=[0-9a-f]{8} /, /INFO  master +job:accepted  jobId=[0-9a-f]{8} tasks=\d+/, /INFO  worker-\d +task finished  jobId=[0-9a-f]{8} taskIndex=\d/, /INFO  balancer +task:settled  (pairRole=primary )?event=task:settled .*jobId=[0-9a-f]{8}/]) {
       assert.match(out, re);
     }
     assert.doesNotMatch(out, /^\{"level":/m, 'no raw JSON line in the terminal');
