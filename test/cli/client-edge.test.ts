@@ -174,8 +174,8 @@ describe('cli: client edge cases (fake master, real storage, real `grid` process
       const out = path.join(tmp, 'partial');
       const r = await runGrid(['results', id, '--out', out, '--json'], { env });
       assert.equal(r.code, 2, `${r.stdout}\n${r.stderr}`);
-      assert.deepEqual(JSON.parse(r.stdout), { jobId: id, state: 'failed', out, tasks: 4, tasksWithOutputs: 2, files: 2, bytes: o0.length + o2.length });
-      assert.match(r.stderr, new RegExp(`job ${id} is failed: only the outputs of its 2 succeeded tasks were written`));
+      assert.deepEqual(JSON.parse(r.stdout), { jobId: id, state: 'failed', out, tasks: 4, tasksWithOutputs: 2, tasksFailed: 1, tasksCancelled: 1, tasksUnfinished: 0, files: 2, bytes: o0.length + o2.length });
+      assert.match(r.stderr, new RegExp(`job ${id} is failed \\(1 failed, 1 cancelled\\): only the outputs of its 2 succeeded tasks were written`));
       assert.deepEqual(fs.readdirSync(out).sort(), ['0', '2']);
       assert.ok(fs.readFileSync(path.join(out, '0', 'a.txt')).equals(o0));
       assert.ok(fs.readFileSync(path.join(out, '2', 'sub', 'b.bin')).equals(o2));
