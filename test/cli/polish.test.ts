@@ -42,7 +42,10 @@ describe('cli polish: connection failures are reported at once, naming what was 
     const http = await import('node:http');
     const net = await import('node:net');
     const web = http.createServer((_q, r) => r.end('hi'));
-    const silent = net.createServer(() => undefined);
+    // a silent port: accepts and never answers; its sockets are destroyed at the end (a paused
+    // socket never sees the client's FIN, so it would stay open and keep mocha alive)
+    const accepted = new Set<import('node:net').Socket>();
+    const silent = net.createServer((s) => void accepted.add(s));
     await new Promise<void>((r) => web.listen(0, '127.0.0.1', () => r()));
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
     try {
@@ -54,7 +57,9 @@ describe('cli polish: connection failures are reported at once, naming what was 
       const q = await runGrid(['jobs', '--master', silentEp], { env: { ...slowWindow, GRID_DATA_DIR: tmp } });
       oneLineError(q, new RegExp(`tried ${silentEp}: accepts TCP but does not speak ZeroMQ`));
     } finally {
+      web.closeAllConnections();
       web.close();
+      for (const s of accepted) s.destroy();
       silent.close();
     }
   });
