@@ -32,6 +32,8 @@ export interface MasterMetricsSource {
   /** task results and started notes waiting for the next Raft proposal */
   queues(): { results: number; started: number };
   counters(): Record<string, number>;
+  /** results that settled a task (applied since start), and second settlings of one task */
+  accepted(): { results: number; duplicates: number };
   server(): ServerStats;
 }
 
@@ -76,6 +78,13 @@ export class MasterMetrics {
     m.counter('grid_master_events_total', 'master events while leading: jobs submitted, tasks dispatched, results committed, result batches, balancer hellos', ['event'], () =>
       countsAsSamples('event', src.counters()),
     );
+    m.counter('grid_master_results_accepted_total', 'results that settled a task, applied on this master since start; kind="duplicate" counts a task settled twice (exactly-once broken: alert if above 0)', ['kind'], () => {
+      const a = src.accepted();
+      return [
+        [{ kind: 'settled' }, a.results],
+        [{ kind: 'duplicate' }, a.duplicates],
+      ];
+    });
     m.rpcServer(() => src.server());
     this.dispatchLatency = m.histogram('grid_master_dispatch_latency_seconds', 'leader hands a task attempt to the balancer -> a worker reports it started', [], LATENCY_BUCKETS_S);
     this.taskLatency = m.histogram('grid_master_task_latency_seconds', 'leader hands a task attempt to the balancer -> its result is committed, by outcome', ['outcome'], DURATION_BUCKETS_S);

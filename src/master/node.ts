@@ -92,6 +92,7 @@ export class MasterNode {
       balancerConnected: () => (this.feed.status(mono()).leaseLeftMs ?? 0) > 0,
       queues: () => ({ results: this.pendingResults.length, started: this.pendingStarted.length }),
       counters: () => this.counters,
+      accepted: () => this.store.accepted,
       server: () => this.server.stats,
     });
     const dashboard = new Dashboard(
@@ -183,6 +184,8 @@ export class MasterNode {
       openTasks: this.openTaskCount(),
       raft: this.replica?.status() ?? null,
       counters: this.counters,
+      // results that settled a task, applied here since start; duplicates must stay 0
+      accepted: this.store.accepted,
       server: this.server.stats,
     };
   }
@@ -383,6 +386,7 @@ export class MasterNode {
       for (const x of cmd.results) this.metrics.resulted(x.jobUuid, x.taskIndex, x.attempt, OUTCOME_NAMES[x.outcome] ?? String(x.outcome), Date.now());
       this.feed.settled(cmd.results.filter((x) => x.final).map((x) => `${x.jobUuid}/${x.taskIndex}`));
       for (const e of r.effects) {
+        if (e.kind === 'result:duplicate') this.log.error({ jobId: e.jobUuid, taskIndex: e.taskIndex, event: 'result:duplicate', times: e.times }, 'a task was settled by a second result: exactly-once is broken');
         if (e.kind === 'job:settled') this.log.info({ jobId: e.jobUuid, state: e.state === JobState.succeeded ? 'succeeded' : 'failed' }, 'job:settled');
         if (e.kind === 'job:cancel-tasks') {
           this.feed.settledJob(e.jobUuid);

@@ -103,7 +103,11 @@ export interface TaskStatus {
 }
 
 /** What applying results asks the shell to do. */
-export type StoreEffect = { kind: 'job:settled'; jobUuid: string; state: number } | { kind: 'job:cancel-tasks'; jobUuid: string };
+export type StoreEffect =
+  | { kind: 'job:settled'; jobUuid: string; state: number }
+  | { kind: 'job:cancel-tasks'; jobUuid: string }
+  /** a task was settled by a second result: exactly-once is broken (never expected; logged as an error) */
+  | { kind: 'result:duplicate'; jobUuid: string; taskIndex: number; times: number };
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS jobs (
@@ -168,6 +172,12 @@ CREATE TABLE IF NOT EXISTS outputs (
 export class JobStore {
   db!: Database.Database;
   private st!: ReturnType<JobStore['prepare']>;
+  /**
+   * Results that settled a task, applied by this process (GET /status `accepted`), and how many
+   * of them settled a task that had already been settled once: always 0 unless exactly-once is
+   * broken (each one is also logged as an error by the node).
+   */
+  readonly accepted = { results: 0, duplicates: 0 };
 
   constructor(
     readonly path: string,
@@ -243,7 +253,7 @@ export class JobStore {
       settle: d.prepare(`UPDATE tasks SET state = ?, attempts = MAX(attempts, ? + 1), outcome = ?, exit_code = ?, duration_ms = ?,
         worker_uuid = ?, log_file_uuid = ?, error = ?, log_tail = ?, settled_at_ms = ?
         WHERE job_uuid = ? AND task_index = ? AND state < ${TaskState.succeeded}`),
-      countAccepted: d.prepare('INSERT INTO accepted_results (job_uuid, task_index, n) VALUES (?, ?, 1) ON CONFLICT DO UPDATE SET n = n + 1'),
+      countAccepted: d.prepare('INSERT INTO accepted_results (job_uuid, task_index, n) VALUES (?, ?, 1) ON CONFLICT DO UPDATE SET n = n + 1 RETURNING n'),
       acceptedOf: d.prepare('SELECT task_index, n FROM accepted_results WHERE job_uuid = ? ORDER BY task_index'),
       insertOutput: d.prepare('INSERT INTO outputs (job_uuid, task_index, idx, file_uuid, name) VALUES (?, ?, ?, ?, ?)'),
       setJobState: d.prepare(`UPDATE jobs SET state = ?, error = ?, finished_at_ms = ? WHERE job_uuid = ? AND state = ${JobState.running}`),
@@ -331,7 +341,12 @@ export class JobStore {
         const state = r.outcome === TaskOutcome.ok ? TaskState.succeeded : TaskState.failed;
         const upd = this.st.settle.run(state, r.attempt, r.outcome, ...common, nowMs, r.jobUuid, r.taskIndex);
         if (upd.changes === 0) continue; // already settled (or cancelled)
-        this.st.countAccepted.run(r.jobUuid, r.taskIndex);
+        const { n } = this.st.countAccepted.get(r.jobUuid, r.taskIndex) as { n: number };
+        this.accepted.results++;
+        if (n > 1) {
+          this.accepted.duplicates++;
+          effects.push({ kind: 'result:duplicate', jobUuid: r.jobUuid, taskIndex: r.taskIndex, times: n });
+        }
         if (state === TaskState.succeeded) r.outputs.forEach((o, i) => this.st.insertOutput.run(r.jobUuid, r.taskIndex, i, o.fileUuid, o.name));
         touched.add(r.jobUuid);
         if (state === TaskState.failed) {

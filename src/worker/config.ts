@@ -51,6 +51,7 @@ export const WORKER_SETTINGS = new SettingsTable(
     readAheadChunks: { type: 'int', default: 2, min: 0, max: 64, doc: 'FUSE: chunks read ahead after a sequential read' },
     fuseOpTimeoutMs: { type: 'int', default: 60_000, min: 1000, max: 600_000, unit: 'ms', doc: 'most time one FUSE operation may take before the reading program gets EIO' },
     maxCachedPrograms: { type: 'int', default: 100, min: 1, max: 100_000, doc: 'most programs (job.js files) kept in <dataDir>/programs' },
+    maxExecutionRecords: { type: 'int', default: 100_000, min: 100, max: 100_000_000, doc: 'most rows kept in the execution journal <dataDir>/executions.db (one per run of a task program); the oldest are pruned beyond it' },
   },
   (c) => {
     if (c.mount === '') c.mount = path.join(c.dataDir, 'mnt');

@@ -7,13 +7,13 @@
  *
  * A row is written when the process exists (start) and completed when it ends; a worker
  * killed mid-task leaves the row open (ended_at_ms = 0). The file survives restarts of the
- * worker (same data dir), so a journal covers every life of the node. Bounded: beyond
- * MAX_EXECUTION_RECORDS rows the oldest are pruned.
+ * worker (same data dir), so a journal covers every life of the node. Bounded: beyond the
+ * worker's maxExecutionRecords setting the oldest rows are pruned.
  */
 import path from 'node:path';
 import Database from 'better-sqlite3';
 
-/** Most execution rows kept in executions.db; older rows are pruned (docs/worker.md). */
+/** Default bound of executions.db; the worker passes its maxExecutionRecords setting (docs/worker.md). */
 export const MAX_EXECUTION_RECORDS = 100_000;
 
 export interface ExecutionRecord {

@@ -152,7 +152,7 @@ export class WorkerNode {
     // Task folders of a previous life are garbage: their tasks were re-dispatched.
     await fsp.rm(path.join(this.cfg.dataDir, 'tasks'), { recursive: true, force: true });
     await fsp.mkdir(path.join(this.cfg.dataDir, 'tasks'), { recursive: true });
-    this.journal = new ExecutionJournal(this.cfg.dataDir, undefined, (e) => this.log.warn({ err: e.message }, 'execution journal write failed; the run goes unrecorded'));
+    this.journal = new ExecutionJournal(this.cfg.dataDir, this.cfg.maxExecutionRecords, (e) => this.log.warn({ err: e.message }, 'execution journal write failed; the run goes unrecorded'));
     await this.loadProgramCache();
     if (this.fs) await this.fs.start();
     let adminPort: number;

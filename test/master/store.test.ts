@@ -148,5 +148,18 @@ describe('master JobStore', () => {
       [0, 1],
       [1, 1],
     ]);
+    assert.deepEqual(store.accepted, { results: 2, duplicates: 0 });
+  });
+
+  it('reports a second settling of one task as a duplicate effect (the check can fail)', () => {
+    const c = submitCmd(2);
+    store.submit(c);
+    store.recordResults([result(c.jobUuid, 0, 0, true)], 1);
+    // injected: task 0 is opened again behind the store's back, as a broken settle guard would
+    store.db.prepare('UPDATE tasks SET state = ? WHERE job_uuid = ? AND task_index = 0').run(TaskState.running, c.jobUuid);
+    const effects = store.recordResults([{ ...result(c.jobUuid, 0, 1, true), outputs: [] }], 2);
+    assert.deepEqual(effects.filter((e) => e.kind === 'result:duplicate'), [{ kind: 'result:duplicate', jobUuid: c.jobUuid, taskIndex: 0, times: 2 }]);
+    assert.deepEqual(store.accepted, { results: 2, duplicates: 1 });
+    assert.equal(store.acceptedResults(c.jobUuid).get(0), 2);
   });
 });
