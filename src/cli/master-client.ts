@@ -41,7 +41,8 @@ export interface MasterClientOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-export type JobStatus = MessageOf<'job_status_response'>;
+/** job_status2_response: failed and cancelled tasks counted apart. */
+export type JobStatus = MessageOf<'job_status2_response'>;
 export type TaskStatus = MessageOf<'task_status_response'>;
 
 /** The job fields a submit carries (request_uuid and node_uuid are added here). */
@@ -205,7 +206,7 @@ export class MasterClient {
   }
 
   jobStatus(jobUuid: string): Promise<JobStatus> {
-    return this.call({ type: 'job_status_request', ...this.base(), job_uuid: jobUuid }, 'job_status_response');
+    return this.call({ type: 'job_status2_request', ...this.base(), job_uuid: jobUuid }, 'job_status2_response');
   }
 
   async listJobs(limit: number): Promise<string[]> {

@@ -3,6 +3,7 @@
  * the later describe blocks) pipes, --out checks, exit codes, listings and completion.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import { relativeTime, shownTime } from '../../src/cli/format';
@@ -253,6 +254,28 @@ describe('cli polish on a real grid dev: results, cancelled counts, exit codes, 
     const r = await g.run(['results', sleepJob, '--out', path.join(tmp, 'cancelled')]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /is cancelled \(0 failed, 2 cancelled\)/);
+    // the job list: counts from job_status2_response (docs/protocol.md), cancelled apart
+    const list = JSON.parse((await g.run(['jobs', '--json'])).stdout) as { jobId: string; tasksFailed: number; tasksCancelled: number }[];
+    const listed = list.find((j) => j.jobId === sleepJob)!;
+    assert.deepEqual([listed.tasksFailed, listed.tasksCancelled], [0, 2]);
+    assert.deepEqual(
+      list.filter((j) => j.jobId === doneJob).map((j) => [j.tasksFailed, j.tasksCancelled]),
+      [[0, 0]],
+    );
+    const table = (await g.run(['jobs'])).stdout.split('\n');
+    assert.match(table[0]!, /^JOB +STATE +TASKS +OK +FAILED +CANCELLED +CREATED +PROGRAM$/);
+    assert.match(table.find((l) => l.startsWith(sleepJob))!, new RegExp(`^${sleepJob} cancelled +2 +0 +0 +2 `));
+    // the dashboard's job list says the same
+    const admin = g.masterNodes()[0]!.adminPort;
+    const overview = await new Promise<{ jobs: { jobId: string; tasks: Record<string, number> }[] }>((res, rej) => {
+      http.get(`http://127.0.0.1:${admin}/dashboard/api/overview`, (resp) => {
+        let body = '';
+        resp.on('data', (d: Buffer) => (body += d.toString()));
+        resp.on('end', () => res(JSON.parse(body)));
+      }).on('error', rej);
+    });
+    const dj = overview.jobs.find((j) => j.jobId === sleepJob)!;
+    assert.deepEqual([dj.tasks.failed, dj.tasks.cancelled], [0, 2]);
   });
 });
 
