@@ -33,6 +33,8 @@ export interface MasterClientOptions {
    * else UNAVAILABLE names each endpoint tried (0 or absent = no check)
    */
   connectTimeoutMs?: number;
+  /** how much of connectTimeoutMs is spent before the probe starts (the CLI: its start-up), ms */
+  connectSpentMs?: () => number;
   /** pause after NOT_LEADER with no known leader; default CLIENT_DEFAULTS.masterLeaderWaitMs */
   masterLeaderWaitMs?: number;
   /** injected clock (tests); Date.now by default */
@@ -125,6 +127,7 @@ export class MasterClient {
       this.o.endpointFrom,
       this.o.connectTimeoutMs ?? 0,
       'is `grid dev` (or `grid master`) running? start it, or point the client at it with --master or GRID_MASTER',
+      this.o.connectSpentMs?.() ?? 0,
     );
     await this.reached;
     const deadline = this.now() + this.o.masterRetryWindowMs;
