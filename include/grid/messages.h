@@ -56,6 +56,8 @@ enum grid_message_type {
   GRID_MSG_TASK_STATUS_RESPONSE = 47,
   GRID_MSG_JOB_CANCEL_REQUEST = 48,
   GRID_MSG_JOB_NOTIFY_REQUEST = 49,
+  GRID_MSG_JOB_STATUS2_REQUEST = 50,
+  GRID_MSG_JOB_STATUS2_RESPONSE = 51,
   GRID_MSG_BALANCER_HELLO = 60,
   GRID_MSG_LEASE_GRANT = 68,
   GRID_MSG_BALANCER_STATE = 69,
@@ -628,6 +630,63 @@ GRID_STATIC_ASSERT(offsetof(struct job_notify_request, request_uuid_upper) == 32
 GRID_STATIC_ASSERT(offsetof(struct job_notify_request, request_uuid_lower) == 40, "job_notify_request.request_uuid_lower at 40");
 GRID_STATIC_ASSERT(offsetof(struct job_notify_request, job_uuid_upper) == 48, "job_notify_request.job_uuid_upper at 48");
 GRID_STATIC_ASSERT(offsetof(struct job_notify_request, job_uuid_lower) == 56, "job_notify_request.job_uuid_lower at 56");
+
+/*
+ * job_status2_request (type 50, job): State and counts of one job, failed and cancelled tasks
+ * counted apart. Answered by job_status2_response. Replaces job_status_request (42), which a
+ * master still answers for older clients (docs/protocol.md, "Versioning").
+ */
+struct job_status2_request {
+  struct generic_message header;
+  uint64_t request_uuid_upper;
+  uint64_t request_uuid_lower;
+  uint64_t job_uuid_upper;
+  uint64_t job_uuid_lower;
+};
+GRID_STATIC_ASSERT(sizeof(struct job_status2_request) == 64, "sizeof(struct job_status2_request) must be 64");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_request, request_uuid_upper) == 32, "job_status2_request.request_uuid_upper at 32");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_request, request_uuid_lower) == 40, "job_status2_request.request_uuid_lower at 40");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_request, job_uuid_upper) == 48, "job_status2_request.job_uuid_upper at 48");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_request, job_uuid_lower) == 56, "job_status2_request.job_uuid_lower at 56");
+
+/*
+ * job_status2_response (type 51, job): Answer to job_status2_request: job_status_response plus
+ * tasks_cancelled; here tasks_failed does not include the cancelled tasks (in
+ * job_status_response it does).
+ * Trailing frames, in order:
+ *   - program_name: one frame of UTF-8, at most 4096 bytes
+ *   - error: one frame of UTF-8, at most 65536 bytes
+ */
+struct job_status2_response {
+  struct generic_message header;
+  uint64_t request_uuid_upper;
+  uint64_t request_uuid_lower;
+  uint64_t job_uuid_upper;
+  uint64_t job_uuid_lower;
+  uint8_t state; /* JobState; enum grid_job_state */
+  uint32_t task_count;
+  uint32_t tasks_pending;
+  uint32_t tasks_running;
+  uint32_t tasks_succeeded;
+  uint32_t tasks_failed; /* failed tasks, cancelled ones not included */
+  uint32_t tasks_cancelled;
+  uint64_t created_at_ms;
+  uint64_t finished_at_ms; /* 0 while running */
+};
+GRID_STATIC_ASSERT(sizeof(struct job_status2_response) == 112, "sizeof(struct job_status2_response) must be 112");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_response, request_uuid_upper) == 32, "job_status2_response.request_uuid_upper at 32");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_response, request_uuid_lower) == 40, "job_status2_response.request_uuid_lower at 40");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_response, job_uuid_upper) == 48, "job_status2_response.job_uuid_upper at 48");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_response, job_uuid_lower) == 56, "job_status2_response.job_uuid_lower at 56");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_response, state) == 64, "job_status2_response.state at 64");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_response, task_count) == 68, "job_status2_response.task_count at 68");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_response, tasks_pending) == 72, "job_status2_response.tasks_pending at 72");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_response, tasks_running) == 76, "job_status2_response.tasks_running at 76");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_response, tasks_succeeded) == 80, "job_status2_response.tasks_succeeded at 80");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_response, tasks_failed) == 84, "job_status2_response.tasks_failed at 84");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_response, tasks_cancelled) == 88, "job_status2_response.tasks_cancelled at 88");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_response, created_at_ms) == 96, "job_status2_response.created_at_ms at 96");
+GRID_STATIC_ASSERT(offsetof(struct job_status2_response, finished_at_ms) == 104, "job_status2_response.finished_at_ms at 104");
 
 /*
  * balancer_hello (type 60, dispatch): A balancer asks the master leader for the dispatch lease

@@ -523,7 +523,7 @@ export class Dispatcher {
       slots: m.slots,
       prefetch: m.prefetch,
       assigned: new Set(),
-      cache: new Map(),
+      cache: this.registry.newCache(),
       lastSeenMs: nowMs,
       joinedMs: nowMs,
       state: WorkerState.idle,

@@ -4,6 +4,7 @@
  * bounded LRU), and the choice of a worker for a task. A data structure with the worker
  * choice rule; the Dispatcher decides joins, losses and liveness.
  */
+import { LRUCache } from 'lru-cache';
 import { WorkerState } from '../messages';
 import { HeldTask } from './tasks';
 
@@ -15,8 +16,8 @@ export interface WorkerRec {
   prefetch: number;
   /** task keys sent to this worker and not finished */
   readonly assigned: Set<string>;
-  /** LRU of file ids (oldest first) the worker probably has cached */
-  readonly cache: Map<string, true>;
+  /** LRU of file ids the worker probably has cached (WorkerRegistry.newCache) */
+  readonly cache: LRUCache<string, true>;
   lastSeenMs: number;
   readonly joinedMs: number;
   state: number;
@@ -61,11 +62,21 @@ export class WorkerRegistry {
     return best;
   }
 
+  /**
+   * An empty file-id LRU for a joining worker. lru-cache is a pure data structure (no timer,
+   * no clock: no ttl is used), so it fits the pure dispatch core. Bounded by maxSize with
+   * each id counting 1 rather than by `max`: with `max`, lru-cache preallocates its index
+   * arrays for the whole bound up front (about 12 bytes per slot, 120 KB per worker at the
+   * default 10000); with maxSize they grow with what the worker really announced.
+   */
+  newCache(): LRUCache<string, true> {
+    return new LRUCache<string, true>({ maxSize: Math.max(1, this.maxCachedFilesPerWorker), sizeCalculation: () => 1 });
+  }
+
   touchCache(w: WorkerRec, fileUuid: string): void {
     if (this.maxCachedFilesPerWorker === 0) return;
-    w.cache.delete(fileUuid);
+    // set moves an id to the most recently used end and drops the least recent past the bound
     w.cache.set(fileUuid, true);
-    if (w.cache.size > this.maxCachedFilesPerWorker) w.cache.delete(w.cache.keys().next().value!);
   }
 
   statusRows(nowMs: number) {

@@ -25,7 +25,7 @@ import { registerCodecCommands } from './codec';
 import { registerCompletionCommand } from './completion';
 import { registerDevCommand } from './dev';
 import { Ctx, EndpointFlags, mapLimit, note, out, range } from './ctx';
-import { describeJob, jobJson, jobStateName, outcomeName, splitCounts, taskJson, taskStateName } from './report';
+import { describeJob, jobJson, jobStateName, outcomeName, taskJson, taskStateName } from './report';
 import { results } from './results';
 import { SubmitFlags, submit } from './submit';
 
@@ -61,7 +61,7 @@ async function listJobs(c: Ctx, f: ListFlags): Promise<void> {
   const now = Date.now();
   const when = ss.map((s) => shownTime(s.created_at_ms, now, tty));
   const w = Math.max(7, ...when.map((x) => x.length));
-  out(['JOB'.padEnd(36), 'STATE'.padEnd(9), 'TASKS'.padStart(6), 'OK'.padStart(6), 'FAILED'.padStart(6), '  ' + 'CREATED'.padEnd(w), 'PROGRAM'].join(' '));
+  out(['JOB'.padEnd(36), 'STATE'.padEnd(9), 'TASKS'.padStart(6), 'OK'.padStart(6), 'FAILED'.padStart(6), 'CANCELLED'.padStart(9), '  ' + 'CREATED'.padEnd(w), 'PROGRAM'].join(' '));
   ss.forEach((s, i) => {
     out(
       [
@@ -70,6 +70,7 @@ async function listJobs(c: Ctx, f: ListFlags): Promise<void> {
         String(s.task_count).padStart(6),
         String(s.tasks_succeeded).padStart(6),
         String(s.tasks_failed).padStart(6),
+        String(s.tasks_cancelled).padStart(9),
         '  ' + when[i]!.padEnd(w),
         s.program_name,
       ].join(' '),
@@ -86,12 +87,11 @@ async function status(jobArg: string | undefined, f: StatusFlags): Promise<void>
     if (!jobArg) return listJobs(c, f);
     const s = await c.master.jobStatus(await c.jobId(jobArg));
     const tasks = f.tasks ? await mapLimit(range(s.task_count), c.cfg.taskStatusConcurrency, (i) => c.master.taskStatus(s.job_uuid, i)) : undefined;
-    const split = await splitCounts(c, s, tasks);
     if (f.json) {
-      out(JSON.stringify(tasks ? { ...jobJson(s, split), tasks: tasks.map(taskJson) } : jobJson(s, split)));
+      out(JSON.stringify(tasks ? { ...jobJson(s), tasks: tasks.map(taskJson) } : jobJson(s)));
       return;
     }
-    for (const l of describeJob(s, split)) out(l);
+    for (const l of describeJob(s)) out(l);
     for (const t of tasks ?? []) {
       out(`  task ${t.task_index}: ${taskStateName(t.state)}${t.outcome ? ` (${outcomeName(t.outcome)}, exit ${t.exit_code})` : ''}, ${t.attempts} attempt(s), ${t.output_names.length} output(s), inputs ${t.input_names.join(' ')}`);
       if (t.error) out(`    reason: ${t.error}`);

@@ -11,13 +11,14 @@ import { SettingsOf, SettingsTable } from '../common';
 export const CLIENT_SETTINGS = new SettingsTable('client', {
   connectTimeoutMs: {
     type: 'int',
-    // with Node's start-up (~0.4 s) a command with no grid to talk to ends within 2 s
+    // counted from the process's start (Node start-up and module loading, 0.3-0.7 s on a
+    // loaded 2-core VM, come out of it), so a command with no grid ends ~1.5 s after it began
     default: 1_500,
     min: 0,
     max: 600_000,
     unit: 'ms',
     env: 'GRID_CONNECT_TIMEOUT_MS',
-    doc: 'a command gives up when no master (or storage node) accepts a TCP connection within this long, naming each endpoint tried and why (0 = no check: only the retry window applies)',
+    doc: 'a command gives up when no master (or storage node) accepts a TCP connection within this long of its start (the probe gets at least 250 ms), naming each endpoint tried and why (0 = no check: only the retry window applies)',
   },
   masterRetryWindowMs: {
     type: 'int',

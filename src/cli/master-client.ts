@@ -33,6 +33,8 @@ export interface MasterClientOptions {
    * else UNAVAILABLE names each endpoint tried (0 or absent = no check)
    */
   connectTimeoutMs?: number;
+  /** how much of connectTimeoutMs is spent before the probe starts (the CLI: its start-up), ms */
+  connectSpentMs?: () => number;
   /** pause after NOT_LEADER with no known leader; default CLIENT_DEFAULTS.masterLeaderWaitMs */
   masterLeaderWaitMs?: number;
   /** injected clock (tests); Date.now by default */
@@ -41,7 +43,8 @@ export interface MasterClientOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-export type JobStatus = MessageOf<'job_status_response'>;
+/** job_status2_response: failed and cancelled tasks counted apart. */
+export type JobStatus = MessageOf<'job_status2_response'>;
 export type TaskStatus = MessageOf<'task_status_response'>;
 
 /** The job fields a submit carries (request_uuid and node_uuid are added here). */
@@ -124,6 +127,7 @@ export class MasterClient {
       this.o.endpointFrom,
       this.o.connectTimeoutMs ?? 0,
       'is `grid dev` (or `grid master`) running? start it, or point the client at it with --master or GRID_MASTER',
+      this.o.connectSpentMs?.() ?? 0,
     );
     await this.reached;
     const deadline = this.now() + this.o.masterRetryWindowMs;
@@ -205,7 +209,7 @@ export class MasterClient {
   }
 
   jobStatus(jobUuid: string): Promise<JobStatus> {
-    return this.call({ type: 'job_status_request', ...this.base(), job_uuid: jobUuid }, 'job_status_response');
+    return this.call({ type: 'job_status2_request', ...this.base(), job_uuid: jobUuid }, 'job_status2_response');
   }
 
   async listJobs(limit: number): Promise<string[]> {

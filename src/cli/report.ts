@@ -6,7 +6,7 @@ import { JobState, NIL_UUID, TaskOutcome, TaskState } from '../messages';
 import { duration, shownTime } from './format';
 import { JobStatus, TaskStatus } from './master-client';
 import { createProgress } from './progress';
-import { Ctx, mapLimit, out, range } from './ctx';
+import { Ctx, mapLimit, out } from './ctx';
 
 /** Exit code of `submit --wait` and `results` when the job failed or was cancelled. */
 export const EXIT_JOB_NOT_SUCCEEDED = 2;
@@ -18,7 +18,7 @@ export const jobStateName = (v: number): string => nameOf(JobState, v);
 export const taskStateName = (v: number): string => nameOf(TaskState, v);
 export const outcomeName = (v: number): string => nameOf(TaskOutcome, v);
 
-export function jobJson(s: JobStatus, split?: SplitCounts): Record<string, unknown> {
+export function jobJson(s: JobStatus): Record<string, unknown> {
   return {
     jobId: s.job_uuid,
     state: jobStateName(s.state),
@@ -27,9 +27,8 @@ export function jobJson(s: JobStatus, split?: SplitCounts): Record<string, unkno
     tasksPending: s.tasks_pending,
     tasksRunning: s.tasks_running,
     tasksSucceeded: s.tasks_succeeded,
-    // without the split, tasksFailed includes cancelled tasks and tasksCancelled is null
-    tasksFailed: split ? split.failed : s.tasks_failed,
-    tasksCancelled: split ? split.cancelled : null,
+    tasksFailed: s.tasks_failed,
+    tasksCancelled: s.tasks_cancelled,
     createdAtMs: s.created_at_ms,
     finishedAtMs: s.finished_at_ms || null,
     error: s.error || null,
@@ -53,34 +52,16 @@ export function taskJson(t: TaskStatus): Record<string, unknown> {
   };
 }
 
-/** Failed and cancelled apart: the job counters fold cancelled tasks into tasks_failed. */
-export interface SplitCounts {
-  failed: number;
-  cancelled: number;
-}
-
-export function describeJob(s: JobStatus, split?: SplitCounts): string[] {
-  const f = split ?? { failed: s.tasks_failed, cancelled: 0 };
+export function describeJob(s: JobStatus): string[] {
   const lines = [
     `job ${s.job_uuid}  ${jobStateName(s.state)}  program ${s.program_name}`,
-    `tasks: ${s.task_count} total, ${s.tasks_pending} pending, ${s.tasks_running} running, ${s.tasks_succeeded} succeeded, ${f.failed} failed${split ? `, ${f.cancelled} cancelled` : ''}`,
+    `tasks: ${s.task_count} total, ${s.tasks_pending} pending, ${s.tasks_running} running, ${s.tasks_succeeded} succeeded, ${s.tasks_failed} failed, ${s.tasks_cancelled} cancelled`,
   ];
   const tty = !!process.stdout.isTTY;
   const created = shownTime(s.created_at_ms, Date.now(), tty);
   lines.push(s.finished_at_ms ? `created ${created}, finished after ${duration(s.finished_at_ms - s.created_at_ms)}` : `created ${created}`);
   if (s.error) lines.push(`error: ${s.error}`);
   return lines;
-}
-
-/**
- * Failed and cancelled counted apart, by asking each task's state; only done for a job that
- * has any (tasks_failed > 0), since the job's own counters cannot tell them apart.
- */
-export async function splitCounts(c: Ctx, s: JobStatus, tasks?: readonly TaskStatus[]): Promise<SplitCounts> {
-  if (s.tasks_failed === 0) return { failed: 0, cancelled: 0 };
-  const ts = tasks ?? (await mapLimit(range(s.task_count), c.cfg.taskStatusConcurrency, (i) => c.master.taskStatus(s.job_uuid, i)));
-  const n = taskCounts(ts);
-  return { failed: n.failed, cancelled: n.cancelled };
 }
 
 function tail(text: string, lines: number): string[] {
@@ -115,7 +96,7 @@ export async function waitForJob(c: Ctx, jobUuid: string): Promise<JobStatus> {
   try {
     for (;;) {
       const s = await c.master.jobStatus(jobUuid);
-      const settled = s.tasks_succeeded + s.tasks_failed;
+      const settled = s.tasks_succeeded + s.tasks_failed + s.tasks_cancelled;
       bar.update(settled, s.task_count, `${s.tasks_running} running, ${s.tasks_failed} failed, ${jobStateName(s.state)}`);
       if (s.state !== JobState.running) return s;
       await new Promise((res) => setTimeout(res, c.cfg.pollIntervalMs));
@@ -128,9 +109,8 @@ export async function waitForJob(c: Ctx, jobUuid: string): Promise<JobStatus> {
 /** Prints how a finished job ended; sets exit code 2 unless it succeeded. Returns the status as JSON. */
 export async function report(c: Ctx, s: JobStatus, json: boolean): Promise<Record<string, unknown>> {
   const failed = s.state === JobState.succeeded ? [] : await failedTasks(c, s, c.cfg.maxFailedTasksShown);
-  const split = s.state === JobState.succeeded ? undefined : await splitCounts(c, s);
   if (s.state !== JobState.succeeded) process.exitCode = EXIT_JOB_NOT_SUCCEEDED;
-  const summary = { ...jobJson(s, split ?? { failed: 0, cancelled: 0 }), failedTasks: failed.map(taskJson) };
+  const summary = { ...jobJson(s), failedTasks: failed.map(taskJson) };
   if (json) {
     out(JSON.stringify(summary));
     return summary;
@@ -139,9 +119,9 @@ export async function report(c: Ctx, s: JobStatus, json: boolean): Promise<Recor
     out(`job ${s.job_uuid} succeeded: ${s.task_count} task${s.task_count === 1 ? '' : 's'}; get the outputs with \`grid results ${s.job_uuid} --out DIR\``);
     return summary;
   }
-  const lines = [...describeJob(s, split)];
+  const lines = [...describeJob(s)];
   for (const t of failed) lines.push(...describeFailedTask(t, c.cfg.logTailLines));
-  const nFailed = split?.failed ?? s.tasks_failed;
+  const nFailed = s.tasks_failed;
   if (nFailed > failed.length) lines.push(`(${nFailed - failed.length} more failed tasks not shown; see \`grid status ${s.job_uuid} --tasks\`)`);
   for (const l of lines) out(l);
   return summary;
@@ -154,7 +134,7 @@ export function resultsExitCode(state: number): number {
   return EXIT_JOB_NOT_SUCCEEDED;
 }
 
-/** Tasks by state; cancelled is its own count (the job counters fold it into failed). */
+/** Tasks by state, counted from the tasks themselves; cancelled is its own count. */
 export function taskCounts(tasks: readonly TaskStatus[]): { pending: number; running: number; succeeded: number; failed: number; cancelled: number } {
   const n = { pending: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
   for (const t of tasks) {

@@ -3,14 +3,19 @@
  * the background and a request just times out, so a client pointed at a dead or wrong
  * endpoint used to wait its whole retry window (31-41 s) before saying so. A plain TCP
  * connect answers within milliseconds (refused, unreachable, unknown host), so clients
- * probe first and report within `connectTimeoutMs` (2 s by default), naming every endpoint
- * tried and why it failed.
+ * probe first and report within `connectTimeoutMs` (1.5 s by default, counted by the CLI from
+ * its own start), naming every endpoint tried and why it failed.
  */
 import net from 'node:net';
 import { GridError } from './errors';
 
 /** Pause between two rounds of connect attempts while none has succeeded, ms. */
 export const REACH_RETRY_MS = 100;
+/**
+ * Least time the probe gets when its budget is counted from an earlier moment (the CLI
+ * counts connectTimeoutMs from the process's start) and start-up already used most of it, ms.
+ */
+export const REACH_MIN_PROBE_MS = 250;
 
 export interface ReachResult {
   /** the first endpoint that accepted a TCP connection, or undefined */
@@ -101,10 +106,13 @@ export async function reachAny(endpoints: readonly string[], timeoutMs: number, 
 /**
  * Throws UNAVAILABLE naming each endpoint tried and why, when none of them accepts a TCP
  * connection within `timeoutMs`; `what` is the kind of node ("master", "storage node").
+ * `spentMs`: how much of timeoutMs is already gone (the CLI's start-up, so that a command
+ * with no grid ends about timeoutMs after it started); the probe still gets at least
+ * REACH_MIN_PROBE_MS (or timeoutMs, if smaller).
  */
-export async function ensureReachable(what: string, endpoints: readonly string[], from: string | undefined, timeoutMs: number, hint: string): Promise<void> {
+export async function ensureReachable(what: string, endpoints: readonly string[], from: string | undefined, timeoutMs: number, hint: string, spentMs = 0): Promise<void> {
   if (timeoutMs <= 0 || endpoints.length === 0) return;
-  const r = await reachAny(endpoints, timeoutMs);
+  const r = await reachAny(endpoints, Math.max(Math.min(REACH_MIN_PROBE_MS, timeoutMs), timeoutMs - spentMs));
   if (r.ok) return;
   const tried = endpoints.map((e) => `${e}: ${r.why.get(e) ?? 'no answer'}`).join('; ');
   throw new GridError('UNAVAILABLE', `cannot connect to the ${what}${from ? ` (from ${from})` : ''} within ${timeoutMs} ms: tried ${tried}`, hint);

@@ -248,6 +248,28 @@ export class MasterNode {
           error: s.error.slice(0, 60_000),
         };
       }
+      case 'job_status2_request': {
+        await replica.readBarrier();
+        const s = this.store.jobStatus(m.job_uuid);
+        if (!s) throw notFound(m.job_uuid);
+        return {
+          type: 'job_status2_response',
+          node_uuid: this.nodeId,
+          request_uuid: m.request_uuid,
+          job_uuid: m.job_uuid,
+          state: s.state,
+          task_count: s.taskCount,
+          tasks_pending: s.pending,
+          tasks_running: s.running,
+          tasks_succeeded: s.succeeded,
+          tasks_failed: s.failed - s.cancelled,
+          tasks_cancelled: s.cancelled,
+          created_at_ms: s.createdAtMs,
+          finished_at_ms: s.finishedAtMs,
+          program_name: s.programName,
+          error: s.error.slice(0, 60_000),
+        };
+      }
       case 'job_list_request':
         await replica.readBarrier();
         return {

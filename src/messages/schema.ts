@@ -96,7 +96,7 @@ export const TaskOutcome = {
 } as const;
 /** task_status_response.state */
 export const TaskState = { pending: 0, running: 1, succeeded: 2, failed: 3, cancelled: 4 } as const;
-/** job_status_response.state */
+/** job_status_response.state, job_status2_response.state */
 export const JobState = { running: 0, succeeded: 1, failed: 2, cancelled: 3 } as const;
 /** file_put_response.status */
 export const PutStatus = { partial: 0, stored: 1, already_stored: 2 } as const;
@@ -391,6 +391,33 @@ export const MESSAGES = {
     doc: 'When the job ends, the master leader HTTP-POSTs its final status as JSON to url (grid submit --notify; docs/operations.md). Answered by ack_reply.',
     fields: [f('request_uuid', 'uuid'), f('job_uuid', 'uuid')],
     tail: [{ name: 'url', kind: 'utf8', maxBytes: MAX_NAME_BYTES }],
+  },
+
+  job_status2_request: {
+    id: 50,
+    family: 'job',
+    doc: 'State and counts of one job, failed and cancelled tasks counted apart. Answered by job_status2_response. Replaces job_status_request (42), which a master still answers for older clients (docs/protocol.md, "Versioning").',
+    fields: [f('request_uuid', 'uuid'), f('job_uuid', 'uuid')],
+    tail: [],
+  },
+  job_status2_response: {
+    id: 51,
+    family: 'job',
+    doc: 'Answer to job_status2_request: job_status_response plus tasks_cancelled; here tasks_failed does not include the cancelled tasks (in job_status_response it does).',
+    fields: [
+      f('request_uuid', 'uuid'),
+      f('job_uuid', 'uuid'),
+      f('state', 'u8', 'JobState', JobState),
+      f('task_count', 'u32'),
+      f('tasks_pending', 'u32'),
+      f('tasks_running', 'u32'),
+      f('tasks_succeeded', 'u32'),
+      f('tasks_failed', 'u32', 'failed tasks, cancelled ones not included'),
+      f('tasks_cancelled', 'u32'),
+      f('created_at_ms', 'u64'),
+      f('finished_at_ms', 'u64', '0 while running'),
+    ],
+    tail: [{ name: 'program_name', kind: 'utf8', maxBytes: MAX_NAME_BYTES }, text('error')],
   },
 
   // ---- dispatch (master <-> balancer <-> worker) ----------------------------------------

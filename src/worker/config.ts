@@ -50,7 +50,7 @@ export const WORKER_SETTINGS = new SettingsTable(
     chunkCacheBytes: { type: 'int', default: 256 * 1024 * 1024, min: 4096, max: Number.MAX_SAFE_INTEGER, unit: 'bytes', doc: 'FUSE: bound of the chunk cache (at least fuseChunkBytes)' },
     readAheadChunks: { type: 'int', default: 2, min: 0, max: 64, doc: 'FUSE: chunks read ahead after a sequential read' },
     fuseOpTimeoutMs: { type: 'int', default: 60_000, min: 1000, max: 600_000, unit: 'ms', doc: 'most time one FUSE operation may take before the reading program gets EIO' },
-    maxCachedPrograms: { type: 'int', default: 100, min: 1, max: 100_000, doc: 'most programs (job.js files) kept in <dataDir>/programs' },
+    maxCachedPrograms: { type: 'int', default: 100, min: 1, max: 100_000, doc: 'most programs (job.js files) no task holds kept in <dataDir>/programs (a running task\'s program is never evicted)' },
     maxExecutionRecords: { type: 'int', default: 100_000, min: 100, max: 100_000_000, doc: 'most rows kept in the execution journal <dataDir>/executions.db (one per run of a task program); the oldest are pruned beyond it' },
   },
   (c) => {

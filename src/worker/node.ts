@@ -40,6 +40,7 @@ import { ExecutionJournal } from './journal';
 import { BalancerLink, resultKey } from './link';
 import { RunResult, TaskRun } from './runner';
 import { WorkerMetrics, WorkerSnapshot } from './metrics';
+import { ProgramCache, ProgramLease } from './programs';
 
 type Dispatch = MessageOf<'task_dispatch'>;
 type ResultMsg = MessageInput<'task_result'>;
@@ -108,7 +109,7 @@ export class WorkerNode {
   private ticker?: NodeJS.Timeout;
   private readonly tasks = new Map<string, TaskEntry>();
   private readonly queue: string[] = [];
-  private readonly programs = new Map<string, Promise<string>>(); // file uuid -> local path (LRU order)
+  private readonly programs: ProgramCache;
   private readonly lengths = new Map<string, number>();
   private journal?: ExecutionJournal;
   private mountHealth: string | null = null;
@@ -140,6 +141,12 @@ export class WorkerNode {
         log: this.log,
       });
     }
+    this.programs = new ProgramCache(
+      path.join(cfg.dataDir, 'programs'),
+      cfg.maxCachedPrograms,
+      (uuid, dir, name) => this.fetchProgram(uuid, dir, name),
+      (e, uuid) => this.log.warn({ err: e.message, fileId: uuid }, 'could not delete an evicted program'),
+    );
     this.link = new BalancerLink<ResultMsg>(cfg, Date.now());
     this.conns = balancerEndpoints(cfg.balancer).map((endpoint) => ({ endpoint, lastHeardMs: Date.now(), epoch: 0, active: false, reconnects: 0, readySentMs: 0, awaitingGreeting: false }));
     this.metrics = new WorkerMetrics(this.nodeId, () => this.status() as WorkerSnapshot);
@@ -474,10 +481,14 @@ export class WorkerNode {
     let outputs: { uuid: string; name: string }[] = [];
     let logUuid = NIL_UUID;
     const registered: string[] = [];
+    let program: ProgramLease | undefined;
     try {
       await fsp.rm(taskDir, { recursive: true, force: true });
       await fsp.mkdir(taskDir, { recursive: true });
-      const programPath = await this.program(m.program_file_uuid, m.program_name);
+      if (!isUuid(m.program_file_uuid)) throw new GridError('BAD_REQUEST', `bad program file uuid ${m.program_file_uuid}`);
+      // pinned until the task's process has ended: never evicted under a running task
+      program = this.programs.acquire(m.program_file_uuid, m.program_name);
+      const programPath = await program.path;
       const inputPaths = await this.inputs(m, taskDir, registered);
       if (t.cancelled) {
         result = this.bareResult('cancelled', 'task was cancelled before it started');
@@ -535,6 +546,7 @@ export class WorkerNode {
       t.log.warn({ err: msg }, 'task could not be prepared');
       result = this.bareResult(t.cancelled ? 'cancelled' : 'worker_error', `worker could not prepare the task: ${msg}`);
     } finally {
+      program?.release();
       for (const u of registered) this.fs?.release(u);
       await fsp.rm(taskDir, { recursive: true, force: true }).catch(() => undefined);
     }
@@ -577,53 +589,30 @@ export class WorkerNode {
     this.pump();
   }
 
-  /** The program, cached in <dataDir>/programs/<uuid>/<name> (files never change). */
-  private program(fileUuid: string, programName: string): Promise<string> {
-    if (!isUuid(fileUuid)) return Promise.reject(new GridError('BAD_REQUEST', `bad program file uuid ${fileUuid}`));
-    const have = this.programs.get(fileUuid);
-    if (have) {
-      this.programs.delete(fileUuid);
-      this.programs.set(fileUuid, have);
-      return have;
-    }
+  /** Fetches a program into <dataDir>/programs/<uuid>/<name> for the program cache (programs.ts). */
+  private async fetchProgram(fileUuid: string, dir: string, programName: string): Promise<string> {
     const name = isSafeName(programName) ? programName : 'job.js';
-    const dir = path.join(this.cfg.dataDir, 'programs', fileUuid);
-    const p = (async () => {
-      let data: Buffer;
-      try {
-        data = await this.storage.readWhole(fileUuid);
-      } catch (e) {
-        if (!(e instanceof RemoteError && e.code === 'TOO_LARGE')) throw this.storageError('program', fileUuid, e);
-        await fsp.mkdir(dir, { recursive: true });
-        await this.storage.downloadTo(fileUuid, path.join(dir, name));
-        return path.join(dir, name);
-      }
+    let data: Buffer;
+    try {
+      data = await this.storage.readWhole(fileUuid);
+    } catch (e) {
+      if (!(e instanceof RemoteError && e.code === 'TOO_LARGE')) throw this.storageError('program', fileUuid, e);
       await fsp.mkdir(dir, { recursive: true });
-      const tmp = path.join(dir, `.${name}.${process.pid}.tmp`);
-      await fsp.writeFile(tmp, data);
-      await fsp.rename(tmp, path.join(dir, name));
+      await this.storage.downloadTo(fileUuid, path.join(dir, name));
       return path.join(dir, name);
-    })();
-    this.programs.set(fileUuid, p);
-    p.catch(() => this.programs.delete(fileUuid));
-    this.evictPrograms();
-    return p;
-  }
-
-  private evictPrograms(): void {
-    for (const uuid of this.programs.keys()) {
-      if (this.programs.size <= this.cfg.maxCachedPrograms) break;
-      if ([...this.tasks.values()].some((t) => t.msg.program_file_uuid === uuid && t.state !== 'queued')) continue;
-      this.programs.delete(uuid);
-      void fsp.rm(path.join(this.cfg.dataDir, 'programs', uuid), { recursive: true, force: true });
     }
+    await fsp.mkdir(dir, { recursive: true });
+    const tmp = path.join(dir, `.${name}.${process.pid}.tmp`);
+    await fsp.writeFile(tmp, data);
+    await fsp.rename(tmp, path.join(dir, name));
+    return path.join(dir, name);
   }
 
   private async loadProgramCache(): Promise<void> {
     const root = path.join(this.cfg.dataDir, 'programs');
     for (const uuid of await fsp.readdir(root).catch(() => [] as string[])) {
       const files = (await fsp.readdir(path.join(root, uuid)).catch(() => [] as string[])).filter((f) => !f.startsWith('.'));
-      if (isUuid(uuid) && files.length === 1) this.programs.set(uuid, Promise.resolve(path.join(root, uuid, files[0]!)));
+      if (isUuid(uuid) && files.length === 1) this.programs.adopt(uuid, path.join(root, uuid, files[0]!));
       else await fsp.rm(path.join(root, uuid), { recursive: true, force: true });
     }
   }
@@ -696,7 +685,8 @@ export class WorkerNode {
       reconnects: this.conns.reduce((n, c) => n + c.reconnects, 0),
       balancers: this.conns.map((c) => ({ endpoint: c.endpoint, epoch: c.epoch, active: c.active, followed: c === this.followed })),
       epoch: this.knownEpoch,
-      programsCached: this.programs.size,
+      programsCached: this.programs.stats().cached,
+      programs: this.programs.stats(),
       executions: this.journal?.summary() ?? null,
       fuse: this.fs ? this.fs.stats() : null,
       counts: { ...this.counts },

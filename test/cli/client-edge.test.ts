@@ -39,12 +39,12 @@ describe('cli: client edge cases (fake master, real storage, real `grid` process
     switch (m.type) {
       case 'job_list_request':
         return { type: 'job_list_response', node_uuid: MASTER_ID, request_uuid: m.request_uuid, job_uuids: [...jobs.keys()].slice(0, m.limit) };
-      case 'job_status_request': {
+      case 'job_status2_request': {
         const j = jobs.get(m.job_uuid);
         if (!j) throw new GridError('NOT_FOUND', `no job ${m.job_uuid}`);
         const n = (s: number) => j.tasks.filter((t) => t.state === s).length;
         return {
-          type: 'job_status_response',
+          type: 'job_status2_response',
           node_uuid: MASTER_ID,
           request_uuid: m.request_uuid,
           job_uuid: m.job_uuid,
@@ -54,6 +54,7 @@ describe('cli: client edge cases (fake master, real storage, real `grid` process
           tasks_running: n(TaskState.running),
           tasks_succeeded: n(TaskState.succeeded),
           tasks_failed: n(TaskState.failed),
+          tasks_cancelled: n(TaskState.cancelled),
           created_at_ms: 1,
           finished_at_ms: 2,
           program_name: 'job.js',

@@ -7,9 +7,9 @@ import { Message, MessageInput, newUuid } from '../../src/messages';
 import { MasterClient } from '../../src/cli/master-client';
 import { freePort, waitFor } from '../helpers/grid';
 
-function statusReply(m: Message & { type: 'job_status_request' }, nodeUuid: string): MessageInput {
+function statusReply(m: Message & { type: 'job_status2_request' }, nodeUuid: string): MessageInput {
   return {
-    type: 'job_status_response',
+    type: 'job_status2_response',
     node_uuid: nodeUuid,
     request_uuid: m.request_uuid,
     job_uuid: m.job_uuid,
@@ -19,6 +19,7 @@ function statusReply(m: Message & { type: 'job_status_request' }, nodeUuid: stri
     tasks_running: 0,
     tasks_succeeded: 3,
     tasks_failed: 0,
+    tasks_cancelled: 0,
     created_at_ms: 1,
     finished_at_ms: 2,
     program_name: 'job.js',
@@ -40,7 +41,7 @@ describe('cli: MasterClient retries (same request_uuid) within masterRetryWindow
       nodeUuid: newUuid(),
       log,
       handler: (m) => {
-        if (m.type !== 'job_status_request') throw new GridError('UNEXPECTED', m.type);
+        if (m.type !== 'job_status2_request') throw new GridError('UNEXPECTED', m.type);
         seen.push(m.request_uuid);
         // the first two copies are "lost"
         return seen.length <= 2 ? undefined : statusReply(m, newUuid());
@@ -69,7 +70,7 @@ describe('cli: MasterClient retries (same request_uuid) within masterRetryWindow
     const pending = c.jobStatus(newUuid());
     // the first attempts go nowhere (nobody listens yet): wait until two have timed out
     await waitFor(() => c.stats.timeouts >= 2, 'two attempts to time out', 10_000, 20);
-    const server = new RpcServer({ bind: endpoint, nodeUuid: newUuid(), log, handler: (m) => (m.type === 'job_status_request' ? statusReply(m, newUuid()) : undefined) });
+    const server = new RpcServer({ bind: endpoint, nodeUuid: newUuid(), log, handler: (m) => (m.type === 'job_status2_request' ? statusReply(m, newUuid()) : undefined) });
     await server.start();
     closers.push(() => server.close());
     const r = await pending;
@@ -132,7 +133,7 @@ describe('cli: MasterClient follows the leader of a replicated group (real socke
         const a = answer(m, seen.length);
         if (a === 'silent') return undefined;
         if (a !== 'lead') throw notLeader(a.follower);
-        if (m.type === 'job_status_request') return statusReply(m, newUuid());
+        if (m.type === 'job_status2_request') return statusReply(m, newUuid());
         if (m.type === 'job_submit_request') return { type: 'job_submit_response', node_uuid: newUuid(), request_uuid: m.request_uuid, job_uuid: m.job_uuid, task_count: 2, created: 1 } as MessageInput;
         throw new GridError('UNEXPECTED', m.type);
       },

@@ -3,11 +3,33 @@
  * the later describe blocks) pipes, --out checks, exit codes, listings and completion.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import { relativeTime, shownTime } from '../../src/cli/format';
 import { oneLineError } from './oneline';
 import { EXAMPLES, Grid, RunResult, freePort, makeTmpDir, runGrid, startGrid, waitFor } from '../helpers/grid';
+
+/**
+ * Drives a real interactive zsh through zsh/zpty: compinit, the script under test, then a
+ * line and TAB. compadd is wrapped to write each match it adds to OUT (calls that only filter,
+ * with -O/-A/-D, pass through); the TAB widget writes zsh's own match count to OUT.done when
+ * the completion has run. Usage: zsh -f complete.zsh SCRIPT OUT LINE
+ */
+const ZSH_HARNESS = `zmodload zsh/zpty || exit 3
+script=$1 out=$2 line=$3
+rm -f $out $out.done
+zpty gridtest zsh -f -i
+zpty -w gridtest "PS1='> '; autoload -U compinit; compinit -u -D"
+zpty -w gridtest "compadd() { if (( \\\${@[(I)-[OAD]]} )); then builtin compadd \\"\\$@\\"; return; fi; local -a __grid_got; builtin compadd -O __grid_got \\"\\$@\\"; (( \\$#__grid_got )) && print -rl -- \\$__grid_got >> \${(q)out}; builtin compadd \\"\\$@\\"; }"
+zpty -w gridtest "_grid_capture() { _main_complete; print -r -- \\$compstate[nmatches] > \${(q)out}.done; }; zle -C grid-capture complete-word _grid_capture; bindkey '^I' grid-capture"
+zpty -w gridtest "source \${(q)script}"
+zpty -w -n gridtest "$line"$'\\t'
+# wait for the widget to have run (bounded: 10 s)
+for i in {1..200}; do [[ -e $out.done ]] && break; sleep 0.05; done
+zpty -d gridtest
+[[ -e $out.done ]] || { print -u2 "zsh ran no completion for: $line"; exit 2; }
+`;
 
 describe('cli polish: connection failures are reported at once, naming what was tried', function () {
   this.timeout(60_000);
@@ -165,10 +187,32 @@ describe('cli polish: argument checks that need no grid', function () {
     assert.equal(complete(['grid', 'jobs', '--state', 'ca']), 'cancelled');
     assert.equal(complete(['grid', 'codec', 'de']), 'decode');
     assert.equal(complete(['grid', 'completion', 'z']), '', 'completion takes bash or zsh (no options start with z)');
-    const zsh = (await runGrid(['completion', 'zsh'])).stdout;
-    assert.match(zsh, /^#compdef grid/);
-    assert.match(zsh, /'--state\[[^\]]*\]:value:\(running succeeded failed cancelled\)'/);
     oneLineError(await runGrid(['completion', 'fish']), /no completion for shell "fish".*bash or zsh/);
+  });
+
+  it('completion: zsh completes commands, options and option values in a real interactive zsh (compinit, TAB)', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const script = path.join(tmp, '_grid');
+    fs.writeFileSync(script, (await runGrid(['completion', 'zsh'])).stdout);
+    const harness = path.join(tmp, 'complete.zsh');
+    fs.writeFileSync(harness, ZSH_HARNESS);
+    const out = path.join(tmp, 'zsh-matches');
+    const complete = (line: string): string[] => {
+      execFileSync('zsh', ['-f', harness, script, out, line], { encoding: 'utf8', timeout: 30_000 });
+      const n = Number(fs.readFileSync(`${out}.done`, 'utf8'));
+      const got = fs.existsSync(out) ? [...new Set(fs.readFileSync(out, 'utf8').split('\n').filter(Boolean))].sort() : [];
+      assert.equal(got.length, n, `zsh counted ${n} matches for ${JSON.stringify(line)}, the harness saw ${got.join(' ')}`);
+      return got;
+    };
+    assert.deepEqual(complete('grid sub'), ['submit']);
+    assert.deepEqual(complete('grid '), ['balancer', 'cancel', 'cluster', 'codec', 'completion', 'dev', 'init', 'jobs', 'logs', 'master', 'results', 'status', 'storage', 'submit', 'worker']);
+    assert.deepEqual(complete('grid jobs --'), ['--data-dir', '--help', '--json', '--limit', '--master', '--state', '--storage']);
+    assert.deepEqual(complete('grid jobs --state ca'), ['cancelled']);
+    assert.deepEqual(complete('grid dev --restart '), ['balancer', 'master', 'none', 'storage', 'worker']);
+    assert.deepEqual(complete('grid codec de'), ['decode']);
+    fs.mkdirSync(path.join(tmp, 'outdir-x'));
+    assert.deepEqual(complete(`grid results 1234 --out ${tmp}/outdir-`), ['outdir-x'], '--out completes folders');
+    assert.deepEqual(complete('grid nosuchcommand --'), []);
   });
 });
 
@@ -253,6 +297,28 @@ describe('cli polish on a real grid dev: results, cancelled counts, exit codes, 
     const r = await g.run(['results', sleepJob, '--out', path.join(tmp, 'cancelled')]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /is cancelled \(0 failed, 2 cancelled\)/);
+    // the job list: counts from job_status2_response (docs/protocol.md), cancelled apart
+    const list = JSON.parse((await g.run(['jobs', '--json'])).stdout) as { jobId: string; tasksFailed: number; tasksCancelled: number }[];
+    const listed = list.find((j) => j.jobId === sleepJob)!;
+    assert.deepEqual([listed.tasksFailed, listed.tasksCancelled], [0, 2]);
+    assert.deepEqual(
+      list.filter((j) => j.jobId === doneJob).map((j) => [j.tasksFailed, j.tasksCancelled]),
+      [[0, 0]],
+    );
+    const table = (await g.run(['jobs'])).stdout.split('\n');
+    assert.match(table[0]!, /^JOB +STATE +TASKS +OK +FAILED +CANCELLED +CREATED +PROGRAM$/);
+    assert.match(table.find((l) => l.startsWith(sleepJob))!, new RegExp(`^${sleepJob} cancelled +2 +0 +0 +2 `));
+    // the dashboard's job list says the same
+    const admin = g.masterNodes()[0]!.adminPort;
+    const overview = await new Promise<{ jobs: { jobId: string; tasks: Record<string, number> }[] }>((res, rej) => {
+      http.get(`http://127.0.0.1:${admin}/dashboard/api/overview`, (resp) => {
+        let body = '';
+        resp.on('data', (d: Buffer) => (body += d.toString()));
+        resp.on('end', () => res(JSON.parse(body)));
+      }).on('error', rej);
+    });
+    const dj = overview.jobs.find((j) => j.jobId === sleepJob)!;
+    assert.deepEqual([dj.tasks.failed, dj.tasks.cancelled], [0, 2]);
   });
 });
 

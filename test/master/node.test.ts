@@ -353,6 +353,13 @@ describe('master node (real sockets)', function () {
     const st = (await client.request({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: sub.job_uuid })) as MessageOf<'job_status_response'>;
     assert.equal(st.state, JobState.failed);
     assert.match(st.error, /exited with code 3/);
+    // job_status_response (42/43) folds the cancelled task into tasks_failed, for older clients;
+    // job_status2_response (50/51) counts it apart (docs/protocol.md, "Versioning")
+    assert.deepEqual([st.tasks_failed, st.tasks_succeeded], [2, 0]);
+    const st2 = (await client.request({ type: 'job_status2_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: sub.job_uuid })) as MessageOf<'job_status2_response'>;
+    assert.equal(st2.state, JobState.failed);
+    assert.deepEqual([st2.task_count, st2.tasks_failed, st2.tasks_cancelled, st2.tasks_succeeded], [2, 1, 1, 0]);
+    assert.equal(st2.error, st.error);
   });
 });
 
