@@ -158,13 +158,14 @@ describe('worker node (real processes)', function () {
     return Object.assign(p, { id: p.ready.nodeId as string, dataDir, adminPort: p.ready.adminPort as number });
   }
 
-  async function dispatch(b: FakeBalancer, workerId: string, program: string, inputs: { data: Buffer; name: string }[], over: Partial<MessageInput<'task_dispatch'>> = {}) {
+  async function dispatch(b: FakeBalancer, workerId: string, program: string, inputs: { data: Buffer; name: string }[], over: Partial<MessageInput<'worker_request'>> = {}) {
     const prog = await client.putBuffer(Buffer.from(program));
     const ins = await Promise.all(inputs.map((i) => client.putBuffer(i.data)));
-    const m: MessageInput<'task_dispatch'> = {
-      type: 'task_dispatch',
+    const m: MessageInput<'worker_request'> = {
+      type: 'worker_request',
       node_uuid: BALANCER_ID,
       job_uuid: newUuid(),
+      program: Buffer.alloc(0), // program_length and the counts follow from the lists
       program_file_uuid: prog.fileUuid,
       task_index: 4,
       task_count: 9,
@@ -175,7 +176,7 @@ describe('worker node (real processes)', function () {
       output_limit_bytes: 64 * 1024 * 1024,
       epoch: 1,
       input_file_uuids: ins.map((i) => i.fileUuid),
-      input_names: inputs.map((i) => i.name),
+      input_files: inputs.map((i) => i.name),
       args: ['x', 'y z'],
       program_name: 'job.js',
       ...over,
@@ -263,12 +264,12 @@ describe('worker node (real processes)', function () {
     await b.waitFor('task_started', (m) => m.job_uuid === slow.job_uuid);
     const [busy] = await b.waitFor('worker_status', (m) => m.node_uuid === w.id && m.job_uuid === slow.job_uuid);
     assert.equal(busy!.state, WorkerState.busy);
-    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: slow.job_uuid });
+    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: slow.job_uuid, task_index: 0, attempt: 0, scope: 0 });
     const [rc] = await b.waitFor('task_result', (m) => m.job_uuid === slow.job_uuid);
     assert.equal(rc!.outcome, TaskOutcome.cancelled);
     assert.equal(rc!.exit_code, -1);
 
-    const missing = await dispatch(b, w.id, 'console.log(1)', [], { task_index: 2, input_file_uuids: [newUuid()], input_names: ['gone.txt'] });
+    const missing = await dispatch(b, w.id, 'console.log(1)', [], { task_index: 2, input_file_uuids: [newUuid()], input_files: ['gone.txt'] });
     const [rm] = await b.waitFor('task_result', (m) => m.job_uuid === missing.job_uuid);
     assert.equal(rm!.outcome, TaskOutcome.worker_error);
     assert.match(rm!.error, /is not in storage/);
@@ -372,7 +373,7 @@ describe('worker node (real processes)', function () {
     assert.match(full!.error, /worker is full \(2 slots \+ 1 prefetch\)/);
     assert.equal((await status(w)).counts.refusedFull, 1);
 
-    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: queued.job_uuid });
+    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: queued.job_uuid, task_index: 0, attempt: 0, scope: 0 });
     await until(async () => (await status(w)).queued === 0, 'the queued task to be dropped');
     fs.writeFileSync(gate, '');
     await b.waitFor('task_result', (m) => m.job_uuid === a0.job_uuid, 2);
@@ -402,8 +403,8 @@ describe('worker node (real processes)', function () {
       const prog = await ownClient.putBuffer(Buffer.from(gated(gate)));
       const job = newUuid();
       await b.sendTo(id, {
-        type: 'task_dispatch', node_uuid: BALANCER_ID, job_uuid: job, program_file_uuid: prog.fileUuid, task_index: 0, task_count: 1, attempt: 0, max_retries: 2,
-        timeout_ms: 30_000, memory_limit_mb: 256, output_limit_bytes: 1 << 20, epoch: 1, input_file_uuids: [], input_names: [], args: [], program_name: 'job.js',
+        type: 'worker_request', node_uuid: BALANCER_ID, job_uuid: job, program: Buffer.alloc(0), program_file_uuid: prog.fileUuid, task_index: 0, task_count: 1, attempt: 0, max_retries: 2,
+        timeout_ms: 30_000, memory_limit_mb: 256, output_limit_bytes: 1 << 20, epoch: 1, input_file_uuids: [], input_files: [], args: [], program_name: 'job.js',
       });
       await b.waitFor('task_started', (m) => m.job_uuid === job);
       ownClient.close();
