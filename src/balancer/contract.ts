@@ -34,7 +34,7 @@ export type DispatchEvent =
   | { type: 'lease:refused'; epoch: number; reason: string; dropped: number }
   | { type: 'task:adopted'; jobUuid: string; taskIndex: number; attempt: number; workerId: string }
   | { type: 'task:stale'; jobUuid: string; taskIndex: number; epoch: number }
-  /** a late worker_holding: the re-dispatched copy on workerId is cancelled, the reporter's kept */
+  /** a late worker_holding: the reporter's copy (on workerId) is cancelled, the re-dispatched one kept */
   | { type: 'task:copy-cancelled'; jobUuid: string; taskIndex: number; attempt: number; workerId: string; keptOn: string; keptAttempt: number }
   /** the master link moves: a follower named the leader (or none), or the master fell silent */
   | { type: 'master:redirect'; from: string; to: string; why: RedirectWhy; hint: string | null }

@@ -268,7 +268,7 @@ export class Dispatcher {
         if (t.state !== 'running') {
           this.adoptInto(out, t, w, attempt, state, nowMs);
           if (this.adopting) this.adopting.adopted++;
-        } else if (t.workerId !== w.id) this.lateHolding(out, t, w, attempt, state, nowMs);
+        } else if (t.workerId !== w.id && !t.adopted) this.lateHolding(out, t, w, attempt);
         continue;
       }
       if (w.assigned.size + w.adoptedKeys.size >= w.slots + w.prefetch + this.o.maxUnackedResults) continue;
@@ -291,21 +291,18 @@ export class Dispatcher {
 
   /**
    * A worker reports an attempt of a task that this balancer already dispatched again, to
-   * another worker (its worker_holding came after adoptWaitMs, or it joined late): two copies
-   * would run. The reporter's copy began before the failover, so it is further along (it may
-   * even have finished): it is adopted, and the re-dispatched copy is cancelled on its worker
-   * (task_cancel, scope attempt). Its capacity is free at once, as for a cancelled job; its
-   * late result is stale (acknowledged, ignored), and a retry never reuses its attempt number.
+   * another worker, in this epoch (its worker_holding came after adoptWaitMs): two copies
+   * would run. The reporter's copy is cancelled (task_cancel, scope attempt: that attempt
+   * only); the re-dispatched one is kept, because its attempt number is the one the master
+   * handed out for this epoch, so its result is always recorded, while the reporter's attempt
+   * may already be settled at the master (declared lost before the failover) and its result
+   * would then be ignored there and the task never settle. The cancelled copy's result is
+   * stale here (acknowledged, ignored).
    */
-  private lateHolding(out: DispatchOutput[], t: HeldTask, w: WorkerRec, attempt: number, state: number, nowMs: number): void {
-    const other = this.workers.get(t.workerId!)!;
-    const dropped = t.attempt;
-    other.assigned.delete(t.key);
-    t.cancelledAttempt = Math.max(t.cancelledAttempt ?? -1, dropped);
-    this.toWorker(out, other.id, { type: 'task_cancel', node_uuid: this.o.nodeUuid, job_uuid: t.spec.job_uuid, task_index: t.spec.task_index, attempt: dropped, scope: CancelScope.attempt });
+  private lateHolding(out: DispatchOutput[], t: HeldTask, w: WorkerRec, attempt: number): void {
+    this.toWorker(out, w.id, { type: 'task_cancel', node_uuid: this.o.nodeUuid, job_uuid: t.spec.job_uuid, task_index: t.spec.task_index, attempt, scope: CancelScope.attempt });
     this.counters.copiesCancelled++;
-    this.emit(out, { type: 'task:copy-cancelled', jobUuid: t.spec.job_uuid, taskIndex: t.spec.task_index, attempt: dropped, workerId: other.id, keptOn: w.id, keptAttempt: attempt });
-    this.adoptInto(out, t, w, attempt, state, nowMs);
+    this.emit(out, { type: 'task:copy-cancelled', jobUuid: t.spec.job_uuid, taskIndex: t.spec.task_index, attempt, workerId: w.id, keptOn: t.workerId!, keptAttempt: t.attempt });
   }
 
   /** A held task becomes running on the worker that reported it (no new dispatch). */
@@ -316,6 +313,7 @@ export class Dispatcher {
     t.workerId = w.id;
     t.attempt = attempt;
     t.dispatchedAtMs = nowMs;
+    t.adopted = true;
     t.started = state !== HeldState.queued;
     this.setDeadline(t, nowMs);
     w.assigned.add(t.key);
@@ -746,8 +744,7 @@ export class Dispatcher {
   private retry(out: DispatchOutput[], t: HeldTask, outcome: number, workerId: string, nowMs: number, withBackoff: boolean): void {
     const failed = t.attempt;
     const delayMs = withBackoff ? Math.min(this.o.retryBackoffMaxMs, this.o.retryBackoffBaseMs * 2 ** failed) : 0;
-    // never reuse the number of a copy that was cancelled (its late result must stay stale)
-    t.attempt = Math.max(failed, t.cancelledAttempt ?? -1) + 1;
+    t.attempt = failed + 1;
     t.workerId = undefined;
     t.started = false;
     t.deadlineMs = Infinity;
@@ -793,6 +790,7 @@ export class Dispatcher {
       t.state = 'running';
       t.workerId = w.id;
       t.dispatchedAtMs = nowMs;
+      t.adopted = false;
       t.started = false;
       this.setDeadline(t, nowMs);
       w.assigned.add(t.key);

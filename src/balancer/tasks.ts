@@ -19,8 +19,8 @@ export interface HeldTask {
   deadlineMs: number;
   /** workers an earlier attempt failed or was lost on, so a retry prefers another one */
   failedOn: string[];
-  /** the highest attempt whose copy was cancelled (a late reporter kept its own): never reused */
-  cancelledAttempt?: number;
+  /** running because a worker reported holding it after a failover (not dispatched here) */
+  adopted?: boolean;
 }
 
 export class TaskTable {

@@ -311,13 +311,11 @@ export class WorkerNode {
       case 'generic_message':
         return;
       case 'balancer_state': {
-        // the greeting after our worker_ready: a balancer that restarted knows nothing we hold
-        const greeting = c.awaitingGreeting;
         c.awaitingGreeting = false;
         c.epoch = m.epoch;
         c.active = m.active === 1;
         if (c.active && m.epoch > this.knownEpoch) this.follow(c, m.epoch);
-        else if (c.active && m.epoch === this.knownEpoch && (this.followed !== c || greeting)) this.follow(c, m.epoch);
+        else if (c.active && m.epoch === this.knownEpoch && this.followed !== c) this.follow(c, m.epoch);
         else if (c.active && c === this.followed) this.link.heard(Date.now());
         return;
       }

@@ -178,7 +178,7 @@ describe('dispatcher: fencing and failover adoption', () => {
     return wire<'worker_holding'>({ type: 'worker_holding', node_uuid: worker, epoch, entries_length: entries.length, job_uuids: held.map(() => job), entries });
   }
 
-  it('a late reporter (after adoptWaitMs) keeps its copy; the re-dispatched copy is cancelled, so a task never runs twice', () => {
+  it('a late reporter (after adoptWaitMs) is told to cancel its copy of a task dispatched again meanwhile, so it does not run twice', () => {
     const d = started();
     d.onWorker(B, readyMsg(B, 2, 0), 0); // joined first: the re-dispatch picks B
     d.onWorker(A, readyMsg(A, 2, 0), 0);
@@ -193,24 +193,29 @@ describe('dispatcher: fencing and failover adoption', () => {
     // A's worker_holding arrives now: it has run attempt 0 of task 0 since before the failover
     const late = d.onWorker(A, holdingOf(A, 2, job, [[0, 0, HeldState.running]]), 600);
     assert.deepEqual(
-      toWorker(late, B, 'task_cancel').map((m) => [m.job_uuid, m.task_index, m.attempt, m.scope]),
-      [[job, 0, 1, CancelScope.attempt]],
-      "B's copy is cancelled (that attempt only, not the job)",
+      toWorker(late, A, 'task_cancel').map((m) => [m.job_uuid, m.task_index, m.attempt, m.scope]),
+      [[job, 0, 0, CancelScope.attempt]],
+      "A's copy is cancelled (that attempt only, not the job)",
     );
-    assert.equal(toWorker(late, A, 'task_cancel').length, 0, "A's copy is kept: it began first");
-    assert.deepEqual(events(late, 'task:copy-cancelled').map((e) => [e.workerId, e.attempt, e.keptOn, e.keptAttempt]), [[B, 1, A, 0]]);
-    assert.equal(d.taskInfo(job, 0)!.workerId, A);
-    assert.equal(d.taskInfo(job, 0)!.attempt, 0);
-    assert.equal(d.workerLoad(B), 0, "B's capacity is free at once");
-    // B's cancelled copy reports (outcome cancelled): stale, acknowledged, never forwarded
-    const cancelled = d.onWorker(B, resultMsg(B, job, 0, 1, TaskOutcome.cancelled), 610);
+    assert.equal(toWorker(late, B, 'task_cancel').length, 0, "B's copy, the epoch's attempt, is kept (its result is always recorded)");
+    assert.deepEqual(events(late, 'task:copy-cancelled').map((e) => [e.workerId, e.attempt, e.keptOn, e.keptAttempt]), [[A, 0, B, 1]]);
+    assert.deepEqual([d.taskInfo(job, 0)!.workerId, d.taskInfo(job, 0)!.attempt], [B, 1]);
+    // A's cancelled copy reports (outcome cancelled): stale, acknowledged, never forwarded
+    const cancelled = d.onWorker(A, resultMsg(A, job, 0, 0, TaskOutcome.cancelled), 610);
     assert.equal(toMaster(cancelled, 'task_result').length, 0);
-    assert.equal(toWorker(cancelled, B, 'result_ack').length, 1);
-    // A's attempt fails: the retry skips attempt 1 (B's cancelled copy) and runs as attempt 2
-    d.onWorker(A, resultMsg(A, job, 0, 0, TaskOutcome.exit_nonzero), 620);
-    const retried = d.tick(620 + 600); // past the retry backoff (retryBackoffBaseMs 500)
-    assert.deepEqual(dispatchedTo(retried).map((x) => x.m.attempt), [2]);
+    assert.equal(toWorker(cancelled, A, 'result_ack').length, 1);
+    // B's result is the task's result
+    const r = d.onWorker(B, resultMsg(B, job, 0, 1), 620);
+    assert.deepEqual(toMaster(r, 'task_result').map((m) => [m.task_index, m.attempt, m.final]), [[0, 1, 1]]);
     assert.equal(d.counters.copiesCancelled, 1);
+    // a second report of an adopted task by another worker during adoption is not a late report
+    const e = started();
+    e.onWorker(A, readyMsg(A, 2, 0), 0);
+    e.onWorker(B, readyMsg(B, 2, 0), 0);
+    e.onMaster(grantMsg(2, 1, 100_000), 0);
+    e.onMaster(taskMsg(job, 0, { epoch: 2, attempt: 1 }), 10);
+    e.onWorker(A, holdingOf(A, 2, job, [[0, 0, HeldState.running]]), 20);
+    assert.equal(toWorker(e.onWorker(B, holdingOf(B, 2, job, [[0, 0, HeldState.finished]]), 30), undefined, 'task_cancel').length, 0);
   });
 
   it('adoption ends after adoptWaitMs when a worker never answers', () => {

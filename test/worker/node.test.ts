@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as zmq from 'zeromq';
 import { silentLogger } from '../../src/common';
-import { ERROR_CODES, Message, MessageInput, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, WorkerState, decode, encode, newUuid } from '../../src/messages';
+import { CancelScope, ERROR_CODES, Message, MessageInput, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, WorkerState, decode, encode, newUuid } from '../../src/messages';
 import { StorageClient } from '../../src/storage';
 import { readExecutions } from '../../src/worker/journal';
 import { Proc, fuseMounts, startGrid } from './helpers';
@@ -273,6 +273,32 @@ describe('worker node (real processes)', function () {
     const [rm] = await b.waitFor('task_result', (m) => m.job_uuid === missing.job_uuid);
     assert.equal(rm!.outcome, TaskOutcome.worker_error);
     assert.match(rm!.error, /is not in storage/);
+  });
+
+  it('task_cancel scope attempt stops that attempt only (a copy another worker keeps, docs/balancer.md "Failover")', async () => {
+    const b = await balancer();
+    const w = await worker(b);
+    await b.waitFor('worker_ready', (m) => m.node_uuid === w.id);
+    const prog = `setInterval(() => {}, 1000);`;
+    const one = await dispatch(b, w.id, prog, [], { task_index: 1, attempt: 2 });
+    const two = await dispatch(b, w.id, prog, [], { job_uuid: one.job_uuid, task_index: 2 });
+    await b.waitFor('task_started', (m) => m.job_uuid === one.job_uuid && m.task_index === 1);
+    await b.waitFor('task_started', (m) => m.job_uuid === one.job_uuid && m.task_index === 2);
+    // another attempt number of task 1 changes nothing; attempt 2 of task 1 is stopped
+    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: one.job_uuid, task_index: 1, attempt: 0, scope: CancelScope.attempt });
+    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: one.job_uuid, task_index: 1, attempt: 2, scope: CancelScope.attempt });
+    const [rc] = await b.waitFor('task_result', (m) => m.job_uuid === one.job_uuid);
+    assert.deepEqual([rc!.task_index, rc!.attempt, rc!.outcome], [1, 2, TaskOutcome.cancelled]);
+    // task 2 of the same job still runs: a heartbeat after that result still says busy with
+    // the job, and no result of task 2 came; only the job-wide cancel stops it
+    const mark = b.inbox.length;
+    await until(() => b.inbox.slice(mark).some((e) => e.m.type === 'worker_status' && e.m.node_uuid === w.id), 'a heartbeat after the cancelled result');
+    const beat = b.inbox.slice(mark).find((e) => e.m.type === 'worker_status')!.m as MessageOf<'worker_status'>;
+    assert.deepEqual([beat.state, beat.job_uuid], [WorkerState.busy, one.job_uuid]);
+    assert.equal(b.of('task_result').filter((m) => m.task_index === 2).length, 0);
+    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: two.job_uuid, task_index: 0, attempt: 0, scope: CancelScope.job });
+    const r2 = await b.waitFor('task_result', (m) => m.job_uuid === one.job_uuid && m.task_index === 2);
+    assert.equal(r2[0]!.outcome, TaskOutcome.cancelled);
   });
 
   it('reconnects when the balancer goes silent, sends worker_ready again and re-sends unacked results', async () => {
