@@ -161,7 +161,7 @@ describe('e2e: the balancer pair (grid dev --balancers 2)', function () {
     let resumed = false;
     try {
       await waitFor(async () => (await balancerStatus(g!, second))?.active === true, 'the other balancer to take the lease', 30_000);
-      // and well beyond the primary's lease (the master's leaseMs is 400 ms)
+      // and well beyond the primary's lease (the master's leaseMs is 300 ms)
       const before = (await jobState(g, jobId))!.tasksSucceeded;
       await waitFor(async () => ((await jobState(g!, jobId))?.tasksSucceeded ?? 0) >= before + 8, 'the auxiliary to run tasks', 60_000, 200);
       process.kill(primary.pid, 'SIGCONT');
