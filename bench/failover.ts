@@ -5,8 +5,9 @@
  * each kill it reports the time from the SIGKILL to the first task the other balancer
  * dispatched (its `task:dispatched` log line) and to its `lease:activated`. The job counts
  * its own executions (one marker file per run), so the re-executed tasks are counted too.
- * Default settings (master leaseMs 400, balancer leaseRenewMs 100, leaseSafetyMarginMs 100).
- * GRID_BENCH_FAILOVER_KILLS (default 10) and GRID_BENCH_FAILOVER_TASKS (default 600) change it.
+ * Default settings (master leaseMs 300, balancer leaseRenewMs 50, leaseSafetyMarginMs 100).
+ * GRID_BENCH_FAILOVER_KILLS (default 10) and GRID_BENCH_FAILOVER_TASKS (default 600) change it;
+ * GRID_BENCH_KEEP_DIR=1 keeps the nodes' data and logs.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -104,6 +105,9 @@ setTimeout(() => fs.writeFileSync('out.txt', 'ok'), ${TASK_MS});
     });
     const toDispatch: number[] = [];
     const toActive: number[] = [];
+    /** where the time goes: lease:activated -> lease:adopted -> first task received -> first dispatch */
+    const toAdopted: number[] = [];
+    const toFed: number[] = [];
     for (let k = 0; k < KILLS; k++) {
       // wait for: one balancer active, the other one up (standby), the job still running
       let active: DevState['nodes'][number] | undefined;
@@ -133,8 +137,12 @@ setTimeout(() => fs.writeFileSync('out.txt', 'ok'), ${TASK_MS});
         await sleep(20);
       }
       const activatedAt = firstEvent(otherLog, 'lease:activated', killedAt);
+      const adoptedAt = firstEvent(otherLog, 'lease:adopted', killedAt);
+      const fedAt = Math.min(firstEvent(otherLog, 'task:queued', killedAt) ?? Infinity, firstEvent(otherLog, 'task:adopted', killedAt) ?? Infinity);
       toDispatch.push(dispatchedAt - killedAt);
       if (activatedAt !== undefined) toActive.push(activatedAt - killedAt);
+      if (adoptedAt !== undefined) toAdopted.push(adoptedAt - killedAt);
+      if (fedAt !== Infinity) toFed.push(fedAt - killedAt);
     }
     let st: MessageOf<'job_status_response'>;
     for (;;) {
@@ -147,10 +155,14 @@ setTimeout(() => fs.writeFileSync('out.txt', 'ok'), ${TASK_MS});
     const reexecuted = [...runs.values()].reduce((n, c) => n + (c - 1), 0);
     toDispatch.sort((a, b) => a - b);
     toActive.sort((a, b) => a - b);
+    toAdopted.sort((a, b) => a - b);
+    toFed.sort((a, b) => a - b);
     console.log(
       `failover: SIGKILL of the active balancer -> first task dispatched by the other, ${toDispatch.length} kills: median ${pct(toDispatch, 50)} ms, max ${toDispatch[toDispatch.length - 1]} ms (target < 500 ms)`,
     );
     console.log(`failover: SIGKILL -> lease:activated on the other: median ${pct(toActive, 50)} ms, max ${toActive[toActive.length - 1]} ms`);
+    console.log(`failover: SIGKILL -> lease:adopted: median ${pct(toAdopted, 50)} ms, max ${toAdopted[toAdopted.length - 1]} ms; SIGKILL -> first task received from the master: median ${pct(toFed, 50)} ms, max ${toFed[toFed.length - 1]} ms`);
+    console.log(`failover: load average while measuring: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} (${os.cpus().length} cores)`);
     console.log(`failover: job ${st.state === JobState.succeeded ? 'succeeded' : `ended in state ${st.state}`} (${TASKS} tasks of ${TASK_MS} ms); tasks executed more than once: ${reexecuted} (target 0)`);
   } finally {
     master?.close();
@@ -159,7 +171,9 @@ setTimeout(() => fs.writeFileSync('out.txt', 'ok'), ${TASK_MS});
       dev.kill('SIGTERM');
       await new Promise((r) => dev!.once('exit', r));
     }
-    fs.rmSync(dir, { recursive: true, force: true });
+    // GRID_BENCH_KEEP_DIR=1 keeps the nodes' logs for a look at a failure
+    if (process.env.GRID_BENCH_KEEP_DIR) console.error(`failover bench: logs kept in ${dir}`);
+    else fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 

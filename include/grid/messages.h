@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 /* ---- limits ---- */
-#define GRID_PROTOCOL_VERSION 2
+#define GRID_PROTOCOL_VERSION 3
 #define GRID_MAX_MESSAGE_BYTES 67108864u /* all frames together */
 #define GRID_MAX_FRAMES 100001u /* frame 0 included */
 #define GRID_MAX_NAME_BYTES 4096u /* a name / path / argument frame */
@@ -127,6 +127,10 @@ enum grid_held_state {
   GRID_HELD_STATE_RUNNING = 1,
   GRID_HELD_STATE_FINISHED = 2,
 };
+enum grid_cancel_scope {
+  GRID_CANCEL_SCOPE_JOB = 0,
+  GRID_CANCEL_SCOPE_ATTEMPT = 1,
+};
 
 /* ---- error_reply.error_code ---- */
 #define GRID_ERR_BAD_REQUEST 1
@@ -163,24 +167,55 @@ GRID_STATIC_ASSERT(offsetof(struct generic_message, node_uuid_lower) == 16, "gen
 GRID_STATIC_ASSERT(offsetof(struct generic_message, header_length) == 24, "generic_message.header_length at 24");
 
 /*
- * worker_request (type 2, seed): Seed request to run an inline program over input paths. Frame
- * 1: program bytes; then one frame per input path.
+ * worker_request (type 2, seed): Seed request to run a program over input paths: the
+ * balancer's dispatch of one task attempt to a worker. Frame 1: program bytes (empty: the
+ * program is the stored file program_file_uuid); then one frame per input path (the task's
+ * input names). The seed's fields come first, exactly as in the seed; the grid's fields follow
+ * them inside header_length, and its frames follow the seed's, so a peer that knows only the
+ * seed's struct reads it correctly.
  * Trailing frames, in order:
  *   - program: one frame of program_length raw bytes
- *   - input_files: num_input_files frames, each UTF-8 of at most 4096 bytes
+ *   - input_files: num_input_files frames, each UTF-8 of at most 4096 bytes (the name each input
+ *   has in the task folder)
+ *   - input_file_uuids: one frame of num_input_files packed UUIDs (upper, lower uint64_t each)
+ *   (the stored file of each input, in the order of input_files)
+ *   - args: num_args frames, each UTF-8 of at most 4096 bytes
+ *   - program_name: one frame of UTF-8, at most 4096 bytes
  */
 struct worker_request {
   struct generic_message header;
   uint64_t job_uuid_upper;
   uint64_t job_uuid_lower;
-  uint64_t program_length;
+  uint64_t program_length; /* 0: the program is the stored file program_file_uuid */
   uint64_t num_input_files;
+  uint64_t program_file_uuid_upper;
+  uint64_t program_file_uuid_lower;
+  uint32_t task_index;
+  uint32_t task_count;
+  uint32_t attempt; /* 0 for the first run */
+  uint32_t max_retries;
+  uint32_t timeout_ms;
+  uint32_t memory_limit_mb;
+  uint32_t num_args;
+  uint64_t output_limit_bytes;
+  uint64_t epoch; /* the lease epoch it is sent under; a worker refuses one older than it follows (STALE_EPOCH) */
 };
-GRID_STATIC_ASSERT(sizeof(struct worker_request) == 64, "sizeof(struct worker_request) must be 64");
+GRID_STATIC_ASSERT(sizeof(struct worker_request) == 128, "sizeof(struct worker_request) must be 128");
 GRID_STATIC_ASSERT(offsetof(struct worker_request, job_uuid_upper) == 32, "worker_request.job_uuid_upper at 32");
 GRID_STATIC_ASSERT(offsetof(struct worker_request, job_uuid_lower) == 40, "worker_request.job_uuid_lower at 40");
 GRID_STATIC_ASSERT(offsetof(struct worker_request, program_length) == 48, "worker_request.program_length at 48");
 GRID_STATIC_ASSERT(offsetof(struct worker_request, num_input_files) == 56, "worker_request.num_input_files at 56");
+GRID_STATIC_ASSERT(offsetof(struct worker_request, program_file_uuid_upper) == 64, "worker_request.program_file_uuid_upper at 64");
+GRID_STATIC_ASSERT(offsetof(struct worker_request, program_file_uuid_lower) == 72, "worker_request.program_file_uuid_lower at 72");
+GRID_STATIC_ASSERT(offsetof(struct worker_request, task_index) == 80, "worker_request.task_index at 80");
+GRID_STATIC_ASSERT(offsetof(struct worker_request, task_count) == 84, "worker_request.task_count at 84");
+GRID_STATIC_ASSERT(offsetof(struct worker_request, attempt) == 88, "worker_request.attempt at 88");
+GRID_STATIC_ASSERT(offsetof(struct worker_request, max_retries) == 92, "worker_request.max_retries at 92");
+GRID_STATIC_ASSERT(offsetof(struct worker_request, timeout_ms) == 96, "worker_request.timeout_ms at 96");
+GRID_STATIC_ASSERT(offsetof(struct worker_request, memory_limit_mb) == 100, "worker_request.memory_limit_mb at 100");
+GRID_STATIC_ASSERT(offsetof(struct worker_request, num_args) == 104, "worker_request.num_args at 104");
+GRID_STATIC_ASSERT(offsetof(struct worker_request, output_limit_bytes) == 112, "worker_request.output_limit_bytes at 112");
+GRID_STATIC_ASSERT(offsetof(struct worker_request, epoch) == 120, "worker_request.epoch at 120");
 
 /*
  * worker_status (type 3, seed): Worker heartbeat with its state; job_uuid is the job of a
@@ -788,8 +823,8 @@ struct worker_disconnect {
 GRID_STATIC_ASSERT(sizeof(struct worker_disconnect) == 32, "sizeof(struct worker_disconnect) must be 32");
 
 /*
- * task_dispatch (type 63, dispatch): Run one task (master to balancer, balancer to worker).
- * Tasks never change once created.
+ * task_dispatch (type 63, dispatch): Run one task: the feed from the master to the balancer
+ * (the balancer hands it to a worker as worker_request). Tasks never change once created.
  * Trailing frames, in order:
  *   - input_file_uuids: one frame of num_inputs packed UUIDs (upper, lower uint64_t each)
  *   - input_names: num_inputs frames, each UTF-8 of at most 4096 bytes
@@ -912,17 +947,24 @@ GRID_STATIC_ASSERT(offsetof(struct result_ack, task_index) == 48, "result_ack.ta
 GRID_STATIC_ASSERT(offsetof(struct result_ack, attempt) == 52, "result_ack.attempt at 52");
 
 /*
- * task_cancel (type 67, dispatch): Stop every task of a job (master to balancer, balancer to
- * worker).
+ * task_cancel (type 67, dispatch): Stop every task of a job (scope job: master to balancer,
+ * balancer to worker), or one attempt of one task (scope attempt: balancer to worker, a copy
+ * that must not run twice).
  */
 struct task_cancel {
   struct generic_message header;
   uint64_t job_uuid_upper;
   uint64_t job_uuid_lower;
+  uint32_t task_index; /* scope attempt: the task (0 for scope job) */
+  uint32_t attempt; /* scope attempt: the attempt (0 for scope job) */
+  uint8_t scope; /* CancelScope; enum grid_cancel_scope */
 };
-GRID_STATIC_ASSERT(sizeof(struct task_cancel) == 48, "sizeof(struct task_cancel) must be 48");
+GRID_STATIC_ASSERT(sizeof(struct task_cancel) == 64, "sizeof(struct task_cancel) must be 64");
 GRID_STATIC_ASSERT(offsetof(struct task_cancel, job_uuid_upper) == 32, "task_cancel.job_uuid_upper at 32");
 GRID_STATIC_ASSERT(offsetof(struct task_cancel, job_uuid_lower) == 40, "task_cancel.job_uuid_lower at 40");
+GRID_STATIC_ASSERT(offsetof(struct task_cancel, task_index) == 48, "task_cancel.task_index at 48");
+GRID_STATIC_ASSERT(offsetof(struct task_cancel, attempt) == 52, "task_cancel.attempt at 52");
+GRID_STATIC_ASSERT(offsetof(struct task_cancel, scope) == 56, "task_cancel.scope at 56");
 
 /*
  * raft_vote_request (type 80, raft): RequestVote (Raft §5.2), or a pre-vote (thesis §9.6) when

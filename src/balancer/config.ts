@@ -36,10 +36,10 @@ const DISPATCH_SPEC = {
     doc: "extra time a dispatched attempt may wait in the worker's prefetch queue before its task_started arrives",
   },
   defaultTaskTimeoutMs: { type: 'int', default: 3_600_000, min: 1, max: 2 ** 31 - 1, unit: 'ms', doc: "task timeout assumed for the deadline when task_dispatch.timeout_ms is 0 (match the workers')" },
-  leaseRenewMs: { type: 'int', default: 100, min: 5, max: 60_000, unit: 'ms', doc: "balancer_hello (lease request or renewal, with credit) to the master leader this often; well below the master's leaseMs - leaseSafetyMarginMs" },
+  leaseRenewMs: { type: 'int', default: 50, min: 5, max: 60_000, unit: 'ms', doc: "balancer_hello (lease request or renewal, with credit) to the master leader this often; well below the master's leaseMs - leaseSafetyMarginMs" },
   leaseSafetyMarginMs: {
     type: 'int',
-    default: 100,
+    default: 50,
     min: 0,
     max: 60_000,
     unit: 'ms',

@@ -34,6 +34,8 @@ export type DispatchEvent =
   | { type: 'lease:refused'; epoch: number; reason: string; dropped: number }
   | { type: 'task:adopted'; jobUuid: string; taskIndex: number; attempt: number; workerId: string }
   | { type: 'task:stale'; jobUuid: string; taskIndex: number; epoch: number }
+  /** a late worker_holding: the reporter's copy (on workerId) is cancelled, the re-dispatched one kept */
+  | { type: 'task:copy-cancelled'; jobUuid: string; taskIndex: number; attempt: number; workerId: string; keptOn: string; keptAttempt: number }
   /** the master link moves: a follower named the leader (or none), or the master fell silent */
   | { type: 'master:redirect'; from: string; to: string; why: RedirectWhy; hint: string | null }
   /** the master answered a hello (first message since the hello) */
@@ -117,6 +119,8 @@ export interface DispatchCounters {
   leaseRefusals: number;
   tasksAdopted: number;
   staleTasks: number;
+  /** re-dispatched copies cancelled because a late reporter held the task (balancer.md, "Failover") */
+  copiesCancelled: number;
 }
 
 export interface DispatchStatus {

@@ -18,6 +18,7 @@
  */
 import {
   BalancerRole,
+  CancelScope,
   ERROR_CODES,
   HELD_ENTRY_BYTES,
   HeldState,
@@ -53,6 +54,8 @@ import { WorkerRec, WorkerRegistry } from './workers';
 export * from './contract';
 
 const U32_MAX = 0xffffffff;
+/** worker_request.program: tasks name a stored program, never an inline one */
+const EMPTY = Buffer.alloc(0);
 
 export class Dispatcher {
   private readonly table = new TaskTable();
@@ -103,6 +106,7 @@ export class Dispatcher {
     leaseRefusals: 0,
     tasksAdopted: 0,
     staleTasks: 0,
+    copiesCancelled: 0,
   };
 
   constructor(readonly o: DispatchOptions) {
@@ -164,7 +168,9 @@ export class Dispatcher {
         this.onResultAck(out, m);
         break;
       case 'task_cancel':
-        this.onCancel(out, m.job_uuid);
+        // the master cancels jobs; one attempt is only ever cancelled by a balancer
+        if (m.scope === CancelScope.job) this.onCancel(out, m.job_uuid);
+        else this.emit(out, { type: 'master:unexpected', msgType: 'task_cancel (scope attempt)' });
         break;
       case 'error_reply':
         if (m.error_code === ERROR_CODES.LEASE_HELD) this.onRefused(out, m.message, nowMs);
@@ -185,7 +191,8 @@ export class Dispatcher {
     // A new epoch: whatever this balancer held belongs to an older one (workers report it).
     this.dropSoftState();
     this.fed = 0;
-    this.wasActive = true;
+    // a late grant gives the epoch but no valid lease yet: active once a renewal is (tick)
+    this.wasActive = this.lease.active(nowMs);
     this.counters.leaseActivations++;
     const waiting = new Set(this.workers.keys());
     // With no worker registered yet (this balancer just started), wait too: workers that ran
@@ -242,7 +249,9 @@ export class Dispatcher {
 
   /** worker_holding: what a worker holds, answering balancer_state of the new epoch. */
   private onHolding(out: DispatchOutput[], w: WorkerRec, m: MessageOf<'worker_holding'>, nowMs: number): void {
-    if (m.epoch !== this.lease.epoch || !this.lease.active(nowMs)) return;
+    // Taken even while the lease is briefly expired (a late renewal under load): what a worker
+    // holds is a fact of this epoch, and it is not sent again. Not after a refusal (lost).
+    if (m.epoch !== this.lease.epoch || this.lease.claimedEpoch === 0) return;
     if (m.entries.length !== m.num_tasks * HELD_ENTRY_BYTES) {
       this.toWorker(out, w.id, errorReply(this.o.nodeUuid, ERROR_CODES.BAD_REQUEST, `worker_holding has ${m.entries.length} bytes of entries for ${m.num_tasks} tasks; each entry is ${HELD_ENTRY_BYTES} bytes`));
       return;
@@ -259,8 +268,8 @@ export class Dispatcher {
         if (t.state !== 'running') {
           this.adoptInto(out, t, w, attempt, state, nowMs);
           if (this.adopting) this.adopting.adopted++;
-        }
-        continue; // running elsewhere already: the later result is a duplicate, recorded once
+        } else if (t.workerId !== w.id && !t.adopted) this.lateHolding(out, t, w, attempt);
+        continue;
       }
       if (w.assigned.size + w.adoptedKeys.size >= w.slots + w.prefetch + this.o.maxUnackedResults) continue;
       this.adopted.set(key, { workerId: w.id, attempt, state, sinceMs: nowMs });
@@ -280,6 +289,22 @@ export class Dispatcher {
     this.emit(out, { type: 'lease:adopted', epoch: this.lease.epoch, adopted: a.adopted, timedOut });
   }
 
+  /**
+   * A worker reports an attempt of a task that this balancer already dispatched again, to
+   * another worker, in this epoch (its worker_holding came after adoptWaitMs): two copies
+   * would run. The reporter's copy is cancelled (task_cancel, scope attempt: that attempt
+   * only); the re-dispatched one is kept, because its attempt number is the one the master
+   * handed out for this epoch, so its result is always recorded, while the reporter's attempt
+   * may already be settled at the master (declared lost before the failover) and its result
+   * would then be ignored there and the task never settle. The cancelled copy's result is
+   * stale here (acknowledged, ignored).
+   */
+  private lateHolding(out: DispatchOutput[], t: HeldTask, w: WorkerRec, attempt: number): void {
+    this.toWorker(out, w.id, { type: 'task_cancel', node_uuid: this.o.nodeUuid, job_uuid: t.spec.job_uuid, task_index: t.spec.task_index, attempt, scope: CancelScope.attempt });
+    this.counters.copiesCancelled++;
+    this.emit(out, { type: 'task:copy-cancelled', jobUuid: t.spec.job_uuid, taskIndex: t.spec.task_index, attempt, workerId: w.id, keptOn: t.workerId!, keptAttempt: t.attempt });
+  }
+
   /** A held task becomes running on the worker that reported it (no new dispatch). */
   private adoptInto(out: DispatchOutput[], t: HeldTask, w: WorkerRec, attempt: number, state: number, nowMs: number): void {
     this.queue.delete(t.key);
@@ -288,6 +313,7 @@ export class Dispatcher {
     t.workerId = w.id;
     t.attempt = attempt;
     t.dispatchedAtMs = nowMs;
+    t.adopted = true;
     t.started = state !== HeldState.queued;
     this.setDeadline(t, nowMs);
     w.assigned.add(t.key);
@@ -380,6 +406,8 @@ export class Dispatcher {
       this.stateToWorkers(out, nowMs);
     } else if (!this.wasActive && active) {
       this.wasActive = true;
+      // workers follow only an active balancer: those still to report get the full wait now
+      if (this.adopting) this.adopting.untilMs = Math.max(this.adopting.untilMs, nowMs + this.o.adoptWaitMs);
       this.stateToWorkers(out, nowMs);
     }
     if (this.adopting && nowMs >= this.adopting.untilMs) this.finishAdoption(out, true);
@@ -484,7 +512,7 @@ export class Dispatcher {
       } else dropped++;
       this.forget(t);
     }
-    for (const wid of running) this.toWorker(out, wid, { type: 'task_cancel', node_uuid: this.o.nodeUuid, job_uuid: jobUuid });
+    for (const wid of running) this.toWorker(out, wid, { type: 'task_cancel', node_uuid: this.o.nodeUuid, job_uuid: jobUuid, task_index: 0, attempt: 0, scope: CancelScope.job });
     this.emit(out, { type: 'task:cancelled', jobUuid, dropped, running: runningTasks });
   }
 
@@ -762,6 +790,7 @@ export class Dispatcher {
       t.state = 'running';
       t.workerId = w.id;
       t.dispatchedAtMs = nowMs;
+      t.adopted = false;
       t.started = false;
       this.setDeadline(t, nowMs);
       w.assigned.add(t.key);
@@ -774,8 +803,38 @@ export class Dispatcher {
       }
       this.counters.dispatched++;
       this.emit(out, { type: 'task:dispatched', jobUuid: t.spec.job_uuid, taskIndex: t.spec.task_index, attempt: t.attempt, workerId: w.id, cacheHits: hits });
-      this.toWorker(out, w.id, { ...t.spec, node_uuid: this.o.nodeUuid, attempt: t.attempt, epoch: this.lease.epoch });
+      this.toWorker(out, w.id, this.workerRequest(t.spec, t.attempt));
     }
+  }
+
+  /**
+   * The task as the seed's worker_request (docs/protocol.md): the seed's fields and frames
+   * first (no inline program: program_length 0; the input names as the input paths), the
+   * grid's after them. Under this balancer's epoch, with the attempt it dispatches.
+   */
+  private workerRequest(spec: TaskSpec, attempt: number): MessageInput<'worker_request'> {
+    return {
+      type: 'worker_request',
+      node_uuid: this.o.nodeUuid,
+      job_uuid: spec.job_uuid,
+      program_length: 0,
+      num_input_files: spec.input_names.length,
+      program_file_uuid: spec.program_file_uuid,
+      task_index: spec.task_index,
+      task_count: spec.task_count,
+      attempt,
+      max_retries: spec.max_retries,
+      timeout_ms: spec.timeout_ms,
+      memory_limit_mb: spec.memory_limit_mb,
+      num_args: spec.args.length,
+      output_limit_bytes: spec.output_limit_bytes,
+      epoch: this.lease.epoch,
+      program: EMPTY,
+      input_files: spec.input_names,
+      input_file_uuids: spec.input_file_uuids,
+      args: spec.args,
+      program_name: spec.program_name,
+    };
   }
 
   // ---- helpers -----------------------------------------------------------------------------

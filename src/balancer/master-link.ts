@@ -31,7 +31,6 @@ export class MasterLink {
   endpoint: string;
   /** since when the link waits for an answer from this master (hello-pending) */
   private waitSinceMs = 0;
-  private helloSentMs = -Infinity;
   /** hello-pending: the next hello goes out at this time */
   private nextHelloAtMs = Infinity;
   /** when the last hello after a redirect went out (they are masterRedirectMinMs apart) */
@@ -74,7 +73,6 @@ export class MasterLink {
     if (this.state === 'connected') this.waitSinceMs = nowMs;
     if (reason === 'redirect') this.redirectHelloMs = nowMs;
     this.redirectHelloDue = false;
-    this.helloSentMs = nowMs;
     this.nextHelloAtMs = nowMs + this.s.heartbeatIntervalMs;
     this.state = 'hello-pending';
     this.host.counters.masterHellos++;

@@ -26,6 +26,7 @@ const EVENT_LEVEL: Record<DispatchEvent['type'], 'debug' | 'info' | 'warn'> = {
   'lease:expired': 'warn',
   'lease:refused': 'warn',
   'task:adopted': 'info',
+  'task:copy-cancelled': 'warn',
   'task:stale': 'debug',
   'master:heard': 'info',
   'master:lost': 'warn',

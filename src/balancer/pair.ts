@@ -6,7 +6,7 @@
  * shell from a monotonic source.
  *
  * Clock assumption (the only one): the balancer's and the master's clocks advance at rates
- * that differ by less than leaseSafetyMarginMs / leaseMs (25% with the defaults). No
+ * that differ by less than leaseSafetyMarginMs / leaseMs (1/6 with the defaults, 50 of 300). No
  * synchronized clocks are needed: the balancer measures the lease from the moment it SENT
  * the request that a grant answers (always before the master received it), and stops
  * leaseSafetyMarginMs before its end; the master measures from the moment it granted. So
@@ -19,9 +19,9 @@
 import { assert } from '../common/errors';
 
 export interface PairSettings {
-  /** send balancer_hello (lease request, renewal, credit) this often, ms (default 100) */
+  /** send balancer_hello (lease request, renewal, credit) this often, ms (default 50) */
   leaseRenewMs: number;
-  /** stop dispatching this long before the granted lease ends, ms (default 100) */
+  /** stop dispatching this long before the granted lease ends, ms (default 50) */
   leaseSafetyMarginMs: number;
 }
 
@@ -62,19 +62,25 @@ export class LeaseHolder {
     return this.seq;
   }
 
-  /** lease_grant arrived. */
+  /**
+   * lease_grant arrived. A new epoch is always taken, even from a grant that arrived too late
+   * to be valid (or answers a request too old to remember): the masters made this balancer
+   * the holder, and the tasks they feed under that epoch follow the grant, so it must not drop
+   * them as stale. It only dispatches once a grant is valid on its own clock (a renewal).
+   */
   onGrant(epoch: number, requestSeq: number, leaseMs: number, nowMs: number): GrantOutcome {
     const now = this.clamp(nowMs);
     const sent = this.sentAt.get(requestSeq);
-    if (sent === undefined || epoch < this.epochHeld || epoch === 0) return 'ignored';
-    const until = sent + leaseMs - this.s.leaseSafetyMarginMs;
-    if (until <= now) return 'ignored'; // took longer to arrive than the lease lasts
+    if (epoch < this.epochHeld || epoch === 0) return 'ignored';
+    // valid until (the request's send time + lease - margin); never valid for an unknown request
+    const until = sent === undefined ? -Infinity : sent + leaseMs - this.s.leaseSafetyMarginMs;
     if (epoch > this.epochHeld) {
       this.epochHeld = epoch;
       this.validUntilMs = until;
       this.refused = false;
       return 'activated';
     }
+    if (until <= now) return 'ignored'; // took longer to arrive than the lease lasts
     if (until > this.validUntilMs) this.validUntilMs = until;
     this.refused = false;
     return 'renewed';

@@ -19,6 +19,8 @@ export interface HeldTask {
   deadlineMs: number;
   /** workers an earlier attempt failed or was lost on, so a retry prefers another one */
   failedOn: string[];
+  /** running because a worker reported holding it after a failover (not dispatched here) */
+  adopted?: boolean;
 }
 
 export class TaskTable {

@@ -18,6 +18,15 @@
  *   creditLimit - sent, in batches of at most `feedBatchMax`. A new epoch starts the feed
  *   over from every open task (running ones first, so the new holder can adopt them).
  *
+ * Failover without waiting for a retry: a standby that was refused because the lease was
+ * held is remembered (its last request); the refusal comes with a `wakeAt` effect (the time
+ * the lease can expire), and the shell calls `wake(nowMs)` then. If the holder did not renew
+ * and a standby asked within the last `leaseMs` (it is alive), its remembered request is
+ * decided as if it arrived now: the new epoch is proposed at once, instead of on the
+ * standby's next hello. Safe: the standby measures the lease from when it SENT that request
+ * (earlier still), so its lease only gets shorter. The request's credit comes along: the
+ * grant is followed at once by the first tasks (no round trip for a credit hello).
+ *
  * Ordering contract: effects are executed in array order; `propose` must be committed and
  * applied (leaseApplied) before the holder may be told (`grant`), which this machine does by
  * answering only from leaseApplied.
@@ -58,6 +67,8 @@ export type FeedEffect =
   | { kind: 'refuse'; to: string; reason: string }
   /** send these tasks (keys "job/index") to the holder, one task_dispatch each, in order */
   | { kind: 'send'; to: string; epoch: number; keys: string[] }
+  /** call wake(nowMs) at (or soon after) this time: a lease may expire with a standby waiting */
+  | { kind: 'wakeAt'; atMs: number }
   | { kind: 'event'; event: FeedEvent };
 
 export type FeedEvent =
@@ -74,6 +85,14 @@ interface Pending {
   holder: string;
   role: BalancerRoleName;
   requestSeq: number;
+  /** the requester's room when it asked (creditLimit - fed): its first credit in the new epoch */
+  room: number;
+}
+
+/** A lease request refused because the lease was held: decided again at wake(). */
+interface Waiting {
+  req: LeaseRequest;
+  atMs: number;
 }
 
 export class Feed {
@@ -85,12 +104,21 @@ export class Feed {
   /** the lease is held (as far as this leader knows) until this time */
   private expiresAtMs = -Infinity;
   private expiredNoted = false;
+  /**
+   * The highest request_seq heard from the holder in its epoch (0 = unknown: a new leader).
+   * A balancer numbers its hellos 1, 2, ... per process, so a hello from the holder that
+   * claims another epoch with a HIGHER number crossed the grant in flight (it was sent before
+   * the grant arrived), while a lower one comes from a restarted process that lost its state.
+   */
+  private holderSeq = 0;
   private pending: Pending | null = null;
   /** when a primary last asked (so an auxiliary does not take a lease a live primary wants) */
   private primaryAskedMs = -Infinity;
   private leaderSinceMs = 0;
   /** auxiliaries asking: since when (reset after a silence of 2 x leaseMs); bounded */
   private readonly auxAsking = new Map<string, { firstMs: number; lastMs: number }>();
+  /** standbys refused while the lease was held: their last request; bounded */
+  private readonly waiting = new Map<string, Waiting>();
   /** feed state of the current epoch: tasks not yet sent, in order */
   private readonly queue = new Map<string, true>();
   private readonly sent = new Set<string>();
@@ -116,6 +144,7 @@ export class Feed {
     this.leader = true;
     this.leaderSinceMs = nowMs;
     this.pending = null;
+    this.holderSeq = 0;
     this.expiresAtMs = this.holder ? nowMs + this.s.leaseMs + this.s.newLeaderWaitMs : -Infinity;
     this.expiredNoted = false;
     const out: FeedEffect[] = [];
@@ -126,6 +155,7 @@ export class Feed {
   lostLeadership(): void {
     this.leader = false;
     this.pending = null;
+    this.waiting.clear();
     this.queue.clear();
     this.sent.clear();
   }
@@ -144,9 +174,16 @@ export class Feed {
     this.expiresAtMs = nowMs + this.s.leaseMs;
     this.expiredNoted = false;
     this.resetFeed(out, openKeys);
+    this.waiting.delete(holder);
+    this.holderSeq = p && p.holder === holder ? p.requestSeq : 0;
     this.counters.grants++;
     this.emit(out, { type: 'lease:granted', epoch, holder, role });
-    if (p && p.epoch === epoch && p.holder === holder) out.push({ kind: 'grant', to: holder, epoch, requestSeq: p.requestSeq, leaseMs: this.s.leaseMs });
+    if (p && p.epoch === epoch && p.holder === holder) {
+      out.push({ kind: 'grant', to: holder, epoch, requestSeq: p.requestSeq, leaseMs: this.s.leaseMs });
+      // the request's credit counts for the new epoch: the first tasks follow the grant at once
+      this.creditLimit = p.room;
+      this.pump(out);
+    }
     return out;
   }
 
@@ -163,41 +200,89 @@ export class Feed {
     assert(this.leader, 'only the leader arbitrates the lease');
     if (r.role === 'primary') this.primaryAskedMs = nowMs;
     else this.noteAuxiliary(r.nodeUuid, nowMs);
+    this.waiting.delete(r.nodeUuid);
     this.noteExpiry(out, nowMs);
+    const wakeAtMs = this.decide(out, r, nowMs);
+    if (wakeAtMs !== null) {
+      // refused while the lease is held (or a primary may still ask): decided again then
+      this.waiting.set(r.nodeUuid, { req: r, atMs: nowMs });
+      if (this.waiting.size > MAX_TRACKED_AUXILIARIES) this.waiting.delete(this.waiting.keys().next().value!);
+      out.push({ kind: 'wakeAt', atMs: wakeAtMs });
+    }
+    return out;
+  }
+
+  /**
+   * The lease may have expired (the shell calls this at a `wakeAt` time): a standby that
+   * asked within the last leaseMs is decided again with its remembered request, primaries
+   * first, so a dead holder is replaced right when its lease ends, not on the next hello.
+   */
+  wake(nowMs: number): FeedEffect[] {
+    const out: FeedEffect[] = [];
+    if (!this.leader) return out;
+    this.noteExpiry(out, nowMs);
+    let next = Infinity;
+    const alive = [...this.waiting.values()].filter((w) => nowMs - w.atMs <= this.s.leaseMs && w.req.nodeUuid !== this.holder);
+    alive.sort((a, b) => (a.req.role === b.req.role ? b.atMs - a.atMs : a.req.role === 'primary' ? -1 : 1));
+    for (const w of alive) {
+      const decided: FeedEffect[] = [];
+      const again = this.decide(decided, w.req, nowMs);
+      if (again === null) {
+        // proposed (refusals are not re-sent: the standby hears from its own next hello)
+        this.waiting.delete(w.req.nodeUuid);
+        out.push(...decided.filter((e) => e.kind !== 'refuse'));
+        return out;
+      }
+      next = Math.min(next, again);
+    }
+    if (next < Infinity) out.push({ kind: 'wakeAt', atMs: next });
+    return out;
+  }
+
+  /**
+   * Decides a request: renew, propose, or refuse. Returns the time it may be decided
+   * differently when refused because the lease is held or a primary may ask, else null.
+   */
+  private decide(out: FeedEffect[], r: LeaseRequest, nowMs: number): number | null {
     const held = nowMs < this.expiresAtMs;
     if (r.nodeUuid === this.holder && this.holder !== '' && !this.pending) {
-      if (r.epoch === this.epoch) {
-        // Renewal (also at a new leader, and also just after expiry when nobody else took it).
+      if (r.epoch === this.epoch || r.requestSeq > this.holderSeq) {
+        // Renewal (also at a new leader, and also just after expiry when nobody else took it);
+        // or a hello the holder sent before the grant of its epoch reached it (a higher
+        // request_seq than the granted one): the same process, so the same epoch, renewed.
+        const crossed = r.epoch !== this.epoch;
         this.expiresAtMs = nowMs + this.s.leaseMs;
         this.expiredNoted = false;
+        this.holderSeq = Math.max(this.holderSeq, r.requestSeq);
         this.counters.renewals++;
         out.push({ kind: 'grant', to: r.nodeUuid, epoch: this.epoch, requestSeq: r.requestSeq, leaseMs: this.s.leaseMs });
-        this.credit(out, r);
-        return out;
+        if (!crossed) this.credit(out, r); // a crossed hello's fed counts another epoch
+        return null;
       }
       // The holder lost its state (restart): it gets a new epoch, so its workers report what they hold.
       this.propose(out, r);
-      return out;
+      return null;
     }
     if (this.pending) {
-      this.refuse(out, r.nodeUuid, `the masters are recording epoch ${this.pending.epoch} for balancer ${this.pending.holder}`);
-      return out;
+      // the requester itself is answered by the grant once the epoch is applied
+      if (this.pending.holder !== r.nodeUuid) this.refuse(out, r.nodeUuid, `the masters are recording epoch ${this.pending.epoch} for balancer ${this.pending.holder}`);
+      return null;
     }
     if (held) {
       this.refuse(out, r.nodeUuid, `balancer ${this.holder} holds epoch ${this.epoch} for ${Math.ceil(this.expiresAtMs - nowMs)} ms more`);
-      return out;
+      return this.expiresAtMs;
     }
     if (r.role === 'auxiliary') {
       // A primary that asked within a lease period, or that may be about to ask (the leader
       // is new), comes first: the auxiliary takes over only when the primary is gone.
-      const waitUntil = Math.max(Math.max(this.primaryAskedMs, this.leaderSinceMs) + this.s.leaseMs, this.auxAsking.get(r.nodeUuid)!.firstMs + this.s.auxiliaryStartWaitMs);
+      const waitUntil = Math.max(Math.max(this.primaryAskedMs, this.leaderSinceMs) + this.s.leaseMs, (this.auxAsking.get(r.nodeUuid)?.firstMs ?? nowMs) + this.s.auxiliaryStartWaitMs);
       if (nowMs < waitUntil) {
         this.refuse(out, r.nodeUuid, `the lease is free but a primary balancer asked or may ask; the auxiliary waits ${Math.ceil(waitUntil - nowMs)} ms more`);
-        return out;
+        return waitUntil;
       }
     }
     this.propose(out, r);
-    return out;
+    return null;
   }
 
   private noteAuxiliary(nodeUuid: string, nowMs: number): void {
@@ -213,7 +298,7 @@ export class Feed {
 
   private propose(out: FeedEffect[], r: LeaseRequest): void {
     const epoch = this.epoch + 1;
-    this.pending = { epoch, holder: r.nodeUuid, role: r.role, requestSeq: r.requestSeq };
+    this.pending = { epoch, holder: r.nodeUuid, role: r.role, requestSeq: r.requestSeq, room: Math.max(0, r.creditLimit - r.fed) };
     this.counters.proposals++;
     this.emit(out, { type: 'lease:proposed', epoch, holder: r.nodeUuid, role: r.role });
     out.push({ kind: 'propose', epoch, holder: r.nodeUuid, role: r.role });
@@ -273,11 +358,16 @@ export class Feed {
     for (const k of [...this.sent]) if (k.startsWith(prefix)) this.sent.delete(k);
   }
 
-  /** Sends what the credit allows, in batches of at most feedBatchMax. */
+  /**
+   * Sends what the credit allows, one batch of at most feedBatchMax per call (a hello, a new
+   * job, a grant): the rest goes with the next hellos (every leaseRenewMs). So at most one
+   * batch is ever queued on the wire ahead of the answer to a renewal: a grant never waits
+   * behind hundreds of tasks at a busy balancer, which would let its lease run out.
+   */
   pump(out: FeedEffect[] = []): FeedEffect[] {
     if (!this.leader || !this.holder || this.pending) return out;
-    let room = this.creditLimit - this.sentCount;
-    while (room > 0 && this.queue.size > 0) {
+    const room = this.creditLimit - this.sentCount;
+    if (room > 0 && this.queue.size > 0) {
       const keys: string[] = [];
       for (const k of this.queue.keys()) {
         if (keys.length >= Math.min(room, this.s.feedBatchMax)) break;
@@ -288,7 +378,6 @@ export class Feed {
         this.sent.add(k);
       }
       this.sentCount += keys.length;
-      room -= keys.length;
       this.counters.tasksSent += keys.length;
       this.counters.batches++;
       out.push({ kind: 'send', to: this.holder, epoch: this.epoch, keys });

@@ -15,6 +15,7 @@ import { Logger } from 'pino';
 import {
   WorkerState,
   BalancerRole,
+  CancelScope,
   ERROR_CODES,
   JobState,
   Message,
@@ -67,6 +68,12 @@ export class MasterNode {
   private readonly workers = new Map<string, { state: number; jobUuid: string; lastSeenMs: number }>();
   private feedScheduled = false;
   private heartbeat?: NodeJS.Timeout;
+  /** the feed's wake-up (a lease may expire with a standby waiting): one timer, the earliest */
+  private feedWake?: { timer: NodeJS.Timeout; atMs: number };
+  private stopped = false;
+  /** feed batches to send, one per turn of the event loop (scheduleSendBatch) */
+  private readonly sendBacklog: Extract<FeedEffect, { kind: 'send' }>[] = [];
+  private sendScheduled = false;
   private replica?: Replica;
   private pendingResults: { r: ResultCommand; peer: Buffer }[] = [];
   private pendingStarted: StartedNote[] = [];
@@ -150,7 +157,10 @@ export class MasterNode {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.feedWake) clearTimeout(this.feedWake.timer);
+    this.feedWake = undefined;
     await this.replica?.stop();
     this.server.close();
     await this.admin.close();
@@ -402,7 +412,7 @@ export class MasterNode {
     if (cmd.k === 'cancel' && r.k === 'cancel' && r.cancelled) {
       this.log.info({ jobId: cmd.jobUuid }, 'job:cancelled');
       this.feed.settledJob(cmd.jobUuid);
-      this.toBalancer({ type: 'task_cancel', node_uuid: this.nodeId, job_uuid: cmd.jobUuid });
+      this.toBalancer({ type: 'task_cancel', node_uuid: this.nodeId, job_uuid: cmd.jobUuid, task_index: 0, attempt: 0, scope: CancelScope.job });
     }
     if (r.k === 'results' && cmd.k === 'results') {
       for (const x of cmd.results) this.metrics.resulted(x.jobUuid, x.taskIndex, x.attempt, OUTCOME_NAMES[x.outcome] ?? String(x.outcome), Date.now());
@@ -412,7 +422,7 @@ export class MasterNode {
         if (e.kind === 'job:settled') this.log.info({ jobId: e.jobUuid, state: e.state === JobState.succeeded ? 'succeeded' : 'failed' }, 'job:settled');
         if (e.kind === 'job:cancel-tasks') {
           this.feed.settledJob(e.jobUuid);
-          this.toBalancer({ type: 'task_cancel', node_uuid: this.nodeId, job_uuid: e.jobUuid });
+          this.toBalancer({ type: 'task_cancel', node_uuid: this.nodeId, job_uuid: e.jobUuid, task_index: 0, attempt: 0, scope: CancelScope.job });
         }
       }
     }
@@ -428,6 +438,7 @@ export class MasterNode {
       // A former leader stops feeding; balancers follow NOT_LEADER to the new one.
       this.feed.lostLeadership();
       this.feedEffects = [];
+      this.sendBacklog.length = 0;
       this.metrics.forget();
     }
     // a new leader sends every owed notification again, from attempt 1 (src/master/notify.ts)
@@ -590,14 +601,13 @@ export class MasterNode {
           break;
         }
         case 'send':
-          for (const k of e.keys) {
-            const slash = k.lastIndexOf('/');
-            const jobUuid = k.slice(0, slash);
-            const taskIndex = Number(k.slice(slash + 1));
-            const t = this.store.taskStatus(jobUuid, taskIndex);
-            if (!t) continue;
-            this.dispatch(this.store.taskSpec(jobUuid, taskIndex, t.attempts), e.to, e.epoch);
-          }
+          // One batch per turn of the event loop, after what this call sends (a grant goes
+          // out first, not behind hundreds of task reads), with hellos handled in between.
+          this.sendBacklog.push(e);
+          this.scheduleSendBatch();
+          break;
+        case 'wakeAt':
+          this.scheduleFeedWake(e.atMs);
           break;
         case 'event': {
           // `role` is every log line's node role (docs/operations.md, log fields): a balancer's pair role is `pairRole`
@@ -607,6 +617,40 @@ export class MasterNode {
         }
       }
     }
+  }
+
+  private scheduleSendBatch(): void {
+    if (this.sendScheduled || this.sendBacklog.length === 0) return;
+    this.sendScheduled = true;
+    setImmediate(() => {
+      this.sendScheduled = false;
+      const e = this.sendBacklog.shift();
+      if (!e || this.stopped) return;
+      for (const k of e.keys) {
+        const slash = k.lastIndexOf('/');
+        const jobUuid = k.slice(0, slash);
+        const taskIndex = Number(k.slice(slash + 1));
+        const t = this.store.taskStatus(jobUuid, taskIndex);
+        if (!t) continue;
+        this.dispatch(this.store.taskSpec(jobUuid, taskIndex, t.attempts), e.to, e.epoch);
+      }
+      this.scheduleSendBatch();
+    });
+  }
+
+  /**
+   * Calls feed.wake at `atMs` (monotonic): the lease can expire then, and a standby that is
+   * waiting takes over at once instead of on its next hello. One timer, the earliest wins.
+   */
+  private scheduleFeedWake(atMs: number): void {
+    if (this.stopped) return;
+    if (this.feedWake && this.feedWake.atMs <= atMs) return;
+    if (this.feedWake) clearTimeout(this.feedWake.timer);
+    const timer = setTimeout(() => {
+      this.feedWake = undefined;
+      if (this.feed.isLeader) this.runFeed(this.feed.wake(mono()));
+    }, Math.max(0, Math.ceil(atMs - mono())));
+    this.feedWake = { timer, atMs };
   }
 
   private dispatch(t: TaskSpec, to: string, epoch: number): void {

@@ -11,6 +11,7 @@ import { LAYOUTS, Layout } from './layout';
 import {
   BalancerRole,
   Bool,
+  CancelScope,
   HeldState,
   JobState,
   MAX_FRAMES,
@@ -34,6 +35,7 @@ export const NAMED_ENUMS: readonly (readonly [string, Readonly<Record<string, nu
   ['bool', Bool],
   ['balancer_role', BalancerRole],
   ['held_state', HeldState],
+  ['cancel_scope', CancelScope],
 ];
 
 /** The C name of the enum object used by a field (by identity), for comments and docs. */

@@ -74,9 +74,11 @@ export const MAX_TEXT_BYTES = 64 * 1024;
 /**
  * Protocol version every node announces; a mismatch is refused. 2: the dispatch lease
  * (balancer_hello asks for it, lease_grant, balancer_state, worker_holding) and the epoch
- * on task_dispatch, task_started and task_result (docs/balancer.md).
+ * on task_dispatch, task_started and task_result (docs/balancer.md). 3: tasks reach workers as
+ * the seed's worker_request (its seed fields first, the grid's after them); task_cancel can
+ * name one attempt (scope).
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 // ---- enums -------------------------------------------------------------------------------
 
@@ -102,6 +104,8 @@ export const JobState = { running: 0, succeeded: 1, failed: 2, cancelled: 3 } as
 export const PutStatus = { partial: 0, stored: 1, already_stored: 2 } as const;
 /** balancer_hello.role: as configured (docs/balancer.md, "The pair") */
 export const BalancerRole = { primary: 0, auxiliary: 1 } as const;
+/** task_cancel.scope: the whole job, or one attempt of one task */
+export const CancelScope = { job: 0, attempt: 1 } as const;
 /** worker_holding entries: where the worker has the attempt */
 export const HeldState = { queued: 0, running: 1, finished: 2 } as const;
 /** Bytes of one worker_holding entry: u32 task_index, u32 attempt, u32 state (HeldState). */
@@ -156,11 +160,31 @@ export const MESSAGES = {
   worker_request: {
     id: 2,
     family: 'seed',
-    doc: 'Seed request to run an inline program over input paths. Frame 1: program bytes; then one frame per input path.',
-    fields: [f('job_uuid', 'uuid'), f('program_length', 'u64'), f('num_input_files', 'u64')],
+    doc:
+      "Seed request to run a program over input paths: the balancer's dispatch of one task attempt to a worker. Frame 1: program bytes (empty: the program is the stored file program_file_uuid); then one frame per input path (the task's input names). The seed's fields come first, exactly as in the seed; the grid's fields follow them inside header_length, and its frames follow the seed's, so a peer that knows only the seed's struct reads it correctly.",
+    fields: [
+      f('job_uuid', 'uuid'),
+      f('program_length', 'u64', '0: the program is the stored file program_file_uuid'),
+      f('num_input_files', 'u64'),
+      // ---- after the seed's fields (a seed-only peer stops reading here) ----
+      f('program_file_uuid', 'uuid'),
+      f('task_index', 'u32'),
+      f('task_count', 'u32'),
+      f('attempt', 'u32', '0 for the first run'),
+      f('max_retries', 'u32'),
+      f('timeout_ms', 'u32'),
+      f('memory_limit_mb', 'u32'),
+      f('num_args', 'u32'),
+      f('output_limit_bytes', 'u64'),
+      f('epoch', 'u64', 'the lease epoch it is sent under; a worker refuses one older than it follows (STALE_EPOCH)'),
+    ],
     tail: [
       { name: 'program', kind: 'bytes', lengthField: 'program_length' },
-      nameList('input_files', 'num_input_files'),
+      nameList('input_files', 'num_input_files', 'the name each input has in the task folder'),
+      // ---- after the seed's frames ----
+      uuidList('input_file_uuids', 'num_input_files', 'the stored file of each input, in the order of input_files'),
+      nameList('args', 'num_args'),
+      { name: 'program_name', kind: 'utf8', maxBytes: MAX_NAME_BYTES },
     ],
   },
   worker_status: {
@@ -484,7 +508,7 @@ export const MESSAGES = {
   task_dispatch: {
     id: 63,
     family: 'dispatch',
-    doc: 'Run one task (master to balancer, balancer to worker). Tasks never change once created.',
+    doc: 'Run one task: the feed from the master to the balancer (the balancer hands it to a worker as worker_request). Tasks never change once created.',
     fields: [
       f('job_uuid', 'uuid'),
       f('program_file_uuid', 'uuid'),
@@ -547,8 +571,13 @@ export const MESSAGES = {
   task_cancel: {
     id: 67,
     family: 'dispatch',
-    doc: 'Stop every task of a job (master to balancer, balancer to worker).',
-    fields: [f('job_uuid', 'uuid')],
+    doc: 'Stop every task of a job (scope job: master to balancer, balancer to worker), or one attempt of one task (scope attempt: balancer to worker, a copy that must not run twice).',
+    fields: [
+      f('job_uuid', 'uuid'),
+      f('task_index', 'u32', 'scope attempt: the task (0 for scope job)'),
+      f('attempt', 'u32', 'scope attempt: the attempt (0 for scope job)'),
+      f('scope', 'u8', 'CancelScope', CancelScope),
+    ],
     tail: [],
   },
   // ---- raft (80..99): between replicated masters; see docs/raft.md. node_uuid is the sender,

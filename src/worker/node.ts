@@ -15,6 +15,7 @@ import path from 'node:path';
 import { Logger } from 'pino';
 import * as zmq from 'zeromq';
 import {
+  CancelScope,
   ERROR_CODES,
   HELD_ENTRY_BYTES,
   HeldState,
@@ -42,7 +43,8 @@ import { RunResult, TaskRun } from './runner';
 import { WorkerMetrics, WorkerSnapshot } from './metrics';
 import { ProgramCache, ProgramLease } from './programs';
 
-type Dispatch = MessageOf<'task_dispatch'>;
+/** One task attempt from the balancer: the seed's worker_request (docs/protocol.md). */
+type Dispatch = MessageOf<'worker_request'>;
 type ResultMsg = MessageInput<'task_result'>;
 
 /** Most cached file uuids announced in worker_ready (16 bytes each on the wire). */
@@ -315,7 +317,7 @@ export class WorkerNode {
     switch (m.type) {
       case 'generic_message':
         return;
-      case 'balancer_state':
+      case 'balancer_state': {
         c.awaitingGreeting = false;
         c.epoch = m.epoch;
         c.active = m.active === 1;
@@ -323,7 +325,19 @@ export class WorkerNode {
         else if (c.active && m.epoch === this.knownEpoch && this.followed !== c) this.follow(c, m.epoch);
         else if (c.active && c === this.followed) this.link.heard(Date.now());
         return;
-      case 'task_dispatch':
+      }
+      case 'worker_request':
+        if (m.program_length > 0) {
+          // the seed's inline program: this grid runs stored programs only (program_file_uuid)
+          void this.sendTo(c, {
+            type: 'error_reply',
+            node_uuid: this.nodeId,
+            request_uuid: NIL_UUID,
+            error_code: ERROR_CODES.BAD_REQUEST,
+            message: `worker_request of job ${m.job_uuid} task ${m.task_index} carries an inline program (${m.program_length} bytes); this worker runs stored programs only: store it and name it by program_file_uuid with program_length 0`,
+          });
+          return;
+        }
         if (m.epoch < this.knownEpoch) {
           // fencing: a balancer that lost the lease must not start work here
           this.counts.staleRefused++;
@@ -332,7 +346,7 @@ export class WorkerNode {
             node_uuid: this.nodeId,
             request_uuid: NIL_UUID,
             error_code: ERROR_CODES.STALE_EPOCH,
-            message: `task_dispatch of job ${m.job_uuid} task ${m.task_index} under epoch ${m.epoch} refused: this worker follows epoch ${this.knownEpoch}`,
+            message: `worker_request of job ${m.job_uuid} task ${m.task_index} under epoch ${m.epoch} refused: this worker follows epoch ${this.knownEpoch}`,
           });
           return;
         }
@@ -343,7 +357,8 @@ export class WorkerNode {
         }
         return this.onDispatch(m);
       case 'task_cancel':
-        return this.onCancel(m.job_uuid);
+        // scope attempt: a copy of a task that another worker already runs (balancer.md, "Failover")
+        return m.scope === CancelScope.attempt ? this.onCancel(m.job_uuid, { index: m.task_index, attempt: m.attempt }) : this.onCancel(m.job_uuid);
       case 'result_ack':
         if (this.link.ack(resultKey(m.job_uuid, m.task_index, m.attempt))) this.counts.acks++;
         return;
@@ -433,22 +448,24 @@ export class WorkerNode {
     }
     this.tasks.set(key, { key, msg: m, state: 'queued', cancelled: false, log });
     this.queue.push(key);
-    log.info({ program: m.program_name, inputs: m.num_inputs }, 'task queued');
+    log.info({ program: m.program_name, inputs: m.num_input_files }, 'task queued');
     this.pump();
   }
 
-  private onCancel(jobUuid: string): void {
+  /** Cancels every task of a job, or only one attempt of one task (`one`). */
+  private onCancel(jobUuid: string, one?: { index: number; attempt: number }): void {
+    const hit = (m: Dispatch) => m.job_uuid === jobUuid && (!one || (m.task_index === one.index && m.attempt === one.attempt));
     for (let i = this.queue.length - 1; i >= 0; i--) {
       const t = this.tasks.get(this.queue[i]!);
-      if (t && t.msg.job_uuid === jobUuid) {
+      if (t && hit(t.msg)) {
         this.queue.splice(i, 1);
         this.tasks.delete(t.key);
         this.counts.cancelled++;
-        t.log.info('queued task dropped (job cancelled)');
+        t.log.info(one ? 'queued task dropped (another worker runs it)' : 'queued task dropped (job cancelled)');
       }
     }
     for (const t of this.tasks.values()) {
-      if (t.msg.job_uuid !== jobUuid || t.cancelled) continue;
+      if (!hit(t.msg) || t.cancelled) continue;
       t.cancelled = true;
       t.log.info('cancelling task');
       t.run?.cancel();
@@ -627,7 +644,7 @@ export class WorkerNode {
     const out: string[] = [];
     for (let i = 0; i < m.input_file_uuids.length; i++) {
       const uuid = m.input_file_uuids[i]!;
-      const name = m.input_names[i] ?? '';
+      const name = m.input_files[i] ?? '';
       if (!isSafeName(name)) throw new GridError('BAD_REQUEST', `input name ${JSON.stringify(name)} is not a plain file name`, 'submit inputs with base names only');
       if (this.fs) {
         out.push(this.fs.register(uuid, name, await this.length(uuid)));

@@ -45,7 +45,7 @@ describe('balancer config', () => {
     ['a zero liveness', { livenessMissed: 0 }, /livenessMissed must be an integer from 2/],
     ['backoff max below base', { retryBackoffBaseMs: 2000, retryBackoffMaxMs: 1000 }, /retryBackoffMaxMs \(1000\) must be at least retryBackoffBaseMs/],
     ['a ticker slower than heartbeats', { tickMs: 1000, leaseRenewMs: 2000 }, /tickMs \(1000\) must be below heartbeatIntervalMs/],
-    ['a ticker slower than lease renewals', { tickMs: 200 }, /tickMs \(200\) must not exceed leaseRenewMs \(100\)/],
+    ['a ticker slower than lease renewals', { tickMs: 200 }, /tickMs \(200\) must not exceed leaseRenewMs \(50\)/],
     ['an unknown pair role', { role: 'secondary' }, /role must be "primary" or "auxiliary"/],
     ['a non-integer bound', { maxQueuedTasks: 1.5 }, /maxQueuedTasks must be an integer/],
   ];

@@ -354,7 +354,7 @@ describe('balancer dispatch state machine', () => {
       for (let i = 0; i < 3; i++) d.onMaster(taskMsg(job, i), 0);
       d.onMaster(taskMsg(other, 0), 0);
       assert.equal(d.status(0).tasksQueued, 2);
-      const out = d.onMaster({ type: 'task_cancel', node_uuid: newUuid(), job_uuid: job }, 10);
+      const out = d.onMaster({ type: 'task_cancel', node_uuid: newUuid(), job_uuid: job, task_index: 0, attempt: 0, scope: 0 }, 10);
       assert.deepEqual(
         toWorker(out, undefined, 'task_cancel').map((m) => m.job_uuid),
         [job, job],

@@ -51,10 +51,11 @@ export function toWorker<N extends Message['type']>(out: DispatchOutput[], worke
     .map((o) => wire<N>((o as { msg: MessageInput }).msg));
 }
 
-export function dispatchedTo(out: DispatchOutput[]): { workerId: string; m: MessageOf<'task_dispatch'> }[] {
+/** Tasks dispatched to workers: the seed's worker_request (docs/protocol.md), through the codec. */
+export function dispatchedTo(out: DispatchOutput[]): { workerId: string; m: MessageOf<'worker_request'> }[] {
   return out
-    .filter((o) => o.kind === 'toWorker' && (o.msg as { type: string }).type === 'task_dispatch')
-    .map((o) => ({ workerId: (o as { workerId: string }).workerId, m: wire<'task_dispatch'>((o as { msg: MessageInput }).msg) }));
+    .filter((o) => o.kind === 'toWorker' && (o.msg as { type: string }).type === 'worker_request')
+    .map((o) => ({ workerId: (o as { workerId: string }).workerId, m: wire<'worker_request'>((o as { msg: MessageInput }).msg) }));
 }
 
 export function toMaster<N extends Message['type']>(out: DispatchOutput[], type: N): MessageOf<N>[] {

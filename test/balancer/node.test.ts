@@ -204,7 +204,7 @@ describe('balancer node on real sockets', function () {
     await master.send(taskMsg(job, 0, { maxRetries: 2 }));
     await master.send(taskMsg(job, 1, { maxRetries: 2 }));
     await master.send(taskMsg(job, 1, { maxRetries: 2 })); // a duplicate is ignored
-    const d0 = await until('task 0 at A', () => a.of('task_dispatch')[0]);
+    const d0 = await until('task 0 at A', () => a.of('worker_request')[0]);
     assert.deepEqual([d0.job_uuid, d0.task_index, d0.attempt], [job, 0, 0]);
     assert.equal(d0.node_uuid, node!.nodeId);
 
@@ -221,11 +221,11 @@ describe('balancer node on real sockets', function () {
     await until('unacked drained', () => node!.dispatcher.status(Date.now()).unackedResults === 0);
 
     // task 1 went to A after its slot freed; A falls silent, B joins: task 1 moves to B at attempt 1
-    await until('task 1 at A', () => a.of('task_dispatch').find((m) => m.task_index === 1));
+    await until('task 1 at A', () => a.of('worker_request').find((m) => m.task_index === 1));
     const b = worker(endpoint);
     await b.ready(2, 1);
     a.beating = false;
-    const d1 = await until('task 1 at B', () => b.of('task_dispatch').find((m) => m.task_index === 1));
+    const d1 = await until('task 1 at B', () => b.of('worker_request').find((m) => m.task_index === 1));
     assert.equal(d1.attempt, 1);
     const lost = await until('lost result of task 1 at the master', () => master.of('task_result').find((r) => r.task_index === 1));
     assert.deepEqual([lost.attempt, lost.outcome, lost.final, lost.worker_uuid], [0, TaskOutcome.lost, 0, a.id]);
@@ -303,7 +303,7 @@ describe('balancer node on real sockets', function () {
     await a.ready(2, 0);
     const job = newUuid();
     await master.send(taskMsg(job, 0));
-    await until('task 0 at A', () => a.of('task_dispatch').find((m) => m.task_index === 0));
+    await until('task 0 at A', () => a.of('worker_request').find((m) => m.task_index === 0));
     await a.result(job, 0, 0);
     await until('result at m2', () => master.of('task_result').length > 0);
 
@@ -318,7 +318,7 @@ describe('balancer node on real sockets', function () {
     await m3.send({ type: 'result_ack', node_uuid: m3.id, job_uuid: job, task_index: 0, attempt: 0 });
     await until('unacked drained', () => node!.dispatcher.status(Date.now()).unackedResults === 0);
     await m3.send(taskMsg(job, 1));
-    await until('task 1 (from m3) at A', () => a.of('task_dispatch').find((m) => m.task_index === 1));
+    await until('task 1 (from m3) at A', () => a.of('worker_request').find((m) => m.task_index === 1));
 
     const st = JSON.parse((await get(adminPort, '/status')).body);
     assert.equal(st.master.endpoint, m3.endpoint);
@@ -339,12 +339,12 @@ describe('balancer node on real sockets', function () {
     await until('greeting', () => a.of('balancer_state').some((x) => x.active === 1));
     const job = newUuid();
     await master.send({ ...taskMsg(job, 0, { maxRetries: 1 }), timeout_ms: 100 });
-    await until('attempt 0 at A', () => a.of('task_dispatch').find((m) => m.attempt === 0));
+    await until('attempt 0 at A', () => a.of('worker_request').find((m) => m.attempt === 0));
     await a.send({ type: 'task_started', node_uuid: a.id, job_uuid: job, worker_uuid: a.id, task_index: 0, attempt: 0, epoch: 1 });
     const lost = await until('lost result at the master', () => master.of('task_result').find((r) => r.attempt === 0));
     assert.deepEqual([lost.outcome, lost.final, lost.worker_uuid], [TaskOutcome.lost, 0, a.id]);
     assert.match(lost.error, /within 200 ms of task_started/);
-    await until('attempt 1 at A (the only worker)', () => a.of('task_dispatch').find((m) => m.attempt === 1));
+    await until('attempt 1 at A (the only worker)', () => a.of('worker_request').find((m) => m.attempt === 1));
     await a.result(job, 0, 0); // attempt 0, too late
     await until('late result acked', () => a.of('result_ack').some((x) => x.attempt === 0));
     await a.result(job, 0, 1);
@@ -362,7 +362,7 @@ describe('balancer node on real sockets', function () {
     await until('greeting', () => a.of('balancer_state').some((x) => x.active === 1));
     const job = newUuid();
     await master.send(taskMsg(job, 0, { maxRetries: 2 }));
-    await until('task 0 at A', () => a.of('task_dispatch')[0]);
+    await until('task 0 at A', () => a.of('worker_request')[0]);
     // the same worker id on a new socket (its DEALER reconnected): the old routing id is gone
     a.beating = false;
     const again = worker(endpoint, a.id);
@@ -372,7 +372,7 @@ describe('balancer node on real sockets', function () {
     const lost = await until('the attempt reported lost', () => master.of('task_result').find((r) => r.task_index === 0));
     assert.deepEqual([lost.attempt, lost.outcome, lost.final], [0, TaskOutcome.lost, 0]);
     await again.ready(1, 0);
-    const d1 = await until('attempt 1 on the new connection', () => again.of('task_dispatch').find((m) => m.attempt === 1));
+    const d1 = await until('attempt 1 on the new connection', () => again.of('worker_request').find((m) => m.attempt === 1));
     assert.equal(d1.task_index, 0);
   });
 

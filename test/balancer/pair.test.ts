@@ -3,7 +3,7 @@
 // (docs/balancer.md, "The pair", "The lease", "Failover").
 import assert from 'node:assert/strict';
 import { LeaseHolder } from '../../src/balancer/pair';
-import { ERROR_CODES, HELD_ENTRY_BYTES, HeldState, NIL_UUID, newUuid } from '../../src/messages';
+import { CancelScope, ERROR_CODES, HELD_ENTRY_BYTES, HeldState, NIL_UUID, TaskOutcome, newUuid } from '../../src/messages';
 import { dispatchedTo, events, grantMsg, heartbeat, makeDispatcher, readyMsg, resultMsg, taskMsg, toMaster, toWorker, wire } from './helpers';
 
 const A = '00000000-0000-4000-8000-00000000000a';
@@ -49,8 +49,22 @@ describe('balancer pair: the lease as this balancer sees it', () => {
     const h = holder();
     h.onGrant(2, h.request(0), 400, 0);
     assert.equal(h.onGrant(1, h.request(10), 400, 10), 'ignored');
-    assert.equal(h.onGrant(2, 999, 400, 10), 'ignored', 'unknown request_seq');
+    assert.equal(h.onGrant(2, 999, 400, 10), 'ignored', 'unknown request_seq of the held epoch');
     assert.equal(h.onGrant(3, h.request(20), 400, 20), 'activated');
+  });
+
+  it('a new epoch is taken even from a late grant (tasks fed under it are kept), but dispatching waits for a valid renewal', () => {
+    const h = holder();
+    const seq = h.request(0);
+    assert.equal(h.onGrant(1, seq, 400, 350), 'activated', 'arrived after its own end (0 + 400 - 100)');
+    assert.equal(h.epoch, 1);
+    assert.equal(h.claimedEpoch, 1, 'it asks as the holder of epoch 1: no new epoch needed');
+    assert.equal(h.active(350), false, 'no dispatch on a grant that is not valid on its own clock');
+    assert.equal(h.onGrant(1, h.request(360), 400, 370), 'renewed');
+    assert.equal(h.active(370), true);
+    const u = holder();
+    assert.equal(u.onGrant(2, 12345, 400, 0), 'activated', 'a request too old to remember: the epoch still counts');
+    assert.equal(u.active(0), false);
   });
 
   it('a refusal ends the lease at once and makes the next request claim epoch 0 (a new epoch is needed)', () => {
@@ -152,6 +166,56 @@ describe('dispatcher: fencing and failover adoption', () => {
     lonely.onMaster(grantMsg(1, 1, 100_000), 0);
     lonely.onMaster(taskMsg(job, 0), 10);
     assert.deepEqual(events(lonely.tick(500), 'lease:adopted').map((e) => e.timedOut), [true], 'nobody joined within adoptWaitMs');
+  });
+
+  function holdingOf(worker: string, epoch: number, job: string, held: [number, number, number][]) {
+    const entries = Buffer.alloc(held.length * HELD_ENTRY_BYTES);
+    held.forEach(([index, attempt, state], i) => {
+      entries.writeUInt32LE(index, i * HELD_ENTRY_BYTES);
+      entries.writeUInt32LE(attempt, i * HELD_ENTRY_BYTES + 4);
+      entries.writeUInt32LE(state, i * HELD_ENTRY_BYTES + 8);
+    });
+    return wire<'worker_holding'>({ type: 'worker_holding', node_uuid: worker, epoch, entries_length: entries.length, job_uuids: held.map(() => job), entries });
+  }
+
+  it('a late reporter (after adoptWaitMs) is told to cancel its copy of a task dispatched again meanwhile, so it does not run twice', () => {
+    const d = started();
+    d.onWorker(B, readyMsg(B, 2, 0), 0); // joined first: the re-dispatch picks B
+    d.onWorker(A, readyMsg(A, 2, 0), 0);
+    d.onMaster(grantMsg(2, 1, 100_000), 0);
+    const job = newUuid();
+    d.onMaster(taskMsg(job, 0, { epoch: 2, attempt: 1 }), 10); // the master counts attempt 0 as started
+    d.onWorker(B, holdingOf(B, 2, job, []), 20);
+    // A is slow to answer: adoption ends without it, and task 0 goes out again, to B
+    const t = d.tick(500);
+    assert.deepEqual(events(t, 'lease:adopted').map((e) => e.timedOut), [true]);
+    assert.deepEqual(dispatchedTo(t).map((x) => [x.workerId, x.m.task_index, x.m.attempt]), [[B, 0, 1]]);
+    // A's worker_holding arrives now: it has run attempt 0 of task 0 since before the failover
+    const late = d.onWorker(A, holdingOf(A, 2, job, [[0, 0, HeldState.running]]), 600);
+    assert.deepEqual(
+      toWorker(late, A, 'task_cancel').map((m) => [m.job_uuid, m.task_index, m.attempt, m.scope]),
+      [[job, 0, 0, CancelScope.attempt]],
+      "A's copy is cancelled (that attempt only, not the job)",
+    );
+    assert.equal(toWorker(late, B, 'task_cancel').length, 0, "B's copy, the epoch's attempt, is kept (its result is always recorded)");
+    assert.deepEqual(events(late, 'task:copy-cancelled').map((e) => [e.workerId, e.attempt, e.keptOn, e.keptAttempt]), [[A, 0, B, 1]]);
+    assert.deepEqual([d.taskInfo(job, 0)!.workerId, d.taskInfo(job, 0)!.attempt], [B, 1]);
+    // A's cancelled copy reports (outcome cancelled): stale, acknowledged, never forwarded
+    const cancelled = d.onWorker(A, resultMsg(A, job, 0, 0, TaskOutcome.cancelled), 610);
+    assert.equal(toMaster(cancelled, 'task_result').length, 0);
+    assert.equal(toWorker(cancelled, A, 'result_ack').length, 1);
+    // B's result is the task's result
+    const r = d.onWorker(B, resultMsg(B, job, 0, 1), 620);
+    assert.deepEqual(toMaster(r, 'task_result').map((m) => [m.task_index, m.attempt, m.final]), [[0, 1, 1]]);
+    assert.equal(d.counters.copiesCancelled, 1);
+    // a second report of an adopted task by another worker during adoption is not a late report
+    const e = started();
+    e.onWorker(A, readyMsg(A, 2, 0), 0);
+    e.onWorker(B, readyMsg(B, 2, 0), 0);
+    e.onMaster(grantMsg(2, 1, 100_000), 0);
+    e.onMaster(taskMsg(job, 0, { epoch: 2, attempt: 1 }), 10);
+    e.onWorker(A, holdingOf(A, 2, job, [[0, 0, HeldState.running]]), 20);
+    assert.equal(toWorker(e.onWorker(B, holdingOf(B, 2, job, [[0, 0, HeldState.finished]]), 30), undefined, 'task_cancel').length, 0);
   });
 
   it('adoption ends after adoptWaitMs when a worker never answers', () => {

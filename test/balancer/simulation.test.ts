@@ -42,7 +42,7 @@ interface SimWorker {
   untilMs: number;
   lastBeatMs: number;
   /** key job/task/attempt -> task */
-  running: Map<string, MessageOf<'task_dispatch'>>;
+  running: Map<string, MessageOf<'worker_request'>>;
   /** key job/task/attempt -> when it arrived (a worker ends every task within its timeout) */
   receivedMs: Map<string, number>;
   /** results sent and not yet acknowledged, with when they were last sent */
@@ -200,7 +200,7 @@ class Sim {
   private workerGets(w: SimWorker, m: Message): void {
     if (w.mode !== 'up') return;
     switch (m.type) {
-      case 'task_dispatch': {
+      case 'worker_request': {
         this.stats.dispatches++;
         assert.ok(!this.cancelledJobs.has(m.job_uuid), `task ${m.task_index} of a cancelled job dispatched`);
         w.running.set(`${m.job_uuid}/${m.task_index}/${m.attempt}`, m);
@@ -213,7 +213,7 @@ class Sim {
         w.unacked.delete(`${m.job_uuid}/${m.task_index}/${m.attempt}`);
         break;
       case 'task_cancel':
-        for (const [k, t] of w.running) if (t.job_uuid === m.job_uuid) (w.running.delete(k), w.receivedMs.delete(k));
+        for (const [k, t] of w.running) if (t.job_uuid === m.job_uuid && (m.scope === 0 || (t.task_index === m.task_index && t.attempt === m.attempt))) (w.running.delete(k), w.receivedMs.delete(k));
         break;
       case 'error_reply':
         assert.equal(m.error_code, ERROR_CODES.UNAVAILABLE, `unexpected error_reply: ${m.message}`);
@@ -326,7 +326,7 @@ class Sim {
       this.cancelledJobs.add(job);
       for (const t of this.tasks.values()) if (t.spec.job_uuid === job && t.finals.size === 0) t.cancelled = true;
       this.feed.settledJob(job);
-      this.fromMaster({ type: 'task_cancel', node_uuid: this.masterId, job_uuid: job });
+      this.fromMaster({ type: 'task_cancel', node_uuid: this.masterId, job_uuid: job, task_index: 0, attempt: 0, scope: 0 });
     }
     for (const w of this.workers) this.stepWorker(w);
     this.run(this.d.tick(this.now));

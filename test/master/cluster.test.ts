@@ -11,6 +11,7 @@ import Database from 'better-sqlite3';
 import { RemoteError, RpcClient, leaderHint } from '../../src/common';
 import { JobState, MessageInput, MessageOf, newUuid } from '../../src/messages';
 import { Cluster, submitMsg } from '../helpers/masters';
+import { FakeBalancer } from '../helpers/fake-balancer';
 
 
 const status = (job: string): MessageInput<'job_status_request'> => ({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: job });
@@ -253,6 +254,52 @@ describe('an isolated Raft leader (real processes)', function () {
       assert.match(e.message, /could not confirm its leadership within 300 ms/);
       return true;
     });
+  });
+
+  // docs/balancer.md "Failover" (results are acknowledged end to end): the master acks a
+  // result batch only once it is committed; a leader that cannot commit it never acks it, the
+  // balancer keeps it and re-sends it to the next leader, and it is recorded once.
+  it('never acknowledges a result batch it could not commit; the re-sent result is recorded once by the next leader', async () => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'grid-raft-isolated-'));
+    const file = path.join(root, 'master.json');
+    fs.writeFileSync(file, JSON.stringify({ proposalTimeoutMs: 60_000 })); // the batch waits until the leader steps down
+    c = new Cluster(root, file);
+    await c.init(3);
+    await Promise.all([0, 1, 2].map((i) => c.start(i)));
+    const sub = submitMsg(1);
+    await c.request(sub, 60_000);
+    const l = await c.leader(60_000);
+    const others = [0, 1, 2].filter((x) => x !== l);
+    const bal = new FakeBalancer(c.masters[l]!.endpoint).renew();
+    try {
+      const [d] = await bal.waitFor('task_dispatch', 1, 30_000);
+      assert.ok(bal.epoch > 0, 'the balancer holds the lease');
+      for (const i of others) await c.kill(i);
+      await bal.send(bal.okResult(d!));
+      // the isolated leader cannot commit the batch: it steps down (check quorum) and rejects it
+      const t0 = Date.now();
+      while ((await c.raft(l))?.role === 'leader') {
+        if (Date.now() - t0 > 30_000) throw new Error('the isolated leader did not step down');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(bal.of('result_ack').length, 0, 'a result that was never committed is never acknowledged');
+      // the group comes back; the balancer follows the new leader, keeps its epoch and re-sends
+      for (const i of others) await c.start(i);
+      const l2 = await c.leader(60_000);
+      bal.moveTo(c.masters[l2]!.endpoint);
+      const grants = bal.of('lease_grant').length;
+      await bal.waitFor('lease_grant', grants + 1, 30_000);
+      await bal.send(bal.okResult(d!));
+      await bal.waitFor('result_ack', 1, 30_000);
+      await bal.send(bal.okResult(d!)); // a second copy (its ack lost, say): acked, recorded once
+      await bal.waitFor('result_ack', 2, 30_000);
+      const js = (await c.request(status(sub.job_uuid), 30_000)) as unknown as MessageOf<'job_status_response'>;
+      assert.equal(js.state, JobState.succeeded);
+      const ts = (await c.request({ type: 'task_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: sub.job_uuid, task_index: 0 }, 30_000)) as unknown as MessageOf<'task_status_response'>;
+      assert.equal(ts.attempts, 1, 'recorded once: one attempt, whatever reached the masters twice');
+    } finally {
+      bal.close();
+    }
   });
 
   it('rejects requests in flight with NOT_LEADER when it loses leadership (check quorum)', async () => {

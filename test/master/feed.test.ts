@@ -17,7 +17,8 @@ function req(nodeUuid: string, o: Partial<LeaseRequest> = {}): LeaseRequest {
   return { nodeUuid, role: nodeUuid === X ? 'auxiliary' : 'primary', epoch: 0, requestSeq: 1, fed: 0, creditLimit: 0, ...o };
 }
 
-const kinds = (out: FeedEffect[]) => out.filter((e) => e.kind !== 'event').map((e) => e.kind);
+// wakeAt is checked on its own (the failover tests below)
+const kinds = (out: FeedEffect[]) => out.filter((e) => e.kind !== 'event' && e.kind !== 'wakeAt').map((e) => e.kind);
 const grantOf = (out: FeedEffect[]) => out.find((e) => e.kind === 'grant') as Extract<FeedEffect, { kind: 'grant' }> | undefined;
 const sent = (out: FeedEffect[]) => out.flatMap((e) => (e.kind === 'send' ? e.keys : []));
 const batches = (out: FeedEffect[]) => out.filter((e) => e.kind === 'send').map((e) => (e as { keys: string[] }).keys.length);
@@ -36,7 +37,8 @@ describe('master feed: the lease arbiter (docs/balancer.md "The lease")', () => 
     f.becameLeader(0, []);
     const out = f.request(req(P, { requestSeq: 7 }), 10);
     assert.deepEqual(kinds(out), ['propose'], 'nobody is told before the epoch is committed');
-    assert.deepEqual(kinds(f.request(req(P, { requestSeq: 8 }), 11)), ['refuse'], 'a request while recording is refused (it asks again)');
+    assert.deepEqual(kinds(f.request(req(X, { requestSeq: 3 }), 11)), ['refuse'], 'another request while recording is refused (it asks again)');
+    assert.deepEqual(kinds(f.request(req(P, { requestSeq: 8 }), 11)), [], 'the requester itself is answered by the grant');
     const applied = f.leaseApplied(1, P, 'primary', 20, []);
     assert.deepEqual(grantOf(applied), { kind: 'grant', to: P, epoch: 1, requestSeq: 7, leaseMs: LEASE });
     assert.equal(f.isCurrent(P, 1), true);
@@ -96,9 +98,25 @@ describe('master feed: the lease arbiter (docs/balancer.md "The lease")', () => 
     const f = feed();
     f.becameLeader(0, []);
     grant(f, P, 0);
-    const out = f.request(req(P, { epoch: 0, requestSeq: 5 }), 100);
+    f.request(req(P, { epoch: 1, requestSeq: 5 }), 50);
+    // a new process numbers its hellos from 1 again: below what the holder already sent
+    const out = f.request(req(P, { epoch: 0, requestSeq: 1 }), 100);
     assert.deepEqual(kinds(out), ['propose']);
-    assert.equal(grantOf(f.leaseApplied(2, P, 'primary', 110, []))!.requestSeq, 5);
+    assert.equal(grantOf(f.leaseApplied(2, P, 'primary', 110, []))!.requestSeq, 1);
+  });
+
+  it('a hello the holder sent before its grant arrived (a higher request_seq, epoch 0) is a renewal, not a restart', () => {
+    const f = feed();
+    f.becameLeader(0, []);
+    grant(f, P, 0, [], { requestSeq: 7 });
+    // hellos 8 and 9 left the balancer while the epoch was being recorded: they claim epoch 0
+    const crossed = f.request(req(P, { epoch: 0, requestSeq: 8, fed: 3, creditLimit: 3 }), 10);
+    assert.deepEqual(kinds(crossed), ['grant'], 'no new epoch: the same process, which is about to read its grant');
+    assert.equal(grantOf(crossed)!.epoch, 1);
+    assert.equal(grantOf(crossed)!.requestSeq, 8);
+    assert.equal(f.status(10).epoch, 1);
+    // a restart after that is still told apart: its numbers start again at 1
+    assert.deepEqual(kinds(f.request(req(P, { epoch: 0, requestSeq: 1 }), 20)), ['propose']);
   });
 
   it('leader change while a lease is held: the new leader renews the holder at once, but waits leaseMs + newLeaderWaitMs before giving it to another', () => {
@@ -131,14 +149,73 @@ describe('master feed: the lease arbiter (docs/balancer.md "The lease")', () => 
   });
 });
 
+describe('master feed: failover at the moment the lease ends (docs/balancer.md "Failover timing")', () => {
+  const wakeOf = (out: FeedEffect[]) => (out.find((e) => e.kind === 'wakeAt') as { atMs: number } | undefined)?.atMs;
+
+  it('a standby refused while the lease is held is told when to be woken: the lease end', () => {
+    const f = feed();
+    f.becameLeader(0, []);
+    grant(f, P, 0);
+    assert.equal(wakeOf(f.request(req(X, { requestSeq: 3 }), 100)), LEASE, 'the lease granted at 0 ends at 400');
+    f.request(req(P, { epoch: 1 }), 200); // renewed: ends at 600
+    assert.equal(wakeOf(f.request(req(X, { requestSeq: 4 }), 250)), 200 + LEASE);
+  });
+
+  it('a dead holder is replaced when its lease ends, with the standby\'s last request, not on its next hello', () => {
+    const f = feed();
+    f.becameLeader(0, []);
+    grant(f, P, 0);
+    f.request(req(X, { requestSeq: 1 }), 0);
+    f.request(req(X, { requestSeq: 9, creditLimit: 5 }), 350); // asked last at 350
+    assert.deepEqual(kinds(f.wake(LEASE - 1)), [], 'not yet: the holder may still renew');
+    const woke = f.wake(LEASE);
+    assert.deepEqual(kinds(woke), ['propose'], 'the standby gets the new epoch without asking again');
+    assert.equal((woke.find((e) => e.kind === 'propose') as { holder: string }).holder, X);
+    const applied = f.leaseApplied(2, X, 'auxiliary', LEASE + 5, ['a/0', 'a/1', 'a/2', 'a/3', 'a/4', 'a/5', 'a/6']);
+    const g = grantOf(applied)!;
+    assert.equal(g.requestSeq, 9, 'the grant answers the request it was decided on: the standby measures from when it sent it');
+    // the credit came with the request: the first tasks follow the grant at once, no round trip
+    assert.deepEqual(kinds(applied), ['grant', 'send']);
+    assert.deepEqual(sent(applied), ['a/0', 'a/1', 'a/2', 'a/3', 'a/4']);
+  });
+
+  it('wakes change nothing when the holder renewed, or when the standby fell silent', () => {
+    const f = feed();
+    f.becameLeader(0, []);
+    grant(f, P, 0);
+    f.request(req(X), 0);
+    f.request(req(X), 350);
+    f.request(req(P, { epoch: 1 }), 380); // renewed: held until 780
+    const early = f.wake(LEASE);
+    assert.deepEqual(kinds(early), [], 'renewed: nobody replaces it');
+    assert.equal(wakeOf(early), 380 + LEASE, 'woken again when the renewal ends');
+    // the standby said nothing since 350: at 780 it asked more than leaseMs ago (it may be dead)
+    assert.deepEqual(kinds(f.wake(380 + LEASE + LEASE)), []);
+    assert.equal(wakeOf(f.wake(380 + LEASE + LEASE)), undefined, 'nobody waits any more');
+  });
+
+  it('a primary waiting on standby is woken too when the auxiliary holding the lease dies', () => {
+    const f = feed();
+    f.becameLeader(0, []);
+    f.request(req(X), 0);
+    grant(f, X, LEASE); // no primary asked: the auxiliary holds it (and there is no fail-back)
+    assert.equal(wakeOf(f.request(req(P, { requestSeq: 4 }), 700)), 2 * LEASE, 'a restarted primary waits on standby');
+    const woke = f.wake(2 * LEASE);
+    assert.deepEqual(kinds(woke), ['propose']);
+    assert.equal((woke.find((e) => e.kind === 'propose') as { holder: string }).holder, P);
+  });
+});
+
 describe('master feed: credit (docs/balancer.md "The feed")', () => {
   it('sends at most creditLimit - sent, oldest first, in batches of feedBatchMax, and never a task twice in an epoch', () => {
     const f = feed(2);
     f.becameLeader(0, []);
     grant(f, P, 0, ['j/0', 'j/1', 'j/2', 'j/3', 'j/4', 'j/5', 'j/6']);
     const first = f.request(req(P, { epoch: 1, fed: 0, creditLimit: 5 }), 10);
-    assert.deepEqual(sent(first), ['j/0', 'j/1', 'j/2', 'j/3', 'j/4']);
-    assert.deepEqual(batches(first), [2, 2, 1]);
+    assert.deepEqual(batches(first), [2], 'one batch per hello: a renewal answer never waits behind more');
+    assert.deepEqual(sent(first), ['j/0', 'j/1']);
+    assert.deepEqual(sent(f.request(req(P, { epoch: 1, fed: 1, creditLimit: 5 }), 11)), ['j/2', 'j/3'], 'the next hello: the next batch');
+    assert.deepEqual(sent(f.request(req(P, { epoch: 1, fed: 4, creditLimit: 5 }), 12)), ['j/4'], 'up to the credit only');
     assert.deepEqual(sent(f.request(req(P, { epoch: 1, fed: 5, creditLimit: 5 }), 20)), [], 'the same credit again: nothing more');
     assert.deepEqual(sent(f.request(req(P, { epoch: 1, fed: 3, creditLimit: 4 }), 21)), [], 'a lower (older) limit: nothing more');
     assert.deepEqual(sent(f.request(req(P, { epoch: 1, fed: 5, creditLimit: 9 }), 30)), ['j/5', 'j/6']);

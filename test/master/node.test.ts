@@ -9,88 +9,13 @@ import * as zmq from 'zeromq';
 import { MasterNode, loadMasterConfig } from '../../src/master';
 import { RpcClient, RemoteError, silentLogger } from '../../src/common';
 import { submitMsg as submitN } from '../helpers/masters';
+import { FakeBalancer } from '../helpers/fake-balancer';
 
 const submitMsg = (n: number, jobUuid?: string) => submitN(n, jobUuid, 1);
 import { ERROR_CODES, JobState, Message, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, decode, encode, newUuid } from '../../src/messages';
 
 const BIN = path.resolve(__dirname, '../../../bin/grid.js');
 
-
-/**
- * A test DEALER that plays a balancer the way the real one talks: balancer_hello (lease
- * request, renewal and credit in one) every RENEW_MS while `renewing`, holding whatever
- * epoch the master granted it. Waits are for conditions, never for fixed times.
- */
-const RENEW_MS = 50;
-class FakeBalancer {
-  readonly id = newUuid();
-  readonly sock = new zmq.Dealer({ linger: 0 });
-  readonly inbox: Message[] = [];
-  epoch = 0;
-  seq = 0;
-  /** how many more tasks it asks for beyond those received */
-  room = 1000;
-  /** when set, the credit_limit it sends (a balancer that holds every task it got: its limit stays put) */
-  limit?: number;
-  renewing = false;
-  protocol = PROTOCOL_VERSION;
-  private timer?: NodeJS.Timeout;
-  private chain: Promise<void> = Promise.resolve();
-  constructor(
-    endpoint: string,
-    readonly role: 'primary' | 'auxiliary' = 'primary',
-  ) {
-    this.sock.connect(endpoint);
-    void (async () => {
-      try {
-        for await (const frames of this.sock) {
-          const m = decode(frames as Buffer[]);
-          this.inbox.push(m);
-          if (m.type === 'lease_grant' && m.epoch > this.epoch) this.epoch = m.epoch;
-        }
-      } catch {
-        /* closed */
-      }
-    })();
-  }
-  get fed(): number {
-    return this.inbox.filter((m) => m.type === 'task_dispatch' && m.epoch === this.epoch).length;
-  }
-  hello(): Promise<void> {
-    return this.send({ type: 'balancer_hello', node_uuid: this.id, protocol_version: this.protocol, role: this.role === 'primary' ? 0 : 1, epoch: this.epoch, request_seq: ++this.seq, fed: this.fed, credit_limit: this.limit ?? this.fed + this.room });
-  }
-  /** Starts saying hello every RENEW_MS (as the real balancer renews its lease). */
-  renew(): this {
-    this.renewing = true;
-    void this.hello();
-    this.timer ??= setInterval(() => {
-      if (this.renewing) void this.hello();
-    }, RENEW_MS);
-    return this;
-  }
-  /** Sends are chained: a ZeroMQ socket takes one send at a time. */
-  send(m: Parameters<typeof encode>[0]): Promise<void> {
-    const frames = encode(m);
-    this.chain = this.chain.then(() => this.sock.send(frames)).catch(() => undefined);
-    return this.chain;
-  }
-  of<T extends Message['type']>(type: T): MessageOf<T>[] {
-    return this.inbox.filter((m) => m.type === type) as MessageOf<T>[];
-  }
-  async waitFor<T extends Message['type']>(type: T, count = 1, ms = 10_000, pred: (m: MessageOf<T>) => boolean = () => true): Promise<MessageOf<T>[]> {
-    const t0 = Date.now();
-    for (;;) {
-      const got = this.of(type).filter(pred);
-      if (got.length >= count) return got;
-      if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${count} ${type}, have ${got.length}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-  close() {
-    clearInterval(this.timer);
-    this.sock.close();
-  }
-}
 
 async function until<T>(what: string, f: () => T | undefined | false, ms = 10_000): Promise<T> {
   const t0 = Date.now();
@@ -139,8 +64,10 @@ describe('master node (real sockets)', function () {
     ({ endpoint } = await node.start());
     client = new RpcClient({ endpoint, nodeUuid: newUuid(), log });
   }
-  function balancer(role: 'primary' | 'auxiliary' = 'primary'): FakeBalancer {
-    const b = new FakeBalancer(endpoint, role);
+  /** A balancer; with `restartOf`, that one restarted: same node id, a new process (hellos numbered from 1, no epoch). */
+  function balancer(role: 'primary' | 'auxiliary' = 'primary', restartOf?: FakeBalancer): FakeBalancer {
+    restartOf?.close();
+    const b = new FakeBalancer(endpoint, role, restartOf?.id);
     bals.push(b);
     return b;
   }
@@ -290,11 +217,12 @@ describe('master node (real sockets)', function () {
     await client.request({ type: 'job_cancel_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: sub.job_uuid });
     const [c] = await bal.waitFor('task_cancel');
     assert.equal(c!.job_uuid, sub.job_uuid);
-    bal.epoch = 0; // a new epoch re-feeds every open task: none of the cancelled job
-    await bal.waitFor('lease_grant', 1, 10_000, (g) => g.epoch === 2);
-    const seq = bal.seq;
-    await until('a few renewals under epoch 2', () => bal.seq >= seq + 3);
-    assert.equal(bal.of('task_dispatch').filter((t) => t.epoch === 2).length, 0);
+    // it restarts: a new epoch re-feeds every open task, none of the cancelled job
+    const again = balancer('primary', bal).renew();
+    await again.waitFor('lease_grant', 1, 10_000, (g) => g.epoch === 2);
+    const seq = again.seq;
+    await until('a few renewals under epoch 2', () => again.seq >= seq + 3);
+    assert.equal(again.of('task_dispatch').filter((t) => t.epoch === 2).length, 0);
   });
 
   it('knows its workers from worker_status forwarded by the lease holder only', async () => {
@@ -343,13 +271,14 @@ describe('master node (real sockets)', function () {
     const tasks = await bal.waitFor('task_dispatch', 2);
     await bal.send(result(bal, sub.job_uuid, tasks[0]!, false, false));
     await bal.waitFor('result_ack', 1);
-    bal.epoch = 0; // its soft state is gone
-    await bal.waitFor('lease_grant', 1, 10_000, (g) => g.epoch === 2);
-    const again = await bal.waitFor('task_dispatch', 2, 10_000, (t) => t.epoch === 2);
-    const t0 = again.filter((t) => t.task_index === tasks[0]!.task_index).map((t) => t.attempt);
+    // it restarts: same node id, no soft state, hellos numbered from 1 (balancer.md, "The lease")
+    const again = balancer('primary', bal).renew();
+    await again.waitFor('lease_grant', 1, 10_000, (g) => g.epoch === 2);
+    const fed = await again.waitFor('task_dispatch', 2, 10_000, (t) => t.epoch === 2);
+    const t0 = fed.filter((t) => t.task_index === tasks[0]!.task_index).map((t) => t.attempt);
     assert.deepEqual(t0, [1], 'the new epoch carries the next attempt');
-    await bal.send(result(bal, sub.job_uuid, { ...tasks[0]!, attempt: 1 }, false, true));
-    await bal.waitFor('task_cancel', 1);
+    await again.send(result(again, sub.job_uuid, { ...tasks[0]!, attempt: 1 }, false, true));
+    await again.waitFor('task_cancel', 1);
     const st = (await client.request({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: sub.job_uuid })) as MessageOf<'job_status_response'>;
     assert.equal(st.state, JobState.failed);
     assert.match(st.error, /exited with code 3/);

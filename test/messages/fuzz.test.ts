@@ -70,7 +70,9 @@ describe('codec properties (fast-check)', function () {
     // job_list_response carries its UUIDs in ONE frame: the frame's length is what is wrong
     assert.equal(codeOf(() => decode([f0])), 'BAD_FRAME_COUNT');
     assert.equal(codeOf(() => decode([f0, Buffer.alloc(16)])), 'LENGTH_MISMATCH');
-    const wr = encodeStruct({ type: 'worker_request', node_uuid: '00000000-0000-0000-0000-000000000001', job_uuid: '00000000-0000-0000-0000-000000000002', program_length: 0, num_input_files: 2 ** 32 - 1 } as MessageInput);
+    const wr = encodeStruct({ type: 'worker_request', node_uuid: '00000000-0000-0000-0000-000000000001', job_uuid: '00000000-0000-0000-0000-000000000002', program_length: 0, num_input_files: 2 ** 32 - 1,
+      // the grid's fields after the seed's (the seed's offsets are unchanged)
+      program_file_uuid: '00000000-0000-0000-0000-000000000003', task_index: 0, task_count: 1, attempt: 0, max_retries: 0, timeout_ms: 0, memory_limit_mb: 0, num_args: 0, output_limit_bytes: 0, epoch: 0 } as MessageInput);
     assert.equal(codeOf(() => decode([wr])), 'BAD_FRAME_COUNT');
     assert.equal(codeOf(() => decode([wr, Buffer.alloc(0)])), 'BAD_FRAME_COUNT');
     const biggest = Buffer.from(wr);

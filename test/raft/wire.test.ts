@@ -46,6 +46,6 @@ describe('raft wire', () => {
   });
 
   it('refuses a non-raft message', () => {
-    assert.throws(() => decodeRaft(encode({ type: 'task_cancel', node_uuid: a, job_uuid: b })), RaftWireError);
+    assert.throws(() => decodeRaft(encode({ type: 'task_cancel', node_uuid: a, job_uuid: b, task_index: 0, attempt: 0, scope: 0 })), RaftWireError);
   });
 });

@@ -110,7 +110,7 @@ function bad(): Record<string, BadVector> {
     'short-header': ['TRUNCATED', 'frame 0 shorter than the 32-byte generic header', [frames('generic_message')[0]!.subarray(0, 31)]],
     'unknown-type-0': ['UNKNOWN_TYPE', 'message_type 0 is never assigned', poke(frames('generic_message'), 0, (b) => (b[0] = 0))],
     'unknown-type-255': ['UNKNOWN_TYPE', 'message_type 255 is not in the registry', poke(frames('generic_message'), 0, (b) => (b[0] = 255))],
-    'header-length-small': ['BAD_HEADER_LENGTH', 'header_length 48 on a worker_request (sizeof 64)', poke(frames('worker_request'), 0, (b) => b.writeUInt32LE(48, 24))],
+    'header-length-small': ['BAD_HEADER_LENGTH', `header_length 48 on a worker_request (sizeof ${L('worker_request').size})`, poke(frames('worker_request'), 0, (b) => b.writeUInt32LE(48, 24))],
     'header-length-huge': ['BAD_HEADER_LENGTH', 'header_length 2^64-1', poke(frames('generic_message'), 0, (b) => b.fill(0xff, 24, 32))],
     'header-length-high-half': ['BAD_HEADER_LENGTH', 'header_length 2^32 + 32: only the low half is right', poke(frames('generic_message'), 0, (b) => b.writeUInt32LE(1, 28))],
     'frame0-truncated': ['TRUNCATED', 'worker_status frame 0 cut to 40 bytes while header_length says 56', [frames('worker_status')[0]!.subarray(0, 40)]],
@@ -129,7 +129,7 @@ function bad(): Record<string, BadVector> {
     'utf8-invalid': ['BAD_UTF8', 'error_reply.message is 0xff 0xfe', [frames('error_reply')[0]!, Buffer.from([0xff, 0xfe])]],
     'utf8-overlong': ['BAD_UTF8', "error_reply.message holds an overlong '/' (0xc0 0xaf)", [frames('error_reply')[0]!, Buffer.from([0xc0, 0xaf])]],
     'utf8-surrogate': ['BAD_UTF8', 'error_reply.message holds an encoded UTF-16 surrogate (0xed 0xa0 0x80)', [frames('error_reply')[0]!, Buffer.from([0xed, 0xa0, 0x80])]],
-    'name-too-long': ['TOO_LARGE', 'a worker_request input path of 4097 bytes (MAX_NAME_BYTES is 4096)', ((fr) => [fr[0]!, fr[1]!, Buffer.alloc(4097, 0x61), fr[3]!])(frames('worker_request'))],
+    'name-too-long': ['TOO_LARGE', 'a worker_request input path of 4097 bytes (MAX_NAME_BYTES is 4096)', frames('worker_request').map((x, i) => (i === 2 ? Buffer.alloc(4097, 0x61) : x))],
   };
   return Object.fromEntries(Object.entries(out).map(([k, [code, description, fr]]) => [k, { description, code, frames: fr.map((x) => x.toString('hex')) }]));
 }

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as zmq from 'zeromq';
 import { silentLogger } from '../../src/common';
-import { ERROR_CODES, Message, MessageInput, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, WorkerState, decode, encode, newUuid } from '../../src/messages';
+import { CancelScope, ERROR_CODES, Message, MessageInput, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, WorkerState, decode, encode, newUuid } from '../../src/messages';
 import { StorageClient } from '../../src/storage';
 import { readExecutions } from '../../src/worker/journal';
 import { Proc, fuseMounts, startGrid } from './helpers';
@@ -158,13 +158,14 @@ describe('worker node (real processes)', function () {
     return Object.assign(p, { id: p.ready.nodeId as string, dataDir, adminPort: p.ready.adminPort as number });
   }
 
-  async function dispatch(b: FakeBalancer, workerId: string, program: string, inputs: { data: Buffer; name: string }[], over: Partial<MessageInput<'task_dispatch'>> = {}) {
+  async function dispatch(b: FakeBalancer, workerId: string, program: string, inputs: { data: Buffer; name: string }[], over: Partial<MessageInput<'worker_request'>> = {}) {
     const prog = await client.putBuffer(Buffer.from(program));
     const ins = await Promise.all(inputs.map((i) => client.putBuffer(i.data)));
-    const m: MessageInput<'task_dispatch'> = {
-      type: 'task_dispatch',
+    const m: MessageInput<'worker_request'> = {
+      type: 'worker_request',
       node_uuid: BALANCER_ID,
       job_uuid: newUuid(),
+      program: Buffer.alloc(0), // program_length and the counts follow from the lists
       program_file_uuid: prog.fileUuid,
       task_index: 4,
       task_count: 9,
@@ -175,7 +176,7 @@ describe('worker node (real processes)', function () {
       output_limit_bytes: 64 * 1024 * 1024,
       epoch: 1,
       input_file_uuids: ins.map((i) => i.fileUuid),
-      input_names: inputs.map((i) => i.name),
+      input_files: inputs.map((i) => i.name),
       args: ['x', 'y z'],
       program_name: 'job.js',
       ...over,
@@ -263,15 +264,41 @@ describe('worker node (real processes)', function () {
     await b.waitFor('task_started', (m) => m.job_uuid === slow.job_uuid);
     const [busy] = await b.waitFor('worker_status', (m) => m.node_uuid === w.id && m.job_uuid === slow.job_uuid);
     assert.equal(busy!.state, WorkerState.busy);
-    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: slow.job_uuid });
+    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: slow.job_uuid, task_index: 0, attempt: 0, scope: 0 });
     const [rc] = await b.waitFor('task_result', (m) => m.job_uuid === slow.job_uuid);
     assert.equal(rc!.outcome, TaskOutcome.cancelled);
     assert.equal(rc!.exit_code, -1);
 
-    const missing = await dispatch(b, w.id, 'console.log(1)', [], { task_index: 2, input_file_uuids: [newUuid()], input_names: ['gone.txt'] });
+    const missing = await dispatch(b, w.id, 'console.log(1)', [], { task_index: 2, input_file_uuids: [newUuid()], input_files: ['gone.txt'] });
     const [rm] = await b.waitFor('task_result', (m) => m.job_uuid === missing.job_uuid);
     assert.equal(rm!.outcome, TaskOutcome.worker_error);
     assert.match(rm!.error, /is not in storage/);
+  });
+
+  it('task_cancel scope attempt stops that attempt only (a copy another worker keeps, docs/balancer.md "Failover")', async () => {
+    const b = await balancer();
+    const w = await worker(b);
+    await b.waitFor('worker_ready', (m) => m.node_uuid === w.id);
+    const prog = `setInterval(() => {}, 1000);`;
+    const one = await dispatch(b, w.id, prog, [], { task_index: 1, attempt: 2 });
+    const two = await dispatch(b, w.id, prog, [], { job_uuid: one.job_uuid, task_index: 2 });
+    await b.waitFor('task_started', (m) => m.job_uuid === one.job_uuid && m.task_index === 1);
+    await b.waitFor('task_started', (m) => m.job_uuid === one.job_uuid && m.task_index === 2);
+    // another attempt number of task 1 changes nothing; attempt 2 of task 1 is stopped
+    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: one.job_uuid, task_index: 1, attempt: 0, scope: CancelScope.attempt });
+    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: one.job_uuid, task_index: 1, attempt: 2, scope: CancelScope.attempt });
+    const [rc] = await b.waitFor('task_result', (m) => m.job_uuid === one.job_uuid);
+    assert.deepEqual([rc!.task_index, rc!.attempt, rc!.outcome], [1, 2, TaskOutcome.cancelled]);
+    // task 2 of the same job still runs: a heartbeat after that result still says busy with
+    // the job, and no result of task 2 came; only the job-wide cancel stops it
+    const mark = b.inbox.length;
+    await until(() => b.inbox.slice(mark).some((e) => e.m.type === 'worker_status' && e.m.node_uuid === w.id), 'a heartbeat after the cancelled result');
+    const beat = b.inbox.slice(mark).find((e) => e.m.type === 'worker_status')!.m as MessageOf<'worker_status'>;
+    assert.deepEqual([beat.state, beat.job_uuid], [WorkerState.busy, one.job_uuid]);
+    assert.equal(b.of('task_result').filter((m) => m.task_index === 2).length, 0);
+    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: two.job_uuid, task_index: 0, attempt: 0, scope: CancelScope.job });
+    const r2 = await b.waitFor('task_result', (m) => m.job_uuid === one.job_uuid && m.task_index === 2);
+    assert.equal(r2[0]!.outcome, TaskOutcome.cancelled);
   });
 
   it('reconnects when the balancer goes silent, sends worker_ready again and re-sends unacked results', async () => {
@@ -372,7 +399,7 @@ describe('worker node (real processes)', function () {
     assert.match(full!.error, /worker is full \(2 slots \+ 1 prefetch\)/);
     assert.equal((await status(w)).counts.refusedFull, 1);
 
-    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: queued.job_uuid });
+    await b.sendTo(w.id, { type: 'task_cancel', node_uuid: BALANCER_ID, job_uuid: queued.job_uuid, task_index: 0, attempt: 0, scope: 0 });
     await until(async () => (await status(w)).queued === 0, 'the queued task to be dropped');
     fs.writeFileSync(gate, '');
     await b.waitFor('task_result', (m) => m.job_uuid === a0.job_uuid, 2);
@@ -402,8 +429,8 @@ describe('worker node (real processes)', function () {
       const prog = await ownClient.putBuffer(Buffer.from(gated(gate)));
       const job = newUuid();
       await b.sendTo(id, {
-        type: 'task_dispatch', node_uuid: BALANCER_ID, job_uuid: job, program_file_uuid: prog.fileUuid, task_index: 0, task_count: 1, attempt: 0, max_retries: 2,
-        timeout_ms: 30_000, memory_limit_mb: 256, output_limit_bytes: 1 << 20, epoch: 1, input_file_uuids: [], input_names: [], args: [], program_name: 'job.js',
+        type: 'worker_request', node_uuid: BALANCER_ID, job_uuid: job, program: Buffer.alloc(0), program_file_uuid: prog.fileUuid, task_index: 0, task_count: 1, attempt: 0, max_retries: 2,
+        timeout_ms: 30_000, memory_limit_mb: 256, output_limit_bytes: 1 << 20, epoch: 1, input_file_uuids: [], input_files: [], args: [], program_name: 'job.js',
       });
       await b.waitFor('task_started', (m) => m.job_uuid === job);
       ownClient.close();
