@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { JobState, MessageOf, newUuid } from '../src/messages';
-import { RpcClient, silentLogger } from '../src/common';
+import { RpcClient, clientSecurity, silentLogger } from '../src/common';
 import { StorageClient } from '../src/storage';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -96,8 +96,9 @@ export async function gridBench(): Promise<void> {
   let storage: StorageClient | undefined;
   try {
     dev = await startDev(dir);
-    master = new RpcClient({ endpoint: dev.master, nodeUuid: newUuid(), log });
-    storage = new StorageClient({ endpoint: dev.storage, nodeUuid: newUuid(), log });
+    const security = clientSecurity(path.join(dir, 'grid'), log);
+    master = new RpcClient({ endpoint: dev.master, nodeUuid: newUuid(), log, security });
+    storage = new StorageClient({ endpoint: dev.storage, nodeUuid: newUuid(), log, security });
     const trivial = await storage.putBuffer(Buffer.from("require('fs').writeFileSync('out.txt', 'ok');\n"));
     const input = await storage.putBuffer(Buffer.from('x\n'));
 

@@ -25,7 +25,7 @@ import {
   isUuid,
   newUuid,
 } from '../messages';
-import { AdminServer, GridError, RpcServer, createLogger, endpointList, persistentNodeId } from '../common';
+import { AccessTable, AdminServer, GridError, RpcServer, Security, createLogger, endpointList, persistentNodeId } from '../common';
 import { ApplyResult, Command, StartedNote, applyCommand } from './commands';
 import { MasterConfig } from './config';
 import { BalancerRoleName, Feed, FeedEffect } from './feed';
@@ -41,6 +41,8 @@ import { SOFTWARE_VERSION } from '../common/version';
 
 interface BalancerPeer {
   peer: Buffer;
+  /** the verified key of its first hello (undefined with security off) */
+  key?: string;
   nodeUuid: string;
   role: BalancerRoleName;
   /** the epoch it said it holds in its last hello */
@@ -52,11 +54,40 @@ interface BalancerPeer {
 /** Monotonic milliseconds: lease timing must not follow wall-clock steps. */
 const mono = (): number => Math.floor(performance.now());
 
+const CLIENTS = ['clients', 'admins'] as const;
+const RAFT = ['masters'] as const;
+/**
+ * Who may send what to a master (docs/operations.md, "Security"): clients submit and ask,
+ * balancers take the lease and report, masters speak Raft. Everyone may ping.
+ */
+export const MASTER_ACCESS: AccessTable = {
+  generic_message: ['clients', 'admins', 'balancers', 'masters', 'workers', 'storage'],
+  job_submit_request: CLIENTS,
+  job_status_request: CLIENTS,
+  job_list_request: CLIENTS,
+  task_status_request: CLIENTS,
+  job_cancel_request: CLIENTS,
+  job_notify_request: CLIENTS,
+  balancer_hello: ['balancers'],
+  worker_status: ['balancers'],
+  task_started: ['balancers'],
+  task_result: ['balancers'],
+  raft_vote_request: RAFT,
+  raft_vote_response: RAFT,
+  raft_append: RAFT,
+  raft_append_response: RAFT,
+  raft_snapshot: RAFT,
+  raft_heartbeat: RAFT,
+  raft_heartbeat_response: RAFT,
+  raft_timeout_now: RAFT,
+};
+
 export class MasterNode {
   readonly nodeId: string;
   readonly log: Logger;
   readonly store: JobStore;
   private readonly server: RpcServer;
+  readonly security: Security;
   private readonly admin: AdminServer;
   readonly metrics: MasterMetrics;
   /** balancers that said hello to this master, by node id; forgotten after liveness of silence */
@@ -84,7 +115,8 @@ export class MasterNode {
     const l = this.store.lease();
     this.feed.restore(l.epoch, l.holder, l.role);
     this.notifier = new NotifyPlanner(cfg);
-    this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, handler: (m, peer) => this.handle(m, peer) });
+    this.security = new Security({ mode: cfg.security, keyDir: cfg.dataDir, trustDir: cfg.trustDir, role: 'masters', enroll: cfg.enroll, log: this.log });
+    this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, security: this.security, access: MASTER_ACCESS, handler: (m, peer) => this.handle(m, peer) });
     this.metrics = new MasterMetrics(this.nodeId, {
       db: () => this.store.db,
       raft: () => (this.replica ? (this.replica.status() as unknown as RaftView) : null),
@@ -124,6 +156,7 @@ export class MasterNode {
       peers,
       raftDbPath: path.join(this.cfg.dataDir, 'raft.db'),
       log: this.log,
+      security: this.security,
       tickMs: this.cfg.raftTickMs,
       electionTicks: this.cfg.electionTicks,
       heartbeatTicks: this.cfg.heartbeatTicks,
@@ -298,6 +331,7 @@ export class MasterNode {
         this.workerStatus(m, peer);
         return;
       case 'task_started':
+        this.checkBalancerKey(m.node_uuid, peer, m.type);
         this.touch(m.node_uuid, peer);
         this.requireEpoch(m.node_uuid, m.epoch, m.type);
         this.metrics.started(m.job_uuid, m.task_index, m.attempt, Date.now());
@@ -305,6 +339,7 @@ export class MasterNode {
         this.scheduleFlush();
         return;
       case 'task_result':
+        this.checkBalancerKey(m.node_uuid, peer, m.type);
         this.touch(m.node_uuid, peer);
         this.requireEpoch(m.node_uuid, m.epoch, m.type);
         this.pendingResults.push({
@@ -493,8 +528,9 @@ export class MasterNode {
     const now = mono();
     const role: BalancerRoleName = m.role === BalancerRole.auxiliary ? 'auxiliary' : 'primary';
     const known = this.balancers.get(m.node_uuid);
+    this.checkBalancerKey(m.node_uuid, peer, m.type, known);
     if (!known) this.log.info({ balancerId: m.node_uuid, pairRole: role, epoch: m.epoch }, 'balancer:hello');
-    this.balancers.set(m.node_uuid, { peer, nodeUuid: m.node_uuid, role, epoch: m.epoch, lastSeenMs: now, since: known?.since ?? now });
+    this.balancers.set(m.node_uuid, { peer, key: known?.key ?? this.server.peerKey(peer), nodeUuid: m.node_uuid, role, epoch: m.epoch, lastSeenMs: now, since: known?.since ?? now });
     this.runFeed(
       this.feed.request({ nodeUuid: m.node_uuid, role, epoch: m.epoch, requestSeq: m.request_seq, fed: m.fed, creditLimit: m.credit_limit }, now),
     );
@@ -521,6 +557,24 @@ export class MasterNode {
       'STALE_EPOCH',
       `${type} from balancer ${nodeUuid} with epoch ${epoch} refused: the dispatch lease is epoch ${s.epoch} held by ${s.holder ?? 'nobody'}`,
       'this balancer lost the lease; the workers report to the active one',
+    );
+  }
+
+  /**
+   * A balancer id belongs to the key of its first hello; results and starts must come from
+   * that key (docs/operations.md, "Security"): with requireEpoch, only the balancer holding
+   * the current lease is heard. NOT_AUTHORIZED otherwise, logged.
+   */
+  private checkBalancerKey(nodeUuid: string, peer: Buffer, type: string, known = this.balancers.get(nodeUuid)): void {
+    if (!this.security.on) return;
+    const key = this.server.peerKey(peer);
+    if (known === undefined && type === 'balancer_hello') return;
+    if (key !== undefined && known?.key === key) return;
+    this.log.warn({ event: 'auth:refused', balancerId: nodeUuid, type, key: key ? this.security.nameOf(key) : null }, 'balancer message from another key refused');
+    throw new GridError(
+      'NOT_AUTHORIZED',
+      known ? `not authorized: balancer ${nodeUuid} said hello with another key; ${type} refused` : `not authorized: ${type} from balancer ${nodeUuid}, which has not said balancer_hello to this master`,
+      'a balancer says balancer_hello first, always with its own key',
     );
   }
 

@@ -6,7 +6,7 @@
  * storage protocol is in one place.
  */
 import { MAX_MESSAGE_BYTES } from '../messages';
-import { SettingsOf, SettingsTable, configError } from '../common';
+import { SettingsOf, SettingsTable, configError, SECURITY_SPEC } from '../common';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -21,6 +21,7 @@ export const STORAGE_SETTINGS = new SettingsTable(
   'storage',
   {
     dataDir: { type: 'path', default: './.grid/storage', flag: '--data-dir', doc: 'folder for the SQLite database (storage.db), the node id and logs' },
+    ...SECURITY_SPEC,
     bind: { type: 'endpoint', default: 'tcp://127.0.0.1:7702', flag: '--bind', doc: 'ZeroMQ endpoint clients and workers connect to (port 0 = pick a free port)' },
     adminPort: { type: 'int', default: 7712, min: 0, max: 65535, flag: '--admin-port', doc: 'admin HTTP port on 127.0.0.1: GET /healthz, GET /status (0 = pick a free port)' },
     quotaBytes: { type: 'int', default: 100 * GiB, min: 0, max: Number.MAX_SAFE_INTEGER, unit: 'bytes', flag: '--quota-bytes', doc: 'most bytes stored: files plus the declared length of open uploads' },

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { Logger } from 'pino';
 import { Message, MessageInput, MessageOf, PutStatus, newUuid } from '../messages';
-import { AdminServer, GridError, RpcServer, createLogger, persistentNodeId } from '../common';
+import { AccessTable, AdminServer, GridError, RpcServer, Security, createLogger, persistentNodeId } from '../common';
 import { StorageSnapshot, storageMetrics } from './metrics';
 import { StorageConfig } from './config';
 import { CorruptChunk, FileStore } from './store';
@@ -31,11 +31,25 @@ export interface StorageNodeOptions {
   now?: () => number;
 }
 
+const READERS = ['clients', 'admins', 'workers', 'storage', 'masters'] as const;
+/**
+ * Who may send what to a storage node (docs/operations.md, "Security"): clients upload
+ * programs and inputs, workers upload outputs and logs, both read.
+ */
+export const STORAGE_ACCESS: AccessTable = {
+  generic_message: READERS,
+  file_stat_request: READERS,
+  file_read_request: READERS,
+  file_request: READERS,
+  file_put_request: ['clients', 'admins', 'workers', 'storage'],
+};
+
 export class StorageNode {
   readonly nodeId: string;
   readonly log: Logger;
   readonly store: FileStore;
   private readonly server: RpcServer;
+  readonly security: Security;
   private readonly admin: AdminServer;
   private readonly now: () => number;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -60,7 +74,8 @@ export class StorageNode {
     this.nodeId = persistentNodeId(cfg.dataDir, newUuid);
     this.log = o.log ?? createLogger({ role: 'storage', nodeId: this.nodeId, file: path.join(cfg.dataDir, 'logs', `storage-${this.nodeId}.log`) });
     this.store = new FileStore(path.join(cfg.dataDir, 'storage.db'), cfg, this.log);
-    this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, handler: (m) => this.handle(m) });
+    this.security = new Security({ mode: cfg.security, keyDir: cfg.dataDir, trustDir: cfg.trustDir, role: 'storage', enroll: cfg.enroll, log: this.log });
+    this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, security: this.security, access: STORAGE_ACCESS, handler: (m) => this.handle(m) });
     this.admin = new AdminServer({ host: '127.0.0.1', port: cfg.adminPort, health: () => (this.stopped ? 'stopping' : null), status: () => this.status(),
       metrics: storageMetrics(this.nodeId, () => this.status() as StorageSnapshot, () => this.server.stats),
     });

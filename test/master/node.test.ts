@@ -12,6 +12,8 @@ import { submitMsg as submitN } from '../helpers/masters';
 
 const submitMsg = (n: number, jobUuid?: string) => submitN(n, jobUuid, 1);
 import { ERROR_CODES, JobState, Message, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, decode, encode, newUuid } from '../../src/messages';
+import { handshaken, testSecurity } from '../helpers/security';
+import { clientSocket } from '../../src/common';
 
 const BIN = path.resolve(__dirname, '../../../bin/grid.js');
 
@@ -24,7 +26,7 @@ const BIN = path.resolve(__dirname, '../../../bin/grid.js');
 const RENEW_MS = 50;
 class FakeBalancer {
   readonly id = newUuid();
-  readonly sock = new zmq.Dealer({ linger: 0 });
+  readonly sock: zmq.Dealer;
   readonly inbox: Message[] = [];
   epoch = 0;
   seq = 0;
@@ -33,6 +35,8 @@ class FakeBalancer {
   /** when set, the credit_limit it sends (a balancer that holds every task it got: its limit stays put) */
   limit?: number;
   renewing = false;
+  /** the CURVE handshake with the master is done */
+  up = false;
   protocol = PROTOCOL_VERSION;
   private timer?: NodeJS.Timeout;
   private chain: Promise<void> = Promise.resolve();
@@ -40,10 +44,14 @@ class FakeBalancer {
     endpoint: string,
     readonly role: 'primary' | 'auxiliary' = 'primary',
   ) {
-    this.sock.connect(endpoint);
+    const sock = (this.sock = clientSocket(testSecurity('balancers'), endpoint));
+    // hellos wait for the CURVE handshake: queued ones would arrive in a burst of epoch 0
+    this.chain = handshaken(sock).then(() => {
+      this.up = true;
+    });
     void (async () => {
       try {
-        for await (const frames of this.sock) {
+        for await (const frames of sock) {
           const m = decode(frames as Buffer[]);
           this.inbox.push(m);
           if (m.type === 'lease_grant' && m.epoch > this.epoch) this.epoch = m.epoch;
@@ -64,7 +72,7 @@ class FakeBalancer {
     this.renewing = true;
     void this.hello();
     this.timer ??= setInterval(() => {
-      if (this.renewing) void this.hello();
+      if (this.renewing && this.up) void this.hello();
     }, RENEW_MS);
     return this;
   }
@@ -137,7 +145,7 @@ describe('master node (real sockets)', function () {
   async function startMaster(o: Record<string, unknown> = {}): Promise<void> {
     node = new MasterNode(loadMasterConfig({ dataDir: dir, bind: 'tcp://127.0.0.1:0', adminPort: 0, heartbeatIntervalMs: 100, leaseMs: 400, leaseNewLeaderWaitMs: 0, ...o }), log);
     ({ endpoint } = await node.start());
-    client = new RpcClient({ endpoint, nodeUuid: newUuid(), log });
+    client = new RpcClient({ security: testSecurity(), endpoint, nodeUuid: newUuid(), log });
   }
   function balancer(role: 'primary' | 'auxiliary' = 'primary'): FakeBalancer {
     const b = new FakeBalancer(endpoint, role);
@@ -322,8 +330,7 @@ describe('master node (real sockets)', function () {
 
   it('gives typed errors for unknown jobs and keeps serving after hostile bytes', async () => {
     await assert.rejects(client.request({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: newUuid() }), (e: unknown) => e instanceof RemoteError && e.code === 'NOT_FOUND');
-    const raw = new zmq.Dealer({ linger: 0 });
-    raw.connect(endpoint);
+    const raw = clientSocket(testSecurity(), endpoint);
     try {
       await raw.send([Buffer.from([1, 2, 3])]);
       const m = decode((await raw.receive()) as Buffer[]);
@@ -383,14 +390,14 @@ describe('grid master process', function () {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'grid-master-proc-'));
     const log = silentLogger();
     let { proc, endpoint } = await start();
-    let client = new RpcClient({ endpoint, nodeUuid: newUuid(), log });
+    let client = new RpcClient({ security: testSecurity(), endpoint, nodeUuid: newUuid(), log });
     const sub = submitMsg(5);
     await client.request(sub);
     client.close();
     proc.kill('SIGKILL');
     await new Promise((r) => proc.once('exit', r));
     ({ proc, endpoint } = await start());
-    client = new RpcClient({ endpoint, nodeUuid: newUuid(), log });
+    client = new RpcClient({ security: testSecurity(), endpoint, nodeUuid: newUuid(), log });
     try {
       const st = (await client.request({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: sub.job_uuid })) as MessageOf<'job_status_response'>;
       assert.equal(st.task_count, 5);

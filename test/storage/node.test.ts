@@ -12,6 +12,8 @@ import { RpcClient, silentLogger } from '../../src/common';
 import { StorageNode } from '../../src/storage/server';
 import { StorageClient } from '../../src/storage/client';
 import { MiB, bytes, client, httpGet, rejection, startNode, tempDir } from './helpers';
+import { freshSecurity, testSecurity } from '../helpers/security';
+import { bindServer, clientSocket, releaseServer, serverSocket } from '../../src/common';
 
 function rows(dir: string): { files: number; chunks: number; uploads: number } {
   const db = new Database(path.join(dir, 'storage.db'), { readonly: true });
@@ -84,7 +86,7 @@ describe('storage node + StorageClient (real sockets)', function () {
     assert.deepEqual(rows(dir), before);
     assert.equal((node!.status() as { requests: { byType: Record<string, number> } }).requests.byType.file_put_request, putsBefore);
     // a raw put of a stored file answers already_stored
-    const rpc = new RpcClient({ endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    const rpc = new RpcClient({ security: testSecurity(), endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
     extra.push(rpc);
     const d = sha256(data);
     const r = await rpc.request({ type: 'file_put_request', node_uuid: newUuid(), request_uuid: newUuid(), file_uuid: fileUuidFromSha256(d), file_length: data.length, offset: 0, final: 0, sha256: d, data: data.subarray(0, MiB) });
@@ -104,7 +106,7 @@ describe('storage node + StorageClient (real sockets)', function () {
   });
 
   it('refuses an upload whose bytes do not match its SHA-256 and keeps nothing of it', async () => {
-    const rpc = new RpcClient({ endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    const rpc = new RpcClient({ security: testSecurity(), endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
     extra.push(rpc);
     const claimed = sha256(Buffer.from('the declared content'));
     const e = await rejection(
@@ -156,7 +158,7 @@ describe('storage node + StorageClient (real sockets)', function () {
     const data = bytes(3 * MiB + 9, 27);
     const d = sha256(data);
     const fileUuid = fileUuidFromSha256(d);
-    const rpc = new RpcClient({ endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    const rpc = new RpcClient({ security: testSecurity(), endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
     for (const off of [0, MiB]) {
       await rpc.request({ type: 'file_put_request', node_uuid: newUuid(), request_uuid: newUuid(), file_uuid: fileUuid, file_length: data.length, offset: off, final: 0, sha256: d, data: data.subarray(off, off + MiB) });
     }
@@ -172,9 +174,8 @@ describe('storage node + StorageClient (real sockets)', function () {
   });
 
   it('answers hostile bytes with error_reply DECODE_ERROR and an unexpected message with UNEXPECTED, and keeps serving', async () => {
-    const sock = new zmq.Dealer({ linger: 0 });
+    const sock = clientSocket(testSecurity(), node!.endpoint);
     extra.push(sock);
-    sock.connect(node!.endpoint);
     for (const junk of [[Buffer.from('not a message')], [Buffer.alloc(0)], [Buffer.alloc(4096, 0xff), Buffer.from('x')]]) {
       await sock.send(junk);
       const frames = (await sock.receive()) as Buffer[];
@@ -212,7 +213,7 @@ describe('storage node + StorageClient (real sockets)', function () {
     assert.match(big.message, /maxWholeReadBytes/);
     const seed = await rejection(new Promise((resolve, reject) => {
       // the node's own refusal of a seed file_request names ranged reads, matched by file_uuid
-      const rpc = new RpcClient({ endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger(), onUnsolicited: (m) => (m.type === 'error_reply' && m.request_uuid === fileUuid ? reject(Object.assign(new Error(m.message), { code: m.error_code })) : resolve(m)) });
+      const rpc = new RpcClient({ security: testSecurity(), endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger(), onUnsolicited: (m) => (m.type === 'error_reply' && m.request_uuid === fileUuid ? reject(Object.assign(new Error(m.message), { code: m.error_code })) : resolve(m)) });
       extra.push(rpc);
       void rpc.send({ type: 'file_request', node_uuid: newUuid(), file_uuid: fileUuid });
     }));
@@ -222,7 +223,7 @@ describe('storage node + StorageClient (real sockets)', function () {
     assert.equal((await rejection(c!.read(fileUuid, -1, 1))).code, 'BAD_REQUEST');
     assert.equal((await rejection(c!.read(fileUuid, 0.5, 1))).code, 'BAD_REQUEST');
     // a raw ranged read over maxReadBytes is refused by the node
-    const rpc = new RpcClient({ endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    const rpc = new RpcClient({ security: testSecurity(), endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
     extra.push(rpc);
     const e = await rejection(rpc.request({ type: 'file_read_request', node_uuid: newUuid(), request_uuid: newUuid(), file_uuid: fileUuid, offset: 0, length: 4 * MiB + 1 }));
     assert.equal(e.code, 'TOO_LARGE');
@@ -249,7 +250,7 @@ describe('storage node + StorageClient (real sockets)', function () {
     await c.putBuffer(bytes(MiB + 1, 32));
     const data = bytes(2 * MiB, 33);
     const d = sha256(data);
-    const rpc = new RpcClient({ endpoint: node.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    const rpc = new RpcClient({ security: testSecurity(), endpoint: node.endpoint, nodeUuid: newUuid(), log: silentLogger() });
     extra.push(rpc);
     await rpc.request({ type: 'file_put_request', node_uuid: newUuid(), request_uuid: newUuid(), file_uuid: fileUuidFromSha256(d), file_length: data.length, offset: 0, final: 0, sha256: d, data: data.subarray(0, MiB) });
     assert.equal(rows(dir).uploads, 1);
@@ -263,10 +264,10 @@ describe('storage node + StorageClient (real sockets)', function () {
   });
 
   it('times out with TIMEOUT against a node that does not answer', async () => {
-    const silent = new zmq.Router({ linger: 0 });
-    extra.push(silent);
-    await silent.bind('tcp://127.0.0.1:*');
-    const dead = client(silent.lastEndpoint!, { requestTimeoutMs: 200, retries: 1 });
+    const sec = freshSecurity('silent-storage', ['storage'], true);
+    const silent = serverSocket(sec);
+    extra.push({ close: () => (silent.close(), releaseServer(sec)) });
+    const dead = client(await bindServer(silent, sec, 'tcp://127.0.0.1:0', silentLogger()), { requestTimeoutMs: 200, retries: 1 });
     extra.push(dead);
     assert.equal((await rejection(dead.stat(newUuid()))).code, 'TIMEOUT');
     assert.equal((await rejection(dead.readWhole(newUuid()))).code, 'TIMEOUT');
@@ -275,7 +276,7 @@ describe('storage node + StorageClient (real sockets)', function () {
   it('remembers at most putReplyCacheEntries put answers: a re-sent put within the bound gets its first answer, beyond it a fresh one', async () => {
     await node!.stop();
     node = await startNode(dir, { putReplyCacheEntries: 2 });
-    const rpc = new RpcClient({ endpoint: node.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    const rpc = new RpcClient({ security: testSecurity(), endpoint: node.endpoint, nodeUuid: newUuid(), log: silentLogger() });
     extra.push(rpc);
     const put = (data: Buffer, requestUuid: string) => {
       const d = sha256(data);
