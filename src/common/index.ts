@@ -14,3 +14,4 @@ export * from './bind-errors';
 export * from './keys';
 export * from './security';
 export * from './zap';
+export * from './backoff';

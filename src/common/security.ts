@@ -168,7 +168,14 @@ export class Security {
   /** Roles of a public key per the authorized files (re-read when they change). */
   rolesOfKey(key: string, nowMs = Date.now()): ReadonlySet<KeyRole> {
     this.reload(nowMs);
-    return this.roles.get(key) ?? EMPTY;
+    let r = this.roles.get(key);
+    // a key not known (yet): look at the files now rather than up to TRUST_RECHECK_MS later,
+    // so a key authorized a moment ago is admitted (costs a stat per file, only on refusals)
+    if (!r) {
+      this.reload(nowMs, true);
+      r = this.roles.get(key);
+    }
+    return r ?? EMPTY;
   }
 
   /** Roles of a ROUTER peer; with security off every role (a trusted lab). */
@@ -188,8 +195,8 @@ export class Security {
     return this.rolesOfKey(key).size > 0;
   }
 
-  private reload(nowMs: number): void {
-    if (nowMs - this.checkedAt < TRUST_RECHECK_MS) return;
+  private reload(nowMs: number, force = false): void {
+    if (!force && nowMs - this.checkedAt < TRUST_RECHECK_MS) return;
     this.checkedAt = nowMs;
     const stamp = KEY_ROLES.map((r) => mtimeOf(path.join(this.trustDir, 'authorized', r))).join(',');
     if (stamp === this.stamp) return;
@@ -267,7 +274,11 @@ export function securityOptions<C extends { option(flags: string, description: s
     .option('--enroll', "authorize this node's own key for its role in the trust dir and record its endpoint (one-user machines; grid dev does it)");
 }
 
-/** The settings the flags set (undefined = not given). */
-export function securityFlagValues(o: SecurityFlags): { security?: string; trustDir?: string; enroll?: boolean } {
-  return { security: o.security, trustDir: o.trustDir, enroll: o.enroll ? true : undefined };
+/**
+ * The settings the flags set, else their environment variables (GRID_SECURITY,
+ * GRID_TRUST_DIR, GRID_ENROLL), else undefined (the config file or the default decides).
+ */
+export function securityFlagValues(o: SecurityFlags, env: NodeJS.ProcessEnv = process.env): { security?: string; trustDir?: string; enroll?: boolean | string } {
+  const v = (x: string | undefined): string | undefined => (x === undefined || x === '' ? undefined : x);
+  return { security: o.security ?? v(env.GRID_SECURITY), trustDir: o.trustDir ?? v(env.GRID_TRUST_DIR), enroll: o.enroll ? true : v(env.GRID_ENROLL) };
 }

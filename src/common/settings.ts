@@ -136,21 +136,16 @@ export class SettingsTable<T extends SettingsSpec> {
   }
 
   /**
-   * Defaults, then the config file, then the environment variables of the rows that have
-   * one, then the flags that were given (undefined = not given), validated. A key of the file the table does not know is an error naming the file, so a
+   * Defaults, then the config file, then the flags that were given (undefined = not given),
+   * validated. A key of the file the table does not know is an error naming the file, so a
    * typo is not a silent default.
    */
-  load(flags: Partial<Record<keyof T, unknown>>, configFile?: string, env: NodeJS.ProcessEnv = process.env): SettingsOf<T> {
+  load(flags: Partial<Record<keyof T, unknown>>, configFile?: string): SettingsOf<T> {
     const file = configFile ? readConfigFile(configFile) : {};
     const merged: Record<string, unknown> = { ...this.defaults };
     for (const [k, v] of Object.entries(file)) {
       if (!(k in this.spec)) throw configError(`unknown setting "${k}" in ${configFile}`, `known settings: ${this.keys.join(', ')}`);
       merged[k] = v;
-    }
-    // rows with a variable: the environment overrides the file, flags override both
-    for (const k of this.keys) {
-      const e = this.spec[k]!.env;
-      if (e && env[e] !== undefined && env[e] !== '') merged[k] = env[e];
     }
     for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
     return this.validate(merged);

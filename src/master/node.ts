@@ -114,7 +114,7 @@ export class MasterNode {
     this.feed = new Feed({ leaseMs: cfg.leaseMs, newLeaderWaitMs: cfg.leaseNewLeaderWaitMs, feedBatchMax: cfg.feedBatchMax, auxiliaryStartWaitMs: cfg.auxiliaryStartWaitMs });
     const l = this.store.lease();
     this.feed.restore(l.epoch, l.holder, l.role);
-    this.notifier = new NotifyPlanner(cfg);
+    this.notifier = new NotifyPlanner(cfg, Math.random);
     this.security = new Security({ mode: cfg.security, keyDir: cfg.dataDir, trustDir: cfg.trustDir, role: 'masters', enroll: cfg.enroll, log: this.log });
     this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, security: this.security, access: MASTER_ACCESS, handler: (m, peer) => this.handle(m, peer) });
     this.metrics = new MasterMetrics(this.nodeId, {
@@ -256,9 +256,10 @@ export class MasterNode {
     replica.requireLeader();
     switch (m.type) {
       case 'job_submit_request':
-        return this.submit(m, replica);
+        return this.submit(m, replica, peer);
       case 'job_status_request': {
         await replica.readBarrier();
+        this.requireOwner(m.job_uuid, peer);
         const s = this.store.jobStatus(m.job_uuid);
         if (!s) throw notFound(m.job_uuid);
         return {
@@ -284,10 +285,11 @@ export class MasterNode {
           type: 'job_list_response',
           node_uuid: this.nodeId,
           request_uuid: m.request_uuid,
-          job_uuids: this.store.listJobs(Math.min(m.limit || this.cfg.maxJobList, this.cfg.maxJobList)),
+          job_uuids: this.store.listJobs(Math.min(m.limit || this.cfg.maxJobList, this.cfg.maxJobList), this.caller(peer).admin ? undefined : this.caller(peer).key),
         };
       case 'task_status_request': {
         await replica.readBarrier();
+        this.requireOwner(m.job_uuid, peer);
         const t = this.store.taskStatus(m.job_uuid, m.task_index);
         if (!t) {
           if (!this.store.jobStatus(m.job_uuid)) throw notFound(m.job_uuid);
@@ -314,11 +316,15 @@ export class MasterNode {
         };
       }
       case 'job_cancel_request': {
+        await replica.readBarrier();
+        this.requireOwner(m.job_uuid, peer);
         const r = (await replica.propose({ k: 'cancel', jobUuid: m.job_uuid, nowMs: Date.now() } satisfies Command)) as ApplyResult;
         if (r.k === 'cancel' && !r.found) throw notFound(m.job_uuid);
         return { type: 'ack_reply', node_uuid: this.nodeId, request_uuid: m.request_uuid };
       }
       case 'job_notify_request': {
+        await replica.readBarrier();
+        this.requireOwner(m.job_uuid, peer);
         const bad = checkNotifyUrl(m.url);
         if (bad) throw new GridError('BAD_REQUEST', `--notify ${bad}`, 'give an http:// or https:// URL that takes a POST');
         const r = (await replica.propose({ k: 'notify', jobUuid: m.job_uuid, url: m.url } satisfies Command)) as ApplyResult;
@@ -366,7 +372,30 @@ export class MasterNode {
     }
   }
 
-  private async submit(m: MessageOf<'job_submit_request'>, replica: Replica): Promise<MessageInput> {
+  /**
+   * Who asks (docs/operations.md, "Jobs have owners"): the client's verified key, and whether
+   * it is an admin. With security off there are no keys and everyone sees everything.
+   */
+  private caller(peer: Buffer): { key: string; admin: boolean } {
+    if (!this.security.on) return { key: '', admin: true };
+    const key = this.server.peerKey(peer) ?? '';
+    return { key, admin: key !== '' && this.security.rolesOfKey(key).has('admins') };
+  }
+
+  /**
+   * A job is seen, read and cancelled only by the key that submitted it, and by admins:
+   * to anyone else it does not exist (NOT_FOUND, so job ids are not revealed either).
+   */
+  private requireOwner(jobUuid: string, peer: Buffer): void {
+    const owner = this.store.jobOwner(jobUuid);
+    if (owner === undefined || owner === '') return; // unknown (NOT_FOUND follows) or from before owners
+    const who = this.caller(peer);
+    if (who.admin || who.key === owner) return;
+    this.log.warn({ event: 'auth:refused', jobId: jobUuid, key: who.key ? this.security.nameOf(who.key) : null }, "another client's job refused");
+    throw notFound(jobUuid);
+  }
+
+  private async submit(m: MessageOf<'job_submit_request'>, replica: Replica, peer: Buffer): Promise<MessageInput> {
     if (m.program_name === '') throw new GridError('BAD_REQUEST', 'the job has no program name');
     const c = {
       jobUuid: m.job_uuid,
@@ -380,6 +409,7 @@ export class MasterNode {
       outputLimitBytes: m.output_limit_bytes,
       args: m.args,
       nowMs: Date.now(),
+      owner: this.caller(peer).key,
     };
     // Refuse a bad job before it enters the log; a job that exists is answered from the state.
     this.store.validateSubmit(c);

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as zmq from 'zeromq';
 import { bindServer, clientSocket, releaseServer, serverSocket, silentLogger as quietLog } from '../../src/common';
-import { freshSecurity, testSecurity } from '../helpers/security';
+import { TEST_NODE_SECURITY, freshSecurity, testSecurity } from '../helpers/security';
 import { BalancerNode, loadBalancerConfig } from '../../src/balancer';
 import { SOFTWARE_VERSION } from '../../src/common';
 import { notLeader } from '../../src/common/leader';
@@ -173,6 +173,7 @@ describe('balancer node on real sockets', function () {
   async function startNode(o: { master?: string; taskDeadlineSlackMs?: number; queuedDeadlineMs?: number } = {}): Promise<{ endpoint: string; adminPort: number }> {
     const cfg = loadBalancerConfig({
       dataDir: dir,
+      ...TEST_NODE_SECURITY,
       master: o.master ?? master.endpoint,
       ...(o.taskDeadlineSlackMs !== undefined ? { taskDeadlineSlackMs: o.taskDeadlineSlackMs } : {}),
       ...(o.queuedDeadlineMs !== undefined ? { queuedDeadlineMs: o.queuedDeadlineMs } : {}),

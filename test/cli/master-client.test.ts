@@ -6,7 +6,7 @@ import { GridError, RpcServer, notLeader, silentLogger } from '../../src/common'
 import { Message, MessageInput, newUuid } from '../../src/messages';
 import { MasterClient } from '../../src/cli/master-client';
 import { freePort, waitFor } from '../helpers/grid';
-import { testSecurity } from '../helpers/security';
+import { freshSecurity, testSecurity } from '../helpers/security';
 import { MASTER_ACCESS } from '../../src/master/node';
 
 function statusReply(m: Message & { type: 'job_status_request' }, nodeUuid: string): MessageInput {
@@ -38,7 +38,7 @@ describe('cli: MasterClient retries (same request_uuid) within masterRetryWindow
   it('re-sends the same request until an answer comes', async () => {
     const seen: string[] = [];
     const server = new RpcServer({
-      security: testSecurity('masters'),
+      security: freshSecurity('fake-master', ['masters'], true),
       access: MASTER_ACCESS,
       bind: 'tcp://127.0.0.1:0',
       nodeUuid: newUuid(),
@@ -73,7 +73,7 @@ describe('cli: MasterClient retries (same request_uuid) within masterRetryWindow
     const pending = c.jobStatus(newUuid());
     // the first attempts go nowhere (nobody listens yet): wait until two have timed out
     await waitFor(() => c.stats.timeouts >= 2, 'two attempts to time out', 10_000, 20);
-    const server = new RpcServer({ security: testSecurity('masters'), access: MASTER_ACCESS, bind: endpoint, nodeUuid: newUuid(), log, handler: (m) => (m.type === 'job_status_request' ? statusReply(m, newUuid()) : undefined) });
+    const server = new RpcServer({ security: freshSecurity('fake-master', ['masters'], true), access: MASTER_ACCESS, bind: endpoint, nodeUuid: newUuid(), log, handler: (m) => (m.type === 'job_status_request' ? statusReply(m, newUuid()) : undefined) });
     await server.start();
     closers.push(() => server.close());
     const r = await pending;
@@ -83,7 +83,7 @@ describe('cli: MasterClient retries (same request_uuid) within masterRetryWindow
   it('passes on a refusal (NOT_FOUND) at once, without retrying', async () => {
     let n = 0;
     const server = new RpcServer({
-      security: testSecurity('masters'),
+      security: freshSecurity('fake-master', ['masters'], true),
       access: MASTER_ACCESS,
       bind: 'tcp://127.0.0.1:0',
       nodeUuid: newUuid(),
@@ -130,7 +130,7 @@ describe('cli: MasterClient follows the leader of a replicated group (real socke
   async function master(answer: (m: Message, n: number) => 'lead' | 'silent' | { follower: string | undefined }): Promise<{ endpoint: string; seen: Message[] }> {
     const seen: Message[] = [];
     const server = new RpcServer({
-      security: testSecurity('masters'),
+      security: freshSecurity('fake-master', ['masters'], true),
       access: MASTER_ACCESS,
       bind: 'tcp://127.0.0.1:0',
       nodeUuid: newUuid(),

@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { KeyRole, Security, authorizeKey, keyFingerprint, silentLogger } from '../../src/common';
+import { KeyRole, Security, authorizeKey, keyFingerprint, loadOrCreateKeyPair, silentLogger } from '../../src/common';
 
 export const TEST_TRUST_DIR = process.env.GRID_TRUST_DIR && process.env.GRID_TEST_TRUST_OWNED !== undefined ? process.env.GRID_TRUST_DIR : makeTrust();
 
@@ -22,8 +22,15 @@ function makeTrust(): string {
   process.env.GRID_ENROLL = 'true';
   process.env.GRID_TEST_TRUST_OWNED = '1';
   process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  // the key every `grid` command of the run uses (<trust dir>/client.key), authorized as
+  // `grid dev` would: tests whose master is a fake need it too
+  const k = loadOrCreateKeyPair(dir, 'client');
+  authorizeKey(dir, 'clients', k.publicKey, 'test-run-client');
   return dir;
 }
+
+/** Settings of a node a test builds in its own process (spawned ones read the variables). */
+export const TEST_NODE_SECURITY = { trustDir: TEST_TRUST_DIR, enroll: true } as const;
 
 const byRole = new Map<string, Security>();
 

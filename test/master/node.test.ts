@@ -12,7 +12,7 @@ import { submitMsg as submitN } from '../helpers/masters';
 
 const submitMsg = (n: number, jobUuid?: string) => submitN(n, jobUuid, 1);
 import { ERROR_CODES, JobState, Message, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, decode, encode, newUuid } from '../../src/messages';
-import { handshaken, testSecurity } from '../helpers/security';
+import { TEST_NODE_SECURITY, handshaken, testSecurity } from '../helpers/security';
 import { clientSocket } from '../../src/common';
 
 const BIN = path.resolve(__dirname, '../../../bin/grid.js');
@@ -143,7 +143,7 @@ describe('master node (real sockets)', function () {
   const bals: FakeBalancer[] = [];
 
   async function startMaster(o: Record<string, unknown> = {}): Promise<void> {
-    node = new MasterNode(loadMasterConfig({ dataDir: dir, bind: 'tcp://127.0.0.1:0', adminPort: 0, heartbeatIntervalMs: 100, leaseMs: 400, leaseNewLeaderWaitMs: 0, ...o }), log);
+    node = new MasterNode(loadMasterConfig({ dataDir: dir, bind: 'tcp://127.0.0.1:0', adminPort: 0, ...TEST_NODE_SECURITY, heartbeatIntervalMs: 100, leaseMs: 400, leaseNewLeaderWaitMs: 0, ...o }), log);
     ({ endpoint } = await node.start());
     client = new RpcClient({ security: testSecurity(), endpoint, nodeUuid: newUuid(), log });
   }

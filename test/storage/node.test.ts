@@ -13,7 +13,7 @@ import { StorageNode } from '../../src/storage/server';
 import { StorageClient } from '../../src/storage/client';
 import { MiB, bytes, client, httpGet, rejection, startNode, tempDir } from './helpers';
 import { freshSecurity, testSecurity } from '../helpers/security';
-import { bindServer, clientSocket, releaseServer, serverSocket } from '../../src/common';
+import { RemoteError, bindServer, clientSocket, releaseServer, serverSocket } from '../../src/common';
 
 function rows(dir: string): { files: number; chunks: number; uploads: number } {
   const db = new Database(path.join(dir, 'storage.db'), { readonly: true });
@@ -261,6 +261,33 @@ describe('storage node + StorageClient (real sockets)', function () {
     };
     await until('the sweep discards the idle upload', () => rows(dir).uploads === 0 && rows(dir).chunks === 2);
     await until('a scrub pass completes', () => (node!.status() as { scrub: { last: { chunksChecked: number } | null } }).scrub.last?.chunksChecked === 2);
+  });
+
+  it('per-client upload bounds: a client declaring a huge upload of 4 bytes blocks only itself, and only until uploadIdleMs (docs/storage.md)', async () => {
+    await node!.stop();
+    node = await startNode(dir, { quotaBytes: 64 * MiB, maxReservedBytesPerClient: 32 * MiB, maxUploadsPerClient: 2, uploadIdleMs: 500, stagingSweepIntervalMs: 100 });
+    const attacker = new RpcClient({ security: freshSecurity('greedy', ['clients']), endpoint: node.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    extra.push(attacker);
+    const declare = (length: number) => {
+      const d = sha256(Buffer.from(`fake ${length} ${Math.random()}`));
+      return attacker.request({ type: 'file_put_request', node_uuid: newUuid(), request_uuid: newUuid(), file_uuid: fileUuidFromSha256(d), file_length: length, offset: 0, final: 0, sha256: d, data: Buffer.from('abcd') });
+    };
+    await assert.rejects(declare(100 * 1024 * MiB), (e: unknown) => e instanceof RemoteError && e.code === 'QUOTA_EXCEEDED' && /maxReservedBytesPerClient/.test(e.message));
+    await declare(30 * MiB); // holds 30 MiB of its 32
+    await assert.rejects(declare(4 * MiB), (e: unknown) => e instanceof RemoteError && e.code === 'QUOTA_EXCEEDED');
+    await declare(1 * MiB);
+    await assert.rejects(declare(1), (e: unknown) => e instanceof RemoteError && e.code === 'UNAVAILABLE' && /maxUploadsPerClient/.test(e.message));
+    // everyone else still uploads
+    const other = client(node.endpoint);
+    extra.push(other);
+    const put = await other.putBuffer(bytes(8 * MiB, 5));
+    assert.equal(put.length, 8 * MiB);
+    // the idle uploads are dropped, and the attacker's reservation with them
+    const until = async (what: string, ok: () => boolean) => {
+      for (const t0 = Date.now(); !ok(); await new Promise((r) => setTimeout(r, 50))) if (Date.now() - t0 > 10_000) throw new Error(`timed out waiting: ${what}`);
+    };
+    await until('the idle uploads are discarded', () => rows(dir).uploads === 0);
+    await declare(30 * MiB);
   });
 
   it('times out with TIMEOUT against a node that does not answer', async () => {
