@@ -37,6 +37,7 @@ class FakeBalancer {
   renewing = false;
   /** the CURVE handshake with the master is done */
   up = false;
+  private lastHelloMs = 0;
   protocol = PROTOCOL_VERSION;
   private timer?: NodeJS.Timeout;
   private chain: Promise<void> = Promise.resolve();
@@ -65,6 +66,9 @@ class FakeBalancer {
     return this.inbox.filter((m) => m.type === 'task_dispatch' && m.epoch === this.epoch).length;
   }
   hello(): Promise<void> {
+    this.chain = this.chain.then(() => {
+      this.lastHelloMs = Date.now(); // when it leaves, not when it was queued behind the handshake
+    });
     return this.send({ type: 'balancer_hello', node_uuid: this.id, protocol_version: this.protocol, role: this.role === 'primary' ? 0 : 1, epoch: this.epoch, request_seq: ++this.seq, fed: this.fed, credit_limit: this.limit ?? this.fed + this.room });
   }
   /** Starts saying hello every RENEW_MS (as the real balancer renews its lease). */
@@ -72,7 +76,8 @@ class FakeBalancer {
     this.renewing = true;
     void this.hello();
     this.timer ??= setInterval(() => {
-      if (this.renewing && this.up) void this.hello();
+      // at most one hello per RENEW_MS, counting the first one sent when the handshake ended
+      if (this.renewing && this.up && Date.now() - this.lastHelloMs >= RENEW_MS) void this.hello();
     }, RENEW_MS);
     return this;
   }
