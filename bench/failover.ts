@@ -15,7 +15,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { JobState, MessageOf, newUuid } from '../src/messages';
-import { RpcClient, silentLogger } from '../src/common';
+import { RpcClient, clientSecurity, silentLogger } from '../src/common';
 import { StorageClient } from '../src/storage';
 import type { DevState } from '../src/cli/endpoints';
 
@@ -88,8 +88,9 @@ export async function failoverBench(): Promise<void> {
       await sleep(100);
     }
     const s = readState(dataDir);
-    master = new RpcClient({ endpoint: s.master, nodeUuid: newUuid(), log });
-    storage = new StorageClient({ endpoint: s.storage, nodeUuid: newUuid(), log });
+    const security = clientSecurity(dataDir, log);
+    master = new RpcClient({ endpoint: s.master, nodeUuid: newUuid(), log, security });
+    storage = new StorageClient({ endpoint: s.storage, nodeUuid: newUuid(), log, security });
     const prog = await storage.putBuffer(
       Buffer.from(`const fs = require('fs'), path = require('path');
 fs.writeFileSync(path.join(${JSON.stringify(marks)}, process.env.GRID_TASK_INDEX + '.' + process.pid), '');

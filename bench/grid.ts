@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { JobState, MessageOf, newUuid } from '../src/messages';
-import { RpcClient, silentLogger } from '../src/common';
+import { RpcClient, clientSecurity, silentLogger } from '../src/common';
 import { StorageClient } from '../src/storage';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -23,14 +23,14 @@ const LATENCY_JOBS = Number(process.env.GRID_BENCH_LATENCY_JOBS ?? 30);
 const FUSE_MIB = Number(process.env.GRID_BENCH_FUSE_MIB ?? 200);
 const WORKERS = 4;
 
-interface Dev {
+export interface Dev {
   proc: ChildProcess;
   master: string;
   storage: string;
   dir: string;
 }
 
-async function startDev(dir: string): Promise<Dev> {
+export async function startDev(dir: string): Promise<Dev> {
   const dataDir = path.join(dir, 'grid');
   const proc = spawn(process.execPath, [BIN, 'dev', '--workers', String(WORKERS), '--port-base', '0', '--data-dir', dataDir], {
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -46,7 +46,7 @@ async function startDev(dir: string): Promise<Dev> {
   return { proc, master: s.master, storage: s.storage, dir };
 }
 
-async function stopDev(d: Dev): Promise<void> {
+export async function stopDev(d: Dev): Promise<void> {
   if (d.proc.exitCode === null && d.proc.signalCode === null) {
     d.proc.kill('SIGTERM');
     await new Promise((r) => d.proc.once('exit', r));
@@ -59,7 +59,7 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function submit(master: RpcClient, program: string, inputs: string[], names: string[]): Promise<string> {
+export async function submit(master: RpcClient, program: string, inputs: string[], names: string[]): Promise<string> {
   const job = newUuid();
   await master.request({
     type: 'job_submit_request',
@@ -80,7 +80,7 @@ async function submit(master: RpcClient, program: string, inputs: string[], name
   return job;
 }
 
-async function waitJob(master: RpcClient, job: string, pollMs: number): Promise<MessageOf<'job_status_response'>> {
+export async function waitJob(master: RpcClient, job: string, pollMs: number): Promise<MessageOf<'job_status_response'>> {
   for (;;) {
     const s = (await master.request({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: job })) as MessageOf<'job_status_response'>;
     if (s.state !== JobState.running) return s;
@@ -96,8 +96,9 @@ export async function gridBench(): Promise<void> {
   let storage: StorageClient | undefined;
   try {
     dev = await startDev(dir);
-    master = new RpcClient({ endpoint: dev.master, nodeUuid: newUuid(), log });
-    storage = new StorageClient({ endpoint: dev.storage, nodeUuid: newUuid(), log });
+    const security = clientSecurity(path.join(dir, 'grid'), log);
+    master = new RpcClient({ endpoint: dev.master, nodeUuid: newUuid(), log, security });
+    storage = new StorageClient({ endpoint: dev.storage, nodeUuid: newUuid(), log, security });
     const trivial = await storage.putBuffer(Buffer.from("require('fs').writeFileSync('out.txt', 'ok');\n"));
     const input = await storage.putBuffer(Buffer.from('x\n'));
 

@@ -7,6 +7,7 @@
 import { codecSection } from './codec';
 import { failoverBench } from './failover';
 import { gridBench } from './grid';
+import { securityBench } from './security';
 import { raftBench } from './raft';
 
 export interface Measured {
@@ -53,6 +54,7 @@ export function section(name: string, run: () => Promise<void>): void {
 
 section('codec', codecSection);
 section('grid', gridBench);
+section('security', securityBench);
 section('raft', raftBench);
 section('failover', failoverBench);
 

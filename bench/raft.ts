@@ -11,6 +11,7 @@ import path from 'node:path';
 import { GridError, MasterCursor, RemoteError, RpcClient, leaderHint, silentLogger } from '../src/common';
 import { newUuid } from '../src/messages';
 import { Cluster, submitMsg as submitN } from '../test/helpers/masters';
+import { testSecurity } from '../test/helpers/security';
 
 const submitMsg = () => submitN(2);
 
@@ -40,7 +41,7 @@ async function withCluster<T>(n: number, fn: (c: Cluster) => Promise<T>): Promis
 async function submitFigures(n: number): Promise<{ jobsPerSec: number; p50: number; p99: number }> {
   return withCluster(n, async (c) => {
     const leader = c.masters[await c.leader()]!.endpoint;
-    const client = new RpcClient({ endpoint: leader, nodeUuid: newUuid(), log: c.log });
+    const client = new RpcClient({ endpoint: leader, nodeUuid: newUuid(), log: c.log, security: testSecurity() });
     try {
       const lat: number[] = [];
       for (let i = 0; i < SUBMITS / 4; i++) {
@@ -73,7 +74,7 @@ async function failovers(): Promise<number[]> {
       await c.kill(old);
       let ep = cursor.current;
       for (;;) {
-        const cl = new RpcClient({ endpoint: ep, nodeUuid: newUuid(), log: c.log });
+        const cl = new RpcClient({ endpoint: ep, nodeUuid: newUuid(), log: c.log, security: testSecurity() });
         try {
           await cl.request(submitMsg(), { timeoutMs: 100 });
           break;

@@ -147,6 +147,7 @@ enum grid_cancel_scope {
 #define GRID_ERR_INTERNAL 12
 #define GRID_ERR_LEASE_HELD 13
 #define GRID_ERR_STALE_EPOCH 14
+#define GRID_ERR_NOT_AUTHORIZED 15
 
 /* ---- structs ---- */
 

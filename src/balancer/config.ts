@@ -3,7 +3,7 @@
  * with GridError('CONFIG_INVALID'). The tables below are the one place a
  * setting is written; docs/balancer.md's table is generated from them (npm run gen:docs).
  */
-import { SettingsOf, SettingsSpec, SettingsTable, configError, endpointList, endpointSetting, stringSetting } from '../common';
+import { SettingsOf, SettingsSpec, SettingsTable, configError, endpointList, endpointSetting, stringSetting, SECURITY_SPEC } from '../common';
 
 /**
  * The settings the pure dispatch state machine needs (no I/O settings); the balancer table
@@ -77,6 +77,7 @@ export const BALANCER_SETTINGS = new SettingsTable(
   'balancer',
   {
     dataDir: { type: 'path', default: './.grid/balancer', flag: '--data-dir', doc: 'folder for the node id and logs' },
+    ...SECURITY_SPEC,
     master: {
       type: 'string',
       default: 'tcp://127.0.0.1:7700',

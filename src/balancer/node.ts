@@ -10,7 +10,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Logger } from 'pino';
 import { Message, MessageInput, PROTOCOL_VERSION, isUuid, newUuid } from '../messages';
-import { AdminServer, GridError, RpcClient, RpcServer, SOFTWARE_VERSION, createLogger, persistentNodeId } from '../common';
+import { AccessTable, AdminServer, GridError, RpcClient, RpcServer, SOFTWARE_VERSION, Security, createLogger, persistentNodeId } from '../common';
 import { BalancerConfig, masterEndpoints } from './config';
 import { DispatchEvent, DispatchOutput, DispatchStatus, Dispatcher } from './dispatch';
 import { balancerMetrics } from './metrics';
@@ -60,11 +60,25 @@ export interface BalancerStatus extends DispatchStatus {
   server: RpcServer['stats'];
 }
 
+/** Workers are the only peers of a balancer's ROUTER (docs/operations.md, "Security"). */
+export const BALANCER_ACCESS: AccessTable = {
+  generic_message: ['workers'],
+  worker_ready: ['workers'],
+  worker_status: ['workers'],
+  task_started: ['workers'],
+  task_result: ['workers'],
+  worker_disconnect: ['workers'],
+  worker_holding: ['workers'],
+};
+
 export class BalancerNode {
   readonly nodeId: string;
   readonly log: Logger;
   readonly dispatcher: Dispatcher;
   private readonly server: RpcServer;
+  readonly security: Security;
+  /** worker id -> the key that registered it: another key may not speak for that worker */
+  private readonly workerKeys = new Map<string, string>();
   private readonly admin: AdminServer;
   private masterLink?: RpcClient;
   /** worker node_uuid -> its current ZeroMQ routing id (changes when it reconnects) */
@@ -104,7 +118,8 @@ export class BalancerNode {
       role: cfg.role,
       masters: masterEndpoints(cfg.master),
     });
-    this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, handler: (m, peer) => this.fromWorker(m, peer) });
+    this.security = new Security({ mode: cfg.security, keyDir: cfg.dataDir, trustDir: cfg.trustDir, role: 'balancers', enroll: cfg.enroll, log: this.log });
+    this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, security: this.security, access: BALANCER_ACCESS, handler: (m, peer) => this.fromWorker(m, peer) });
     this.admin = new AdminServer({
       host: '127.0.0.1',
       port: cfg.adminPort,
@@ -152,6 +167,7 @@ export class BalancerNode {
       endpoint,
       nodeUuid: this.nodeId,
       log: this.log,
+      security: this.security,
       // only the current link speaks for the master; a late message on an old one is dropped
       onUnsolicited: (m) => {
         if (link === this.masterLink) this.fromMaster(m);
@@ -165,10 +181,40 @@ export class BalancerNode {
     this.execute(this.dispatcher.onMaster(m, mono()));
   }
 
+  /**
+   * A worker id belongs to the key that first registered it (worker_ready): a message naming
+   * that worker from another key (a forged worker_status that would evict it, a forged
+   * result) is refused NOT_AUTHORIZED and never reaches the dispatcher. A reconnect with the
+   * same key is the worker itself. Bounded: a worker the dispatcher forgot is unbound.
+   */
+  private checkWorkerKey(m: Message, peer: Buffer): void {
+    if (!this.security.on) return;
+    const key = this.server.peerKey(peer);
+    if (!key) throw new GridError('NOT_AUTHORIZED', 'not authorized: the sender did not prove its key');
+    const bound = this.workerKeys.get(m.node_uuid);
+    if (bound === undefined) {
+      if (m.type !== 'worker_ready') return; // the dispatcher answers "unknown worker"
+      if (this.workerKeys.size >= this.cfg.maxWorkers * 2) this.pruneWorkerKeys();
+      this.workerKeys.set(m.node_uuid, key);
+      return;
+    }
+    if (bound !== key) {
+      this.log.warn({ event: 'auth:refused', workerId: m.node_uuid, type: m.type, key: this.security.nameOf(key), owner: this.security.nameOf(bound) }, 'message for a worker from another key refused');
+      throw new GridError('NOT_AUTHORIZED', `not authorized: worker ${m.node_uuid} was registered by another key; ${m.type} from key ${this.security.nameOf(key)} refused`);
+    }
+  }
+
+  /** Drops the bindings of workers the dispatcher no longer knows. */
+  private pruneWorkerKeys(): void {
+    const known = new Set(this.dispatcher.workerIds());
+    for (const id of this.workerKeys.keys()) if (!known.has(id)) this.workerKeys.delete(id);
+  }
+
   /** Every worker message goes through the dispatcher; replies are in its output batch. */
   private fromWorker(m: Message, peer: Buffer): void {
     if (this.stopped) return;
     if (!isUuid(m.node_uuid)) throw new GridError('BAD_REQUEST', `node_uuid ${m.node_uuid} is not a UUID`, 'a worker names itself by a UUID in every message');
+    this.checkWorkerKey(m, peer);
     // The worker's routing id changes when its DEALER reconnects; the newest one wins.
     this.peers.set(m.node_uuid, peer);
     this.execute(this.dispatcher.onWorker(m.node_uuid, m, mono(), peer.toString('hex')));

@@ -28,6 +28,7 @@ import { Ctx, EndpointFlags, mapLimit, note, out, range } from './ctx';
 import { describeJob, jobJson, jobStateName, outcomeName, taskJson, taskStateName } from './report';
 import { results } from './results';
 import { SubmitFlags, submit } from './submit';
+import { registerKeysCommand } from './keys';
 
 // ---- status, jobs, logs, cancel, results ----------------------------------------------------
 
@@ -259,4 +260,5 @@ export function registerClientCommands(program: Command): void {
   registerClusterCommand(program);
   registerCodecCommands(program);
   registerCompletionCommand(program);
+  registerKeysCommand(program);
 }

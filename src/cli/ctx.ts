@@ -3,12 +3,12 @@
  * clients, opened lazily and closed once) and the output helpers: stdout carries what
  * scripts read, stderr the rest.
  */
-import { GridError, Logger, TimeoutError, createLogger, ensureReachable } from '../common';
+import { GridError, Logger, Security, TimeoutError, clientSecurity, createLogger, ensureReachable } from '../common';
 import { isUuid, newUuid } from '../messages';
 import { StorageClient } from '../storage';
 import { checkJobIdArg } from './args';
 import { ClientConfig, loadClientConfig } from './config';
-import { resolveEndpoints, ResolvedEndpoints } from './endpoints';
+import { DEFAULT_DATA_DIR, resolveEndpoints, ResolvedEndpoints } from './endpoints';
 import { MasterClient } from './master-client';
 
 /**
@@ -33,6 +33,7 @@ export class Ctx {
   private m?: MasterClient;
   private s?: StorageClient;
   private storageReached?: Promise<void>;
+  private sec?: Security;
   readonly nodeUuid = newUuid();
 
   constructor(readonly flags: EndpointFlags) {
@@ -42,8 +43,15 @@ export class Ctx {
     this.log = createLogger({ role: 'cli', nodeId: this.nodeUuid, level: process.env.GRID_LOG_LEVEL ?? 'silent' });
   }
 
+  /** The client's key pair and trust dir: GRID_TRUST_DIR, else <data-dir>/trust (docs/operations.md, "Security"). */
+  get security(): Security {
+    this.sec ??= clientSecurity(this.flags.dataDir ?? process.env.GRID_DATA_DIR ?? DEFAULT_DATA_DIR, this.log);
+    return this.sec;
+  }
+
   get master(): MasterClient {
     this.m ??= new MasterClient({
+      security: this.security,
       endpoint: this.ep.masters,
       endpointFrom: this.ep.masterFrom,
       log: this.log,
@@ -58,6 +66,7 @@ export class Ctx {
 
   get storage(): StorageClient {
     this.s ??= new StorageClient({
+      security: this.security,
       endpoint: this.ep.storage,
       nodeUuid: this.nodeUuid,
       log: this.log,

@@ -11,7 +11,7 @@
  * - a timeout (that master is dead or cut off): ask the next master in the list.
  */
 import { Logger } from 'pino';
-import { GridError, MasterCursor, RemoteError, RpcClient, TimeoutError, ensureReachable, leaderHint } from '../common';
+import { GridError, MasterCursor, RemoteError, RpcClient, Security, TimeoutError, ensureReachable, leaderHint } from '../common';
 import { Message, MessageInput, MessageName, MessageOf, newUuid } from '../messages';
 import { CLIENT_DEFAULTS } from './config';
 
@@ -26,6 +26,8 @@ export interface MasterClientOptions {
   /** where the endpoint came from (flag, env, dev.json, default), for the error message */
   endpointFrom?: string;
   log: Logger;
+  /** the client's key and trust dir (src/common/security.ts) */
+  security: Security;
   masterRetryWindowMs: number;
   masterRequestTimeoutMs: number;
   /**
@@ -104,7 +106,7 @@ export class MasterClient {
   }
 
   private connect(endpoint: string): RpcClient {
-    return new RpcClient({ endpoint, nodeUuid: this.nodeUuid, log: this.o.log });
+    return new RpcClient({ endpoint, nodeUuid: this.nodeUuid, log: this.o.log, security: this.o.security });
   }
 
   /**

@@ -41,8 +41,8 @@ export class GridError extends Error {
 /** A request timed out: the peer may be dead (seed 003: no answer in time = dead). */
 export class TimeoutError extends GridError {
   override name = 'TimeoutError';
-  constructor(what: string, endpoint: string, ms: number) {
-    super('TIMEOUT', `no answer from ${endpoint} to ${what} within ${ms} ms`, 'check that the node is running and reachable');
+  constructor(what: string, endpoint: string, ms: number, why?: string) {
+    super('TIMEOUT', `no answer from ${endpoint} to ${what} within ${ms} ms${why ? `: ${why}` : ''}`, 'check that the node is running and reachable');
   }
 }
 

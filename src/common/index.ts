@@ -11,3 +11,7 @@ export * from './metrics';
 export * from './settings';
 export * from './reach';
 export * from './bind-errors';
+export * from './keys';
+export * from './security';
+export * from './zap';
+export * from './backoff';

@@ -3,13 +3,14 @@
  * The table below is the one place a setting is written; the docs table in docs/master.md
  * is generated from it (npm run gen:docs).
  */
-import { SettingsOf, SettingsTable, configError, endpointList, endpointSetting } from '../common';
+import { SettingsOf, SettingsTable, configError, endpointList, endpointSetting, SECURITY_SPEC } from '../common';
 
 /** Every master setting, once: type, default, range, unit, meaning (docs/master.md is generated from it). */
 export const MASTER_SETTINGS = new SettingsTable(
   'master',
   {
     dataDir: { type: 'path', default: './.grid/master', flag: '--data-dir', doc: 'folder for the SQLite database (jobs.db), the node id and logs' },
+    ...SECURITY_SPEC,
     bind: { type: 'endpoint', default: 'tcp://127.0.0.1:7700', flag: '--bind', doc: 'ZeroMQ endpoint clients and balancers connect to (port 0 = pick a free port)' },
     adminPort: { type: 'int', default: 7710, min: 0, max: 65535, flag: '--admin-port', doc: 'admin HTTP port on 127.0.0.1: GET /healthz, GET /status, GET /metrics, GET /dashboard (0 = pick a free port)' },
     heartbeatIntervalMs: { type: 'int', default: 1000, min: 10, max: 60_000, unit: 'ms', doc: 'heartbeat to the balancers' },

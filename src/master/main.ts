@@ -1,11 +1,11 @@
 /** `grid master`: runs one master node until SIGINT/SIGTERM. */
 import { Command } from 'commander';
-import { announceReady, onShutdown } from '../common';
+import { SecurityFlags, announceReady, onShutdown, securityFlagValues, securityOptions } from '../common';
 import { loadMasterConfig } from './config';
 import { MasterNode } from './node';
 
 export function registerCommands(program: Command): void {
-  program
+  securityOptions(program
     .command('master')
     .description('run a master node: jobs, tasks and results in SQLite; pushes tasks to the balancer')
     .option('--data-dir <dir>', 'folder for jobs.db, node id and logs (default ./.grid/master)')
@@ -14,9 +14,9 @@ export function registerCommands(program: Command): void {
     .option('--peers <endpoints>', 'every master of the Raft group, comma separated, this one included (its --bind); omit for a single master')
     .option('--dashboard-nodes <admins>', 'admin HOST:PORT of other nodes the dashboard shows, comma separated')
     .option('--dashboard-nodes-file <file>', 'a grid dev state file (dev.json) the dashboard reads the nodes from')
-    .option('--config <file>', 'JSON config file (see grid init --role master); flags override it')
-    .action(async (o: { dataDir?: string; bind?: string; adminPort?: string; peers?: string; dashboardNodes?: string; dashboardNodesFile?: string; config?: string }) => {
-      const cfg = loadMasterConfig({ dataDir: o.dataDir, bind: o.bind, adminPort: o.adminPort, peers: o.peers, dashboardNodes: o.dashboardNodes, dashboardNodesFile: o.dashboardNodesFile }, o.config);
+    .option('--config <file>', 'JSON config file (see grid init --role master); flags override it'))
+    .action(async (o: SecurityFlags & { dataDir?: string; bind?: string; adminPort?: string; peers?: string; dashboardNodes?: string; dashboardNodesFile?: string; config?: string }) => {
+      const cfg = loadMasterConfig({ dataDir: o.dataDir, bind: o.bind, adminPort: o.adminPort, peers: o.peers, dashboardNodes: o.dashboardNodes, dashboardNodesFile: o.dashboardNodesFile, ...securityFlagValues(o) }, o.config);
       const node = new MasterNode(cfg);
       const { endpoint, adminPort } = await node.start();
       onShutdown(() => node.stop());

@@ -26,7 +26,7 @@ import {
   isUuid,
   newUuid,
 } from '../messages';
-import { AdminServer, GridError, RpcServer, createLogger, endpointList, persistentNodeId } from '../common';
+import { AccessTable, AdminServer, GridError, RpcServer, Security, createLogger, endpointList, persistentNodeId } from '../common';
 import { ApplyResult, Command, StartedNote, applyCommand } from './commands';
 import { MasterConfig } from './config';
 import { BalancerRoleName, Feed, FeedEffect } from './feed';
@@ -42,6 +42,8 @@ import { SOFTWARE_VERSION } from '../common/version';
 
 interface BalancerPeer {
   peer: Buffer;
+  /** the verified key of its first hello (undefined with security off) */
+  key?: string;
   nodeUuid: string;
   role: BalancerRoleName;
   /** the epoch it said it holds in its last hello */
@@ -53,11 +55,41 @@ interface BalancerPeer {
 /** Monotonic milliseconds: lease timing must not follow wall-clock steps. */
 const mono = (): number => Math.floor(performance.now());
 
+const CLIENTS = ['clients', 'admins'] as const;
+const RAFT = ['masters'] as const;
+/**
+ * Who may send what to a master (docs/operations.md, "Security"): clients submit and ask,
+ * balancers take the lease and report, masters speak Raft. Everyone may ping.
+ */
+export const MASTER_ACCESS: AccessTable = {
+  generic_message: ['clients', 'admins', 'balancers', 'masters', 'workers', 'storage'],
+  job_submit_request: CLIENTS,
+  job_status_request: CLIENTS,
+  job_status2_request: CLIENTS,
+  job_list_request: CLIENTS,
+  task_status_request: CLIENTS,
+  job_cancel_request: CLIENTS,
+  job_notify_request: CLIENTS,
+  balancer_hello: ['balancers'],
+  worker_status: ['balancers'],
+  task_started: ['balancers'],
+  task_result: ['balancers'],
+  raft_vote_request: RAFT,
+  raft_vote_response: RAFT,
+  raft_append: RAFT,
+  raft_append_response: RAFT,
+  raft_snapshot: RAFT,
+  raft_heartbeat: RAFT,
+  raft_heartbeat_response: RAFT,
+  raft_timeout_now: RAFT,
+};
+
 export class MasterNode {
   readonly nodeId: string;
   readonly log: Logger;
   readonly store: JobStore;
   private readonly server: RpcServer;
+  readonly security: Security;
   private readonly admin: AdminServer;
   readonly metrics: MasterMetrics;
   /** balancers that said hello to this master, by node id; forgotten after liveness of silence */
@@ -90,8 +122,9 @@ export class MasterNode {
     this.feed = new Feed({ leaseMs: cfg.leaseMs, newLeaderWaitMs: cfg.leaseNewLeaderWaitMs, feedBatchMax: cfg.feedBatchMax, auxiliaryStartWaitMs: cfg.auxiliaryStartWaitMs });
     const l = this.store.lease();
     this.feed.restore(l.epoch, l.holder, l.role);
-    this.notifier = new NotifyPlanner(cfg);
-    this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, handler: (m, peer) => this.handle(m, peer) });
+    this.notifier = new NotifyPlanner(cfg, Math.random);
+    this.security = new Security({ mode: cfg.security, keyDir: cfg.dataDir, trustDir: cfg.trustDir, role: 'masters', enroll: cfg.enroll, log: this.log });
+    this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, security: this.security, access: MASTER_ACCESS, handler: (m, peer) => this.handle(m, peer) });
     this.metrics = new MasterMetrics(this.nodeId, {
       db: () => this.store.db,
       raft: () => (this.replica ? (this.replica.status() as unknown as RaftView) : null),
@@ -132,6 +165,7 @@ export class MasterNode {
       peers,
       raftDbPath: path.join(this.cfg.dataDir, 'raft.db'),
       log: this.log,
+      security: this.security,
       tickMs: this.cfg.raftTickMs,
       electionTicks: this.cfg.electionTicks,
       heartbeatTicks: this.cfg.heartbeatTicks,
@@ -236,9 +270,10 @@ export class MasterNode {
     replica.requireLeader();
     switch (m.type) {
       case 'job_submit_request':
-        return this.submit(m, replica);
+        return this.submit(m, replica, peer);
       case 'job_status_request': {
         await replica.readBarrier();
+        this.requireOwner(m.job_uuid, peer);
         const s = this.store.jobStatus(m.job_uuid);
         if (!s) throw notFound(m.job_uuid);
         return {
@@ -260,6 +295,7 @@ export class MasterNode {
       }
       case 'job_status2_request': {
         await replica.readBarrier();
+        this.requireOwner(m.job_uuid, peer);
         const s = this.store.jobStatus(m.job_uuid);
         if (!s) throw notFound(m.job_uuid);
         return {
@@ -286,10 +322,11 @@ export class MasterNode {
           type: 'job_list_response',
           node_uuid: this.nodeId,
           request_uuid: m.request_uuid,
-          job_uuids: this.store.listJobs(Math.min(m.limit || this.cfg.maxJobList, this.cfg.maxJobList)),
+          job_uuids: this.store.listJobs(Math.min(m.limit || this.cfg.maxJobList, this.cfg.maxJobList), this.caller(peer).admin ? undefined : this.caller(peer).key),
         };
       case 'task_status_request': {
         await replica.readBarrier();
+        this.requireOwner(m.job_uuid, peer);
         const t = this.store.taskStatus(m.job_uuid, m.task_index);
         if (!t) {
           if (!this.store.jobStatus(m.job_uuid)) throw notFound(m.job_uuid);
@@ -316,11 +353,15 @@ export class MasterNode {
         };
       }
       case 'job_cancel_request': {
+        await replica.readBarrier();
+        this.requireOwner(m.job_uuid, peer);
         const r = (await replica.propose({ k: 'cancel', jobUuid: m.job_uuid, nowMs: Date.now() } satisfies Command)) as ApplyResult;
         if (r.k === 'cancel' && !r.found) throw notFound(m.job_uuid);
         return { type: 'ack_reply', node_uuid: this.nodeId, request_uuid: m.request_uuid };
       }
       case 'job_notify_request': {
+        await replica.readBarrier();
+        this.requireOwner(m.job_uuid, peer);
         const bad = checkNotifyUrl(m.url);
         if (bad) throw new GridError('BAD_REQUEST', `--notify ${bad}`, 'give an http:// or https:// URL that takes a POST');
         const r = (await replica.propose({ k: 'notify', jobUuid: m.job_uuid, url: m.url } satisfies Command)) as ApplyResult;
@@ -333,6 +374,7 @@ export class MasterNode {
         this.workerStatus(m, peer);
         return;
       case 'task_started':
+        this.checkBalancerKey(m.node_uuid, peer, m.type);
         this.touch(m.node_uuid, peer);
         this.requireEpoch(m.node_uuid, m.epoch, m.type);
         this.metrics.started(m.job_uuid, m.task_index, m.attempt, Date.now());
@@ -340,6 +382,7 @@ export class MasterNode {
         this.scheduleFlush();
         return;
       case 'task_result':
+        this.checkBalancerKey(m.node_uuid, peer, m.type);
         this.touch(m.node_uuid, peer);
         this.requireEpoch(m.node_uuid, m.epoch, m.type);
         this.pendingResults.push({
@@ -366,7 +409,30 @@ export class MasterNode {
     }
   }
 
-  private async submit(m: MessageOf<'job_submit_request'>, replica: Replica): Promise<MessageInput> {
+  /**
+   * Who asks (docs/operations.md, "Jobs have owners"): the client's verified key, and whether
+   * it is an admin. With security off there are no keys and everyone sees everything.
+   */
+  private caller(peer: Buffer): { key: string; admin: boolean } {
+    if (!this.security.on) return { key: '', admin: true };
+    const key = this.server.peerKey(peer) ?? '';
+    return { key, admin: key !== '' && this.security.rolesOfKey(key).has('admins') };
+  }
+
+  /**
+   * A job is seen, read and cancelled only by the key that submitted it, and by admins:
+   * to anyone else it does not exist (NOT_FOUND, so job ids are not revealed either).
+   */
+  private requireOwner(jobUuid: string, peer: Buffer): void {
+    const owner = this.store.jobOwner(jobUuid);
+    if (owner === undefined || owner === '') return; // unknown (NOT_FOUND follows) or from before owners
+    const who = this.caller(peer);
+    if (who.admin || who.key === owner) return;
+    this.log.warn({ event: 'auth:refused', jobId: jobUuid, key: who.key ? this.security.nameOf(who.key) : null }, "another client's job refused");
+    throw notFound(jobUuid);
+  }
+
+  private async submit(m: MessageOf<'job_submit_request'>, replica: Replica, peer: Buffer): Promise<MessageInput> {
     if (m.program_name === '') throw new GridError('BAD_REQUEST', 'the job has no program name');
     const c = {
       jobUuid: m.job_uuid,
@@ -380,6 +446,7 @@ export class MasterNode {
       outputLimitBytes: m.output_limit_bytes,
       args: m.args,
       nowMs: Date.now(),
+      owner: this.caller(peer).key,
     };
     // Refuse a bad job before it enters the log; a job that exists is answered from the state.
     this.store.validateSubmit(c);
@@ -530,8 +597,9 @@ export class MasterNode {
     const now = mono();
     const role: BalancerRoleName = m.role === BalancerRole.auxiliary ? 'auxiliary' : 'primary';
     const known = this.balancers.get(m.node_uuid);
+    this.checkBalancerKey(m.node_uuid, peer, m.type, known);
     if (!known) this.log.info({ balancerId: m.node_uuid, pairRole: role, epoch: m.epoch }, 'balancer:hello');
-    this.balancers.set(m.node_uuid, { peer, nodeUuid: m.node_uuid, role, epoch: m.epoch, lastSeenMs: now, since: known?.since ?? now });
+    this.balancers.set(m.node_uuid, { peer, key: known?.key ?? this.server.peerKey(peer), nodeUuid: m.node_uuid, role, epoch: m.epoch, lastSeenMs: now, since: known?.since ?? now });
     this.runFeed(
       this.feed.request({ nodeUuid: m.node_uuid, role, epoch: m.epoch, requestSeq: m.request_seq, fed: m.fed, creditLimit: m.credit_limit }, now),
     );
@@ -558,6 +626,24 @@ export class MasterNode {
       'STALE_EPOCH',
       `${type} from balancer ${nodeUuid} with epoch ${epoch} refused: the dispatch lease is epoch ${s.epoch} held by ${s.holder ?? 'nobody'}`,
       'this balancer lost the lease; the workers report to the active one',
+    );
+  }
+
+  /**
+   * A balancer id belongs to the key of its first hello; results and starts must come from
+   * that key (docs/operations.md, "Security"): with requireEpoch, only the balancer holding
+   * the current lease is heard. NOT_AUTHORIZED otherwise, logged.
+   */
+  private checkBalancerKey(nodeUuid: string, peer: Buffer, type: string, known = this.balancers.get(nodeUuid)): void {
+    if (!this.security.on) return;
+    const key = this.server.peerKey(peer);
+    if (known === undefined && type === 'balancer_hello') return;
+    if (key !== undefined && known?.key === key) return;
+    this.log.warn({ event: 'auth:refused', balancerId: nodeUuid, type, key: key ? this.security.nameOf(key) : null }, 'balancer message from another key refused');
+    throw new GridError(
+      'NOT_AUTHORIZED',
+      known ? `not authorized: balancer ${nodeUuid} said hello with another key; ${type} refused` : `not authorized: ${type} from balancer ${nodeUuid}, which has not said balancer_hello to this master`,
+      'a balancer says balancer_hello first, always with its own key',
     );
   }
 

@@ -11,6 +11,7 @@
  * NotifyPlanner is the pure part (no I/O, no clock: time passed in); the master's shell
  * does the HTTP and proposes `notified`.
  */
+import { backoffDelayMs } from '../common/backoff';
 
 export interface NotifyLimits {
   /** attempts before a notification is given up (and logged), e.g. 8 */
@@ -33,7 +34,14 @@ export type NotifyDecision = { action: 'retry'; atMs: number; attempts: number }
 export class NotifyPlanner {
   private readonly jobs = new Map<string, Attempting>();
 
-  constructor(private readonly lim: NotifyLimits) {}
+  /**
+   * @param random  jitter source for the backoff (src/common/backoff.ts); the node passes
+   *   Math.random, so masters that fail to reach one URL together do not retry together
+   */
+  constructor(
+    private readonly lim: NotifyLimits,
+    private readonly random: () => number = () => 1,
+  ) {}
 
   /** Of the owed notifications, those to send now; each is marked in flight. */
   due(owed: readonly string[], nowMs: number): string[] {
@@ -66,7 +74,7 @@ export class NotifyPlanner {
       this.jobs.delete(jobUuid);
       return { action: 'give-up', attempts: a.attempts };
     }
-    const delay = Math.min(this.lim.notifyBackoffMaxMs, this.lim.notifyBackoffBaseMs * 2 ** (a.attempts - 1));
+    const delay = backoffDelayMs(a.attempts - 1, { baseMs: this.lim.notifyBackoffBaseMs, maxMs: this.lim.notifyBackoffMaxMs }, this.random);
     a.nextAtMs = nowMs + delay;
     return { action: 'retry', atMs: a.nextAtMs, attempts: a.attempts };
   }

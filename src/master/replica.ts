@@ -6,7 +6,7 @@
  */
 import * as zmq from 'zeromq';
 import { Logger } from 'pino';
-import { GridError, notLeader, peerIdFromEndpoint } from '../common';
+import { GridError, Security, clientSocket, notLeader, peerIdFromEndpoint } from '../common';
 import { newUuid } from '../messages';
 import { Entry, GroupCommitter, NotLeaderError, RaftCore, RaftMessage, RaftStorage, Ready, Snapshot, encodeRaft } from './raft';
 
@@ -17,6 +17,8 @@ export interface ReplicaOptions {
   peers: string[];
   raftDbPath: string;
   log: Logger;
+  /** the master's keys and trust: peers are reached over CURVE (src/common/zmq.ts) */
+  security: Security;
   tickMs: number;
   electionTicks: number;
   heartbeatTicks: number;
@@ -93,16 +95,32 @@ export class Replica {
       { ...restored, applied: o.appliedIndex },
     );
     this.committer = new GroupCommitter(this.core, this.storage, { send: (ms) => this.send(ms), apply: (rd) => this.applyReady(rd) });
-    for (const [id, ep] of this.peerIds) {
-      if (id === this.id) continue;
-      // immediate: queue only to a connected peer. Messages to a master that is down are
-      // dropped (Raft re-sends what still matters) instead of piling up in ZeroMQ and
-      // flooding it with stale appends when it comes back.
-      const d = new zmq.Dealer({ linger: 0, sendHighWaterMark: PEER_SEND_HWM, sendTimeout: 0, immediate: true });
-      d.connect(ep);
-      this.out.set(id, d);
-    }
+    for (const id of this.peerIds.keys()) if (id !== this.id) this.peerSocket(id);
   }
+
+  /**
+   * The DEALER to a peer, made on first use: a peer whose key is not in the trust dir's
+   * servers file yet (a group whose masters enroll as they start) is retried on the next send.
+   * immediate: queue only to a connected peer. Messages to a master that is down are dropped
+   * (Raft re-sends what still matters) instead of piling up in ZeroMQ and flooding it with
+   * stale appends when it comes back.
+   */
+  private peerSocket(id: string): zmq.Dealer | undefined {
+    let d = this.out.get(id);
+    if (d || this.stopped) return d;
+    const ep = this.peerIds.get(id)!;
+    try {
+      d = clientSocket(this.o.security, ep, { sendHighWaterMark: PEER_SEND_HWM, sendTimeout: 0, immediate: true });
+    } catch (e) {
+      if (!this.keyMissingLogged.has(id)) this.o.log.warn({ peer: ep, err: (e as Error).message }, 'raft peer not reachable yet: its key is unknown');
+      this.keyMissingLogged.add(id);
+      return undefined;
+    }
+    this.out.set(id, d);
+    return d;
+  }
+
+  private readonly keyMissingLogged = new Set<string>();
 
   start(): void {
     if (this.peerIds.size === 1) {
@@ -204,8 +222,11 @@ export class Replica {
 
   private send(ms: RaftMessage[]): void {
     for (const m of ms) {
-      const d = this.out.get(m.to);
-      if (!d) continue;
+      const d = this.peerSocket(m.to);
+      if (!d) {
+        this.counters.sendDrops++;
+        continue;
+      }
       d.send(encodeRaft(m)).catch(() => {
         this.counters.sendDrops++; // peer down or slow: Raft re-sends what matters
       });

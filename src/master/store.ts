@@ -28,6 +28,8 @@ export interface SubmitCommand {
   outputLimitBytes: number;
   args: string[];
   nowMs: number;
+  /** the public key of the client that submitted it ('' with security off): only it and admins see the job */
+  owner?: string;
 }
 
 export interface ResultCommand {
@@ -125,7 +127,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   state INTEGER NOT NULL,
   error TEXT NOT NULL DEFAULT '',
   created_at_ms INTEGER NOT NULL,
-  finished_at_ms INTEGER NOT NULL DEFAULT 0
+  finished_at_ms INTEGER NOT NULL DEFAULT 0,
+  owner TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_seq ON jobs(seq);
 CREATE TABLE IF NOT EXISTS job_inputs (
@@ -191,6 +194,10 @@ export class JobStore {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.exec(SCHEMA);
+    // a database (or snapshot) from before jobs had owners
+    if (!(this.db.prepare('PRAGMA table_info(jobs)').all() as { name: string }[]).some((c) => c.name === 'owner')) {
+      this.db.exec("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''");
+    }
     installCounts(this.db); // counts by state for /metrics and the dashboard (views.ts)
     this.st = this.prepare();
   }
@@ -234,9 +241,11 @@ export class JobStore {
       jobByUuid: d.prepare('SELECT * FROM jobs WHERE job_uuid = ?'),
       maxSeq: d.prepare('SELECT COALESCE(MAX(seq), 0) AS s FROM jobs'),
       insertJob: d.prepare(`INSERT INTO jobs (job_uuid, seq, program_file_uuid, program_name, chunk_size, max_retries,
-        task_timeout_ms, memory_limit_mb, output_limit_bytes, args, task_count, state, created_at_ms)
+        task_timeout_ms, memory_limit_mb, output_limit_bytes, args, task_count, state, created_at_ms, owner)
         VALUES (@job_uuid, @seq, @program_file_uuid, @program_name, @chunk_size, @max_retries, @task_timeout_ms,
-        @memory_limit_mb, @output_limit_bytes, @args, @task_count, @state, @created_at_ms)`),
+        @memory_limit_mb, @output_limit_bytes, @args, @task_count, @state, @created_at_ms, @owner)`),
+      ownerOf: d.prepare('SELECT owner FROM jobs WHERE job_uuid = ?'),
+      listJobsOf: d.prepare('SELECT job_uuid FROM jobs WHERE owner = ? ORDER BY seq DESC LIMIT ?'),
       insertInput: d.prepare('INSERT INTO job_inputs (job_uuid, idx, file_uuid, name) VALUES (?, ?, ?, ?)'),
       insertTask: d.prepare('INSERT INTO tasks (job_uuid, task_index, state) VALUES (?, ?, ?)'),
       task: d.prepare('SELECT * FROM tasks WHERE job_uuid = ? AND task_index = ?'),
@@ -298,6 +307,7 @@ export class JobStore {
         task_count: taskCount,
         state: JobState.running,
         created_at_ms: c.nowMs,
+        owner: c.owner ?? '',
       });
       c.inputs.forEach((inp, i) => this.st.insertInput.run(c.jobUuid, i, inp.fileUuid, inp.name));
       for (let t = 0; t < taskCount; t++) this.st.insertTask.run(c.jobUuid, t, TaskState.pending);
@@ -409,8 +419,15 @@ export class JobStore {
     };
   }
 
-  listJobs(limit: number): string[] {
-    return (this.st.listJobs.all(limit) as { job_uuid: string }[]).map((r) => r.job_uuid);
+  /** The owner key of a job ('' = none recorded), or undefined when there is no such job. */
+  jobOwner(jobUuid: string): string | undefined {
+    return (this.st.ownerOf.get(jobUuid) as { owner: string } | undefined)?.owner;
+  }
+
+  /** The newest jobs, or with `owner` only that key's. */
+  listJobs(limit: number, owner?: string): string[] {
+    const rows = owner === undefined ? this.st.listJobs.all(limit) : this.st.listJobsOf.all(owner, limit);
+    return (rows as { job_uuid: string }[]).map((r) => r.job_uuid);
   }
 
   taskStatus(jobUuid: string, taskIndex: number): TaskStatus | undefined {

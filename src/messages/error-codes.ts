@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   INTERNAL: 12, // a bug or broken invariant on the server; see its log
   LEASE_HELD: 13, // another balancer holds the dispatch lease (or it may still); this one takes no task
   STALE_EPOCH: 14, // the message carries an older lease epoch than the receiver knows; its sender lost the lease
+  NOT_AUTHORIZED: 15, // the sender's key is not authorized for that message (docs/operations.md, "Security"), or it is not the peer that may send it
 } as const;
 
 export type ErrorCodeName = keyof typeof ERROR_CODES;

@@ -22,7 +22,7 @@ import {
   isUuid,
   newUuid,
 } from '../messages';
-import { GridError, RemoteError, RpcClient, TimeoutError } from '../common';
+import { GridError, RemoteError, RpcClient, Security, TimeoutError } from '../common';
 import { STORAGE_CLIENT_DEFAULTS, StorageClientConfig, validateClientConfig } from './config';
 
 export interface StorageClientOptions extends Partial<StorageClientConfig> {
@@ -31,6 +31,8 @@ export interface StorageClientOptions extends Partial<StorageClientConfig> {
   /** this node's id, sent in every message header */
   nodeUuid: string;
   log: Logger;
+  /** this process's keys and trust (src/common/security.ts) */
+  security: Security;
 }
 
 export interface StatResult {
@@ -113,12 +115,12 @@ export class StorageClient {
   private closed = false;
 
   constructor(readonly o: StorageClientOptions) {
-    const { endpoint, nodeUuid, log, ...rest } = o;
+    const { endpoint, nodeUuid, log, security, ...rest } = o;
     const merged: Record<string, unknown> = { ...STORAGE_CLIENT_DEFAULTS };
     for (const [k, v] of Object.entries(rest)) if (v !== undefined) merged[k] = v;
     this.cfg = validateClientConfig(merged);
     this.log = log;
-    this.rpc = new RpcClient({ endpoint, nodeUuid, log, onUnsolicited: (m) => this.onUnsolicited(m) });
+    this.rpc = new RpcClient({ endpoint, nodeUuid, log, security, onUnsolicited: (m) => this.onUnsolicited(m) });
   }
 
   get endpoint(): string {

@@ -6,7 +6,7 @@
  * storage protocol is in one place.
  */
 import { MAX_MESSAGE_BYTES } from '../messages';
-import { SettingsOf, SettingsTable, configError } from '../common';
+import { SettingsOf, SettingsTable, configError, SECURITY_SPEC } from '../common';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -21,6 +21,7 @@ export const STORAGE_SETTINGS = new SettingsTable(
   'storage',
   {
     dataDir: { type: 'path', default: './.grid/storage', flag: '--data-dir', doc: 'folder for the SQLite database (storage.db), the node id and logs' },
+    ...SECURITY_SPEC,
     bind: { type: 'endpoint', default: 'tcp://127.0.0.1:7702', flag: '--bind', doc: 'ZeroMQ endpoint clients and workers connect to (port 0 = pick a free port)' },
     adminPort: { type: 'int', default: 7712, min: 0, max: 65535, flag: '--admin-port', doc: 'admin HTTP port on 127.0.0.1: GET /healthz, GET /status (0 = pick a free port)' },
     quotaBytes: { type: 'int', default: 100 * GiB, min: 0, max: Number.MAX_SAFE_INTEGER, unit: 'bytes', flag: '--quota-bytes', doc: 'most bytes stored: files plus the declared length of open uploads' },
@@ -28,6 +29,16 @@ export const STORAGE_SETTINGS = new SettingsTable(
     maxPutChunkBytes: { type: 'int', default: 8 * MiB, min: 1, max: MAX_FRAME, unit: 'bytes', doc: 'largest data frame one upload request (file_put_request) may carry' },
     maxReadBytes: { type: 'int', default: 4 * MiB, min: 1, max: MAX_FRAME, unit: 'bytes', doc: 'largest ranged read, and largest whole file served by file_request' },
     maxUploadSessions: { type: 'int', default: 64, min: 1, max: 100_000, doc: 'most uploads open at once; more are refused with UNAVAILABLE (retry later)' },
+    maxUploadsPerClient: { type: 'int', default: 16, min: 1, max: 100_000, doc: 'most uploads one client key may hold open at once; more are refused with UNAVAILABLE' },
+    maxReservedBytesPerClient: {
+      type: 'int',
+      default: 16 * GiB,
+      min: 0,
+      max: Number.MAX_SAFE_INTEGER,
+      unit: 'bytes',
+      doc: "most bytes one client key may reserve (declared length) in its open uploads; more is refused with QUOTA_EXCEEDED, so one client cannot take everyone's quota",
+    },
+    uploadIdleMs: { type: 'int', default: 60_000, min: 100, max: 365 * DAY_MS, unit: 'ms', doc: 'an upload that receives no chunk for this long is discarded, freeing its reservation (checked every stagingSweepIntervalMs or uploadIdleMs, whichever is shorter)' },
     stagingMaxAgeMs: { type: 'int', default: 3_600_000, min: 1_000, max: 365 * DAY_MS, unit: 'ms', doc: 'an upload idle this long is discarded (also across restarts)' },
     stagingSweepIntervalMs: { type: 'int', default: 60_000, min: 100, max: DAY_MS, unit: 'ms', doc: 'how often idle uploads are looked for' },
     scrubIntervalMs: { type: 'int', default: 6 * 3_600_000, min: 0, max: 365 * DAY_MS, unit: 'ms', doc: "how often a full scrub re-verifies every chunk's SHA-256 (0 = never)" },

@@ -3,11 +3,11 @@
  * `node dist/src/storage/main.js --data-dir DIR --bind tcp://127.0.0.1:0 --admin-port 0`.
  */
 import { Command, CommanderError } from 'commander';
-import { GridError, announceReady, onShutdown } from '../common';
+import { GridError, SecurityFlags, announceReady, onShutdown, securityFlagValues, securityOptions } from '../common';
 import { loadStorageConfig } from './config';
 import { StorageNode } from './server';
 
-interface StorageFlags {
+interface StorageFlags extends SecurityFlags {
   dataDir?: string;
   bind?: string;
   adminPort?: string;
@@ -16,21 +16,21 @@ interface StorageFlags {
 }
 
 export function registerCommands(program: Command): void {
-  program
+  securityOptions(program
     .command('storage')
     .description('run a storage node: immutable, content-addressed files in SQLite')
     .option('--data-dir <dir>', 'folder for storage.db, node id and logs (default ./.grid/storage)')
     .option('--bind <endpoint>', 'ZeroMQ endpoint for clients and workers; port 0 = any free port (default tcp://127.0.0.1:7702)')
     .option('--admin-port <port>', 'admin HTTP port for /healthz and /status; 0 = any free port (default 7712)')
     .option('--quota-bytes <bytes>', 'most bytes stored (default 107374182400 = 100 GiB)')
-    .option('--config <file>', 'JSON config file (see grid init --role storage); flags override it')
+    .option('--config <file>', 'JSON config file (see grid init --role storage); flags override it'))
     .action(async (o: StorageFlags) => {
       await runStorage(o);
     });
 }
 
 export async function runStorage(o: StorageFlags): Promise<StorageNode> {
-  const cfg = loadStorageConfig({ dataDir: o.dataDir, bind: o.bind, adminPort: o.adminPort, quotaBytes: o.quotaBytes }, o.config);
+  const cfg = loadStorageConfig({ dataDir: o.dataDir, bind: o.bind, adminPort: o.adminPort, quotaBytes: o.quotaBytes, ...securityFlagValues(o) }, o.config);
   const node = new StorageNode(cfg);
   const { endpoint, adminPort } = await node.start();
   onShutdown(() => node.stop());

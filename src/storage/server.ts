@@ -10,10 +10,11 @@ import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { Logger } from 'pino';
 import { Message, MessageInput, MessageOf, PutStatus, newUuid } from '../messages';
-import { AdminServer, GridError, RpcServer, createLogger, persistentNodeId } from '../common';
+import { AccessTable, AdminServer, GridError, RpcServer, Security, createLogger, persistentNodeId } from '../common';
 import { StorageSnapshot, storageMetrics } from './metrics';
 import { StorageConfig } from './config';
 import { CorruptChunk, FileStore } from './store';
+import { UploadQuota } from './upload-quota';
 
 
 export interface ScrubReport {
@@ -31,11 +32,26 @@ export interface StorageNodeOptions {
   now?: () => number;
 }
 
+const READERS = ['clients', 'admins', 'workers', 'storage', 'masters'] as const;
+/**
+ * Who may send what to a storage node (docs/operations.md, "Security"): clients upload
+ * programs and inputs, workers upload outputs and logs, both read.
+ */
+export const STORAGE_ACCESS: AccessTable = {
+  generic_message: READERS,
+  file_stat_request: READERS,
+  file_read_request: READERS,
+  file_request: READERS,
+  file_put_request: ['clients', 'admins', 'workers', 'storage'],
+};
+
 export class StorageNode {
   readonly nodeId: string;
   readonly log: Logger;
   readonly store: FileStore;
   private readonly server: RpcServer;
+  readonly security: Security;
+  private readonly uploads: UploadQuota;
   private readonly admin: AdminServer;
   private readonly now: () => number;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -60,7 +76,9 @@ export class StorageNode {
     this.nodeId = persistentNodeId(cfg.dataDir, newUuid);
     this.log = o.log ?? createLogger({ role: 'storage', nodeId: this.nodeId, file: path.join(cfg.dataDir, 'logs', `storage-${this.nodeId}.log`) });
     this.store = new FileStore(path.join(cfg.dataDir, 'storage.db'), cfg, this.log);
-    this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, handler: (m) => this.handle(m) });
+    this.uploads = new UploadQuota({ maxUploadsPerClient: cfg.maxUploadsPerClient, maxReservedBytesPerClient: cfg.maxReservedBytesPerClient, uploadIdleMs: cfg.uploadIdleMs });
+    this.security = new Security({ mode: cfg.security, keyDir: cfg.dataDir, trustDir: cfg.trustDir, role: 'storage', enroll: cfg.enroll, log: this.log });
+    this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, security: this.security, access: STORAGE_ACCESS, handler: (m, peer) => this.handle(m, peer) });
     this.admin = new AdminServer({ host: '127.0.0.1', port: cfg.adminPort, health: () => (this.stopped ? 'stopping' : null), status: () => this.status(),
       metrics: storageMetrics(this.nodeId, () => this.status() as StorageSnapshot, () => this.server.stats),
     });
@@ -71,6 +89,7 @@ export class StorageNode {
     const endpoint = await this.server.start();
     const adminPort = await this.admin.start();
     this.timers.push(setInterval(() => this.store.discardStale(this.now()), this.cfg.stagingSweepIntervalMs));
+    this.timers.push(setInterval(() => this.dropIdleUploads(), Math.min(this.cfg.stagingSweepIntervalMs, this.cfg.uploadIdleMs)));
     if (this.cfg.scrubIntervalMs > 0) this.timers.push(setInterval(() => this.startScrub(), this.cfg.scrubIntervalMs));
     for (const t of this.timers) t.unref();
     this.log.info({ endpoint, adminPort, ...this.store.statsNow() }, 'storage serving');
@@ -95,15 +114,24 @@ export class StorageNode {
     this.log.info('storage stopped');
   }
 
+  /** Discards uploads that got no chunk for uploadIdleMs, freeing their client's reservation. */
+  private dropIdleUploads(): void {
+    for (const id of this.uploads.idle(this.now())) {
+      this.store.discard(id);
+      this.uploads.end(id);
+      this.log.info({ fileId: id, idleMs: this.cfg.uploadIdleMs }, 'idle upload discarded');
+    }
+  }
+
   // ---- requests ------------------------------------------------------------------------------
 
-  private handle(m: Message): MessageInput | void {
+  private handle(m: Message, peer: Buffer): MessageInput | void {
     this.requests[m.type] = (this.requests[m.type] ?? 0) + 1;
     switch (m.type) {
       case 'file_stat_request':
         return this.onStat(m);
       case 'file_put_request':
-        return this.onPut(m);
+        return this.onPut(m, peer);
       case 'file_read_request':
         return this.onRead(m);
       case 'file_request':
@@ -126,10 +154,24 @@ export class StorageNode {
     };
   }
 
-  private onPut(m: MessageOf<'file_put_request'>): MessageInput<'file_put_response'> {
+  private onPut(m: MessageOf<'file_put_request'>, peer: Buffer): MessageInput<'file_put_response'> {
     const seen = this.putReplies?.get(m.request_uuid);
     if (seen) return seen;
-    const r = this.store.put({ fileUuid: m.file_uuid, sha256: m.sha256, fileLength: m.file_length, offset: m.offset, final: m.final === 1, data: m.data }, this.now());
+    const now = this.now();
+    // per-client bounds (the key, or the connection with security off); a chunk at offset 0
+    // of an upload not tracked yet is the one that opens it in the store
+    const key = this.security.peerKey(peer);
+    const owner = key ?? peer.toString('hex');
+    if (m.offset === 0 && !this.uploads.has(m.file_uuid)) this.uploads.begin(m.file_uuid, owner, m.file_length, now, key ? this.security.nameOf(key) : 'this connection');
+    else this.uploads.touch(m.file_uuid, now);
+    let r: ReturnType<FileStore['put']>;
+    try {
+      r = this.store.put({ fileUuid: m.file_uuid, sha256: m.sha256, fileLength: m.file_length, offset: m.offset, final: m.final === 1, data: m.data }, now);
+    } catch (e) {
+      this.uploads.end(m.file_uuid);
+      throw e;
+    }
+    if (r.status !== PutStatus.partial) this.uploads.end(m.file_uuid);
     const reply: MessageInput<'file_put_response'> = {
       type: 'file_put_response',
       node_uuid: this.nodeId,

@@ -323,7 +323,7 @@ export class FileStore {
     return h.digest();
   }
 
-  private discard(fileUuid: string): void {
+  discard(fileUuid: string): void {
     this.db.transaction(() => {
       this.q.deleteChunks.run(fileUuid);
       this.q.deleteUpload.run(fileUuid);

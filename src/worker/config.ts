@@ -5,13 +5,14 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import { SettingsOf, SettingsTable, configError, endpointList, endpointSetting, stringSetting } from '../common';
+import { SettingsOf, SettingsTable, configError, endpointList, endpointSetting, stringSetting, SECURITY_SPEC } from '../common';
 
 /** Every worker setting, once: type, default, range, unit, meaning (docs/worker.md is generated from it). */
 export const WORKER_SETTINGS = new SettingsTable(
   'worker',
   {
     dataDir: { type: 'path', default: './.grid/worker', flag: '--data-dir', doc: 'folder for the node id, logs, cached programs, task folders and the default mount' },
+    ...SECURITY_SPEC,
     mount: { type: 'path', default: '', allowEmpty: true, flag: '--mount', doc: 'FUSE mount point for task inputs ("" = <dataDir>/mnt)' },
     balancer: {
       type: 'string',

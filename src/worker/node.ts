@@ -32,7 +32,7 @@ import {
   isUuid,
   newUuid,
 } from '../messages';
-import { AdminServer, GridError, RemoteError, SOFTWARE_VERSION, SendQueue, createLogger, persistentNodeId } from '../common';
+import { AdminServer, GridError, RemoteError, SOFTWARE_VERSION, Security, SendQueue, clientSocket, createLogger, persistentNodeId, watchHandshake } from '../common';
 import { StorageClient } from '../storage';
 import { WorkerConfig, balancerEndpoints } from './config';
 import { GridFs, isSafeName } from './fusefs';
@@ -97,6 +97,7 @@ export interface WorkerNodeOptions {
 
 export class WorkerNode {
   readonly nodeId: string;
+  readonly security: Security;
   readonly log: Logger;
   readonly storage: StorageClient;
   readonly fs?: GridFs;
@@ -125,7 +126,9 @@ export class WorkerNode {
   ) {
     this.nodeId = persistentNodeId(cfg.dataDir, newUuid);
     this.log = opts.log ?? createLogger({ role: 'worker', nodeId: this.nodeId, file: path.join(cfg.dataDir, 'logs', `worker-${this.nodeId}.log`) });
+    this.security = new Security({ mode: cfg.security, keyDir: cfg.dataDir, trustDir: cfg.trustDir, role: 'workers', enroll: cfg.enroll, log: this.log });
     this.storage = new StorageClient({
+      security: this.security,
       endpoint: cfg.storage,
       nodeUuid: this.nodeId,
       log: this.log,
@@ -210,8 +213,18 @@ export class WorkerNode {
   // ---- balancer link --------------------------------------------------------------------------
 
   private connect(c: Conn): void {
-    const sock = new zmq.Dealer({ linger: 0, sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000, sendTimeout: this.cfg.heartbeatIntervalMs });
-    sock.connect(c.endpoint);
+    let sock: zmq.Dealer;
+    try {
+      sock = clientSocket(this.security, c.endpoint, { sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000, sendTimeout: this.cfg.heartbeatIntervalMs });
+    } catch (e) {
+      // no key known for this balancer yet (it enrolls when it starts): try again at the next liveness check
+      this.log.warn({ balancer: c.endpoint, err: (e as Error).message }, 'balancer not reachable yet');
+      c.sock = undefined;
+      c.out = undefined;
+      c.lastHeardMs = Date.now();
+      return;
+    }
+    watchHandshake(sock, this.security, c.endpoint, (e) => this.log.error({ event: 'auth:refused', balancer: c.endpoint, err: e.message, hint: e.hint }, 'the balancer refused this worker'));
     c.sock = sock;
     c.out = new SendQueue(sock);
     c.lastHeardMs = Date.now();

@@ -8,6 +8,8 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import * as zmq from 'zeromq';
+import { bindServer, clientSocket, releaseServer, serverSocket, silentLogger as quietLog } from '../../src/common';
+import { TEST_NODE_SECURITY, freshSecurity, testSecurity } from '../helpers/security';
 import { BalancerNode, loadBalancerConfig } from '../../src/balancer';
 import { SOFTWARE_VERSION } from '../../src/common';
 import { notLeader } from '../../src/common/leader';
@@ -46,7 +48,8 @@ function get(port: number, p: string): Promise<{ code: number; body: string }> {
  */
 class FakeMaster {
   readonly id = newUuid();
-  readonly sock = new zmq.Router({ linger: 0 });
+  readonly sec = freshSecurity('fake-masters', ['masters'], true);
+  readonly sock = serverSocket(this.sec);
   readonly inbox: Message[] = [];
   peer?: Buffer;
   beating = true;
@@ -54,8 +57,7 @@ class FakeMaster {
   private timer?: NodeJS.Timeout;
   endpoint = '';
   async start(): Promise<string> {
-    await this.sock.bind('tcp://127.0.0.1:*');
-    this.endpoint = this.sock.lastEndpoint!;
+    this.endpoint = await bindServer(this.sock, this.sec, 'tcp://127.0.0.1:0', quietLog());
     void (async () => {
       try {
         for await (const [peer, ...frames] of this.sock) {
@@ -94,12 +96,13 @@ class FakeMaster {
   close(): void {
     clearInterval(this.timer);
     this.sock.close();
+    releaseServer(this.sec);
   }
 }
 
 /** A test worker: a DEALER that heartbeats with worker_status while `beating`. */
 class FakeWorker {
-  readonly sock = new zmq.Dealer({ linger: 0 });
+  readonly sock: zmq.Dealer;
   readonly inbox: Message[] = [];
   beating = true;
   private timer?: NodeJS.Timeout;
@@ -107,10 +110,10 @@ class FakeWorker {
     endpoint: string,
     readonly id = newUuid(),
   ) {
-    this.sock.connect(endpoint);
+    const sock = (this.sock = clientSocket(testSecurity('workers'), endpoint));
     void (async () => {
       try {
-        for await (const frames of this.sock) this.inbox.push(decode(frames as Buffer[]));
+        for await (const frames of sock) this.inbox.push(decode(frames as Buffer[]));
       } catch {
         /* closed */
       }
@@ -170,6 +173,7 @@ describe('balancer node on real sockets', function () {
   async function startNode(o: { master?: string; taskDeadlineSlackMs?: number; queuedDeadlineMs?: number } = {}): Promise<{ endpoint: string; adminPort: number }> {
     const cfg = loadBalancerConfig({
       dataDir: dir,
+      ...TEST_NODE_SECURITY,
       master: o.master ?? master.endpoint,
       ...(o.taskDeadlineSlackMs !== undefined ? { taskDeadlineSlackMs: o.taskDeadlineSlackMs } : {}),
       ...(o.queuedDeadlineMs !== undefined ? { queuedDeadlineMs: o.queuedDeadlineMs } : {}),
@@ -231,9 +235,8 @@ describe('balancer node on real sockets', function () {
     assert.deepEqual([lost.attempt, lost.outcome, lost.final, lost.worker_uuid], [0, TaskOutcome.lost, 0, a.id]);
 
     // hostile bytes on the worker endpoint: error_reply DECODE_ERROR, and the node keeps serving
-    const evil = new zmq.Dealer({ linger: 0 });
+    const evil = clientSocket(testSecurity('workers'), endpoint);
     closers.push(() => evil.close());
-    evil.connect(endpoint);
     await evil.send([Buffer.from([63, 1, 2, 3]), Buffer.from('junk')]);
     const [f0, ...rest] = (await evil.receive()) as Buffer[];
     const err = decode([f0!, ...rest]) as MessageOf<'error_reply'>;

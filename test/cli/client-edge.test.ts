@@ -10,6 +10,8 @@ import { JobState, Message, MessageInput, NIL_UUID, TaskOutcome, TaskState, newU
 import { StorageNode } from '../../src/storage/server';
 import { client as storageClient, startNode } from '../storage/helpers';
 import { makeTmpDir, runGrid } from '../helpers/grid';
+import { freshSecurity, testSecurity } from '../helpers/security';
+import { MASTER_ACCESS } from '../../src/master/node';
 
 interface FakeTask {
   state: number;
@@ -91,7 +93,7 @@ describe('cli: client edge cases (fake master, real storage, real `grid` process
 
   before(async () => {
     tmp = makeTmpDir('grid-cli-edge-');
-    master = new RpcServer({ bind: 'tcp://127.0.0.1:0', nodeUuid: MASTER_ID, log: silentLogger(), handler: (m) => handle(m) });
+    master = new RpcServer({ security: freshSecurity('fake-master', ['masters'], true), access: MASTER_ACCESS, bind: 'tcp://127.0.0.1:0', nodeUuid: MASTER_ID, log: silentLogger(), handler: (m) => handle(m) });
     const masterEp = await master.start();
     storage = await startNode(path.join(tmp, 'storage'));
     env = { GRID_MASTER: masterEp, GRID_STORAGE: storage.endpoint, GRID_DATA_DIR: path.join(tmp, 'no-dev'), GRID_MASTER_RETRY_WINDOW_MS: '5000' };

@@ -6,6 +6,8 @@ import { GridError, RpcServer, notLeader, silentLogger } from '../../src/common'
 import { Message, MessageInput, newUuid } from '../../src/messages';
 import { MasterClient } from '../../src/cli/master-client';
 import { freePort, waitFor } from '../helpers/grid';
+import { freshSecurity, testSecurity } from '../helpers/security';
+import { MASTER_ACCESS } from '../../src/master/node';
 
 function statusReply(m: Message & { type: 'job_status2_request' }, nodeUuid: string): MessageInput {
   return {
@@ -37,6 +39,8 @@ describe('cli: MasterClient retries (same request_uuid) within masterRetryWindow
   it('re-sends the same request until an answer comes', async () => {
     const seen: string[] = [];
     const server = new RpcServer({
+      security: freshSecurity('fake-master', ['masters'], true),
+      access: MASTER_ACCESS,
       bind: 'tcp://127.0.0.1:0',
       nodeUuid: newUuid(),
       log,
@@ -49,7 +53,7 @@ describe('cli: MasterClient retries (same request_uuid) within masterRetryWindow
     });
     const endpoint = await server.start();
     closers.push(() => server.close());
-    const c = new MasterClient({ endpoint, log, masterRetryWindowMs: 10_000, masterRequestTimeoutMs: 300 });
+    const c = new MasterClient({ endpoint, log, security: testSecurity(), masterRetryWindowMs: 10_000, masterRequestTimeoutMs: 300 });
     closers.push(() => c.close());
     const job = newUuid();
     const r = await c.jobStatus(job);
@@ -65,12 +69,12 @@ describe('cli: MasterClient retries (same request_uuid) within masterRetryWindow
   it('gets its answer from a master that starts listening after the first attempts', async () => {
     const port = await freePort();
     const endpoint = `tcp://127.0.0.1:${port}`;
-    const c = new MasterClient({ endpoint, log, masterRetryWindowMs: 15_000, masterRequestTimeoutMs: 200 });
+    const c = new MasterClient({ endpoint, log, security: testSecurity(), masterRetryWindowMs: 15_000, masterRequestTimeoutMs: 200 });
     closers.push(() => c.close());
     const pending = c.jobStatus(newUuid());
     // the first attempts go nowhere (nobody listens yet): wait until two have timed out
     await waitFor(() => c.stats.timeouts >= 2, 'two attempts to time out', 10_000, 20);
-    const server = new RpcServer({ bind: endpoint, nodeUuid: newUuid(), log, handler: (m) => (m.type === 'job_status2_request' ? statusReply(m, newUuid()) : undefined) });
+    const server = new RpcServer({ security: freshSecurity('fake-master', ['masters'], true), access: MASTER_ACCESS, bind: endpoint, nodeUuid: newUuid(), log, handler: (m) => (m.type === 'job_status2_request' ? statusReply(m, newUuid()) : undefined) });
     await server.start();
     closers.push(() => server.close());
     const r = await pending;
@@ -80,6 +84,8 @@ describe('cli: MasterClient retries (same request_uuid) within masterRetryWindow
   it('passes on a refusal (NOT_FOUND) at once, without retrying', async () => {
     let n = 0;
     const server = new RpcServer({
+      security: freshSecurity('fake-master', ['masters'], true),
+      access: MASTER_ACCESS,
       bind: 'tcp://127.0.0.1:0',
       nodeUuid: newUuid(),
       log,
@@ -90,7 +96,7 @@ describe('cli: MasterClient retries (same request_uuid) within masterRetryWindow
     });
     const endpoint = await server.start();
     closers.push(() => server.close());
-    const c = new MasterClient({ endpoint, log, masterRetryWindowMs: 10_000, masterRequestTimeoutMs: 1000 });
+    const c = new MasterClient({ endpoint, log, security: testSecurity(), masterRetryWindowMs: 10_000, masterRequestTimeoutMs: 1000 });
     closers.push(() => c.close());
     await assert.rejects(c.jobStatus(newUuid()), (e: unknown) => e instanceof GridError && e.code === 'NOT_FOUND' && /no job like that/.test(e.message));
     assert.equal(n, 1);
@@ -100,7 +106,7 @@ describe('cli: MasterClient retries (same request_uuid) within masterRetryWindow
     const endpoint = `tcp://127.0.0.1:${await freePort()}`;
     let t = 0;
     // injected clock: every reading advances 100 ms, so the window closes without waiting for it
-    const c = new MasterClient({ endpoint, log, masterRetryWindowMs: 300, masterRequestTimeoutMs: 50, now: () => (t += 100) });
+    const c = new MasterClient({ endpoint, log, security: testSecurity(), masterRetryWindowMs: 300, masterRequestTimeoutMs: 50, now: () => (t += 100) });
     closers.push(() => c.close());
     await assert.rejects(c.listJobs(10), (e: unknown) => {
       assert.ok(e instanceof GridError);
@@ -125,6 +131,8 @@ describe('cli: MasterClient follows the leader of a replicated group (real socke
   async function master(answer: (m: Message, n: number) => 'lead' | 'silent' | { follower: string | undefined }): Promise<{ endpoint: string; seen: Message[] }> {
     const seen: Message[] = [];
     const server = new RpcServer({
+      security: freshSecurity('fake-master', ['masters'], true),
+      access: MASTER_ACCESS,
       bind: 'tcp://127.0.0.1:0',
       nodeUuid: newUuid(),
       log,
@@ -144,7 +152,7 @@ describe('cli: MasterClient follows the leader of a replicated group (real socke
   }
 
   function client(endpoint: string | string[], o: { windowMs?: number; timeoutMs?: number; leaderWaitMs?: number } = {}): MasterClient {
-    const c = new MasterClient({ endpoint, log, masterRetryWindowMs: o.windowMs ?? 10_000, masterRequestTimeoutMs: o.timeoutMs ?? 1_000, masterLeaderWaitMs: o.leaderWaitMs ?? 20 });
+    const c = new MasterClient({ endpoint, log, security: testSecurity(), masterRetryWindowMs: o.windowMs ?? 10_000, masterRequestTimeoutMs: o.timeoutMs ?? 1_000, masterLeaderWaitMs: o.leaderWaitMs ?? 20 });
     closers.push(() => c.close());
     return c;
   }

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import * as zmq from 'zeromq';
+import { clientSocket } from '../../src/common';
+import { testSecurity } from '../helpers/security';
 import { Grid, adminStatus, makeTmpDir, pidAlive, startGrid, waitFor } from '../helpers/grid';
 import { BalancerRole, ERROR_CODES, Message, PROTOCOL_VERSION, decode, encode, newUuid } from '../../src/messages';
 
@@ -189,8 +190,7 @@ describe('e2e: the balancer pair (grid dev --balancers 2)', function () {
     await waitFor(async () => (await balancerStatus(g!, 'balancer'))?.active === true, 'the balancer to hold the lease', 30_000);
     const marks = path.join(work, 'marks-intruder');
     fs.mkdirSync(marks);
-    const intruder = new zmq.Dealer({ linger: 0 });
-    intruder.connect(g.master);
+    const intruder = clientSocket(testSecurity('balancers'), g.master);
     const inbox: Message[] = [];
     void (async () => {
       try {

@@ -1,7 +1,9 @@
 // A test DEALER that plays a balancer toward a master (real sockets), shared by the master's
 // node and Raft-group tests.
 import * as zmq from 'zeromq';
+import { clientSocket } from '../../src/common';
 import { Message, MessageInput, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, decode, encode, newUuid } from '../../src/messages';
+import { handshaken, testSecurity } from './security';
 
 /**
  * A test DEALER that plays a balancer the way the real one talks: balancer_hello (lease
@@ -12,7 +14,7 @@ export const RENEW_MS = 50;
 export class FakeBalancer {
   /** its node id (a restarted balancer keeps it: it is in its data dir) */
   readonly id: string;
-  readonly sock = new zmq.Dealer({ linger: 0 });
+  sock: zmq.Dealer;
   readonly inbox: Message[] = [];
   epoch = 0;
   seq = 0;
@@ -21,6 +23,9 @@ export class FakeBalancer {
   /** when set, the credit_limit it sends (a balancer that holds every task it got: its limit stays put) */
   limit?: number;
   renewing = false;
+  /** the CURVE handshake with the current master is done */
+  up = false;
+  private lastHelloMs = 0;
   protocol = PROTOCOL_VERSION;
   private timer?: NodeJS.Timeout;
   private chain: Promise<void> = Promise.resolve();
@@ -30,10 +35,18 @@ export class FakeBalancer {
     id = newUuid(),
   ) {
     this.id = id;
-    this.sock.connect(endpoint);
+    this.sock = this.open(endpoint);
+  }
+  /** A CURVE DEALER authorized as a balancer; hellos wait for its handshake (queued ones would arrive in a burst). */
+  private open(endpoint: string): zmq.Dealer {
+    const sock = clientSocket(testSecurity('balancers'), endpoint);
+    this.up = false;
+    this.chain = this.chain.then(() => handshaken(sock)).then(() => {
+      this.up = true;
+    });
     void (async () => {
       try {
-        for await (const frames of this.sock) {
+        for await (const frames of sock) {
           const m = decode(frames as Buffer[]);
           this.inbox.push(m);
           if (m.type === 'lease_grant' && m.epoch > this.epoch) this.epoch = m.epoch;
@@ -42,11 +55,15 @@ export class FakeBalancer {
         /* closed */
       }
     })();
+    return sock;
   }
   get fed(): number {
     return this.inbox.filter((m) => m.type === 'task_dispatch' && m.epoch === this.epoch).length;
   }
   hello(): Promise<void> {
+    this.chain = this.chain.then(() => {
+      this.lastHelloMs = Date.now(); // when it leaves, not when it was queued behind the handshake
+    });
     return this.send({ type: 'balancer_hello', node_uuid: this.id, protocol_version: this.protocol, role: this.role === 'primary' ? 0 : 1, epoch: this.epoch, request_seq: ++this.seq, fed: this.fed, credit_limit: this.limit ?? this.fed + this.room });
   }
   /** Starts saying hello every RENEW_MS (as the real balancer renews its lease). */
@@ -54,7 +71,8 @@ export class FakeBalancer {
     this.renewing = true;
     void this.hello();
     this.timer ??= setInterval(() => {
-      if (this.renewing) void this.hello();
+      // at most one hello per RENEW_MS, counting the first one sent when the handshake ended
+      if (this.renewing && this.up && Date.now() - this.lastHelloMs >= RENEW_MS) void this.hello();
     }, RENEW_MS);
     return this;
   }
@@ -76,11 +94,14 @@ export class FakeBalancer {
       await new Promise((r) => setTimeout(r, 10));
     }
   }
-  /** Follows another master (the real balancer opens a new DEALER; the id and epoch stay). */
+  /** Follows another master with a new DEALER, as the real balancer does (its CURVE identity is bound to the server); the id and epoch stay. */
   moveTo(endpoint: string): void {
     if (endpoint === this.endpoint) return;
-    this.sock.disconnect(this.endpoint);
-    this.sock.connect(endpoint);
+    const old = this.sock;
+    this.sock = this.open(endpoint);
+    this.chain = this.chain.then(() => {
+      if (!old.closed) old.close();
+    });
     this.endpoint = endpoint;
   }
   /** The successful, final result of a task it was fed, under its epoch. */

@@ -6,6 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { GridError, MasterCursor, RemoteError, RpcClient, leaderHint, silentLogger } from '../../src/common';
 import { MessageInput, MessageOf, newUuid } from '../../src/messages';
+import { testSecurity } from './security';
 
 const BIN = path.resolve(__dirname, '../../../bin/grid.js');
 
@@ -122,7 +123,7 @@ export class Cluster {
     const t0 = Date.now();
     let last: unknown;
     while (Date.now() - t0 < windowMs) {
-      const c = new RpcClient({ endpoint: ep, nodeUuid: newUuid(), log: this.log });
+      const c = new RpcClient({ security: testSecurity(), endpoint: ep, nodeUuid: newUuid(), log: this.log });
       try {
         return (await c.request(m, { timeoutMs: 500 })) as never;
       } catch (e) {

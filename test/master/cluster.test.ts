@@ -12,6 +12,7 @@ import { RemoteError, RpcClient, leaderHint } from '../../src/common';
 import { JobState, MessageInput, MessageOf, newUuid } from '../../src/messages';
 import { Cluster, submitMsg } from '../helpers/masters';
 import { FakeBalancer } from '../helpers/fake-balancer';
+import { testSecurity } from '../helpers/security';
 
 
 const status = (job: string): MessageInput<'job_status_request'> => ({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: job });
@@ -78,7 +79,7 @@ describe('three masters on Raft (real processes)', function () {
     const t0 = Date.now();
     let last: unknown;
     while (Date.now() - t0 < 10_000) {
-      const cl = new RpcClient({ endpoint: survivor.endpoint, nodeUuid: newUuid(), log: c.log });
+      const cl = new RpcClient({ security: testSecurity(), endpoint: survivor.endpoint, nodeUuid: newUuid(), log: c.log });
       try {
         await cl.request(status(sub.job_uuid), { timeoutMs: 2000 });
         assert.fail('a master without a quorum answered a read');
@@ -230,7 +231,7 @@ describe('an isolated Raft leader (real processes)', function () {
   });
 
   const ask = async (l: number, m: MessageInput, timeoutMs: number) => {
-    const cl = new RpcClient({ endpoint: c.masters[l]!.endpoint, nodeUuid: newUuid(), log: c.log });
+    const cl = new RpcClient({ security: testSecurity(), endpoint: c.masters[l]!.endpoint, nodeUuid: newUuid(), log: c.log });
     try {
       return await cl.request(m, { timeoutMs, retries: 0 });
     } finally {

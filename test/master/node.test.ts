@@ -13,6 +13,8 @@ import { FakeBalancer } from '../helpers/fake-balancer';
 
 const submitMsg = (n: number, jobUuid?: string) => submitN(n, jobUuid, 1);
 import { ERROR_CODES, JobState, Message, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, decode, encode, newUuid } from '../../src/messages';
+import { TEST_NODE_SECURITY, handshaken, testSecurity } from '../helpers/security';
+import { clientSocket } from '../../src/common';
 
 const BIN = path.resolve(__dirname, '../../../bin/grid.js');
 
@@ -60,9 +62,9 @@ describe('master node (real sockets)', function () {
   const bals: FakeBalancer[] = [];
 
   async function startMaster(o: Record<string, unknown> = {}): Promise<void> {
-    node = new MasterNode(loadMasterConfig({ dataDir: dir, bind: 'tcp://127.0.0.1:0', adminPort: 0, heartbeatIntervalMs: 100, leaseMs: 400, leaseNewLeaderWaitMs: 0, ...o }), log);
+    node = new MasterNode(loadMasterConfig({ dataDir: dir, bind: 'tcp://127.0.0.1:0', adminPort: 0, ...TEST_NODE_SECURITY, heartbeatIntervalMs: 100, leaseMs: 400, leaseNewLeaderWaitMs: 0, ...o }), log);
     ({ endpoint } = await node.start());
-    client = new RpcClient({ endpoint, nodeUuid: newUuid(), log });
+    client = new RpcClient({ security: testSecurity(), endpoint, nodeUuid: newUuid(), log });
   }
   /** A balancer; with `restartOf`, that one restarted: same node id, a new process (hellos numbered from 1, no epoch). */
   function balancer(role: 'primary' | 'auxiliary' = 'primary', restartOf?: FakeBalancer): FakeBalancer {
@@ -250,8 +252,7 @@ describe('master node (real sockets)', function () {
 
   it('gives typed errors for unknown jobs and keeps serving after hostile bytes', async () => {
     await assert.rejects(client.request({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: newUuid() }), (e: unknown) => e instanceof RemoteError && e.code === 'NOT_FOUND');
-    const raw = new zmq.Dealer({ linger: 0 });
-    raw.connect(endpoint);
+    const raw = clientSocket(testSecurity(), endpoint);
     try {
       await raw.send([Buffer.from([1, 2, 3])]);
       const m = decode((await raw.receive()) as Buffer[]);
@@ -319,14 +320,14 @@ describe('grid master process', function () {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'grid-master-proc-'));
     const log = silentLogger();
     let { proc, endpoint } = await start();
-    let client = new RpcClient({ endpoint, nodeUuid: newUuid(), log });
+    let client = new RpcClient({ security: testSecurity(), endpoint, nodeUuid: newUuid(), log });
     const sub = submitMsg(5);
     await client.request(sub);
     client.close();
     proc.kill('SIGKILL');
     await new Promise((r) => proc.once('exit', r));
     ({ proc, endpoint } = await start());
-    client = new RpcClient({ endpoint, nodeUuid: newUuid(), log });
+    client = new RpcClient({ security: testSecurity(), endpoint, nodeUuid: newUuid(), log });
     try {
       const st = (await client.request({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: sub.job_uuid })) as MessageOf<'job_status_response'>;
       assert.equal(st.task_count, 5);

@@ -8,6 +8,7 @@ import { silentLogger } from '../../src/common';
 import { STORAGE_DEFAULTS, StorageConfig, validateStorageConfig } from '../../src/storage/config';
 import { StorageNode } from '../../src/storage/server';
 import { StorageClient, StorageClientOptions } from '../../src/storage/client';
+import { TEST_TRUST_DIR, testSecurity } from '../helpers/security';
 
 export const MiB = 1024 * 1024;
 
@@ -16,7 +17,7 @@ export function tempDir(): string {
 }
 
 export function testConfig(dataDir: string, over: Partial<StorageConfig> = {}): StorageConfig {
-  return validateStorageConfig({ ...STORAGE_DEFAULTS, dataDir, bind: 'tcp://127.0.0.1:0', adminPort: 0, scrubIntervalMs: 0, ...over } as unknown as Record<string, unknown>);
+  return validateStorageConfig({ ...STORAGE_DEFAULTS, dataDir, bind: 'tcp://127.0.0.1:0', adminPort: 0, scrubIntervalMs: 0, trustDir: TEST_TRUST_DIR, enroll: true, ...over } as unknown as Record<string, unknown>);
 }
 
 export async function startNode(dataDir: string, over: Partial<StorageConfig> = {}, now?: () => number): Promise<StorageNode> {
@@ -26,7 +27,7 @@ export async function startNode(dataDir: string, over: Partial<StorageConfig> = 
 }
 
 export function client(endpoint: string, over: Partial<StorageClientOptions> = {}): StorageClient {
-  return new StorageClient({ endpoint, nodeUuid: newUuid(), log: silentLogger(), requestTimeoutMs: 5_000, retries: 1, ...over });
+  return new StorageClient({ security: testSecurity(), endpoint, nodeUuid: newUuid(), log: silentLogger(), requestTimeoutMs: 5_000, retries: 1, ...over });
 }
 
 /** Deterministic pseudo-random bytes (xorshift), so a failing case is reproducible. */

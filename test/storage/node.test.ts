@@ -12,6 +12,8 @@ import { RpcClient, silentLogger } from '../../src/common';
 import { StorageNode } from '../../src/storage/server';
 import { StorageClient } from '../../src/storage/client';
 import { MiB, bytes, client, httpGet, rejection, startNode, tempDir } from './helpers';
+import { freshSecurity, testSecurity } from '../helpers/security';
+import { RemoteError, bindServer, clientSocket, releaseServer, serverSocket } from '../../src/common';
 
 function rows(dir: string): { files: number; chunks: number; uploads: number } {
   const db = new Database(path.join(dir, 'storage.db'), { readonly: true });
@@ -84,7 +86,7 @@ describe('storage node + StorageClient (real sockets)', function () {
     assert.deepEqual(rows(dir), before);
     assert.equal((node!.status() as { requests: { byType: Record<string, number> } }).requests.byType.file_put_request, putsBefore);
     // a raw put of a stored file answers already_stored
-    const rpc = new RpcClient({ endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    const rpc = new RpcClient({ security: testSecurity(), endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
     extra.push(rpc);
     const d = sha256(data);
     const r = await rpc.request({ type: 'file_put_request', node_uuid: newUuid(), request_uuid: newUuid(), file_uuid: fileUuidFromSha256(d), file_length: data.length, offset: 0, final: 0, sha256: d, data: data.subarray(0, MiB) });
@@ -104,7 +106,7 @@ describe('storage node + StorageClient (real sockets)', function () {
   });
 
   it('refuses an upload whose bytes do not match its SHA-256 and keeps nothing of it', async () => {
-    const rpc = new RpcClient({ endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    const rpc = new RpcClient({ security: testSecurity(), endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
     extra.push(rpc);
     const claimed = sha256(Buffer.from('the declared content'));
     const e = await rejection(
@@ -156,7 +158,7 @@ describe('storage node + StorageClient (real sockets)', function () {
     const data = bytes(3 * MiB + 9, 27);
     const d = sha256(data);
     const fileUuid = fileUuidFromSha256(d);
-    const rpc = new RpcClient({ endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    const rpc = new RpcClient({ security: testSecurity(), endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
     for (const off of [0, MiB]) {
       await rpc.request({ type: 'file_put_request', node_uuid: newUuid(), request_uuid: newUuid(), file_uuid: fileUuid, file_length: data.length, offset: off, final: 0, sha256: d, data: data.subarray(off, off + MiB) });
     }
@@ -172,9 +174,8 @@ describe('storage node + StorageClient (real sockets)', function () {
   });
 
   it('answers hostile bytes with error_reply DECODE_ERROR and an unexpected message with UNEXPECTED, and keeps serving', async () => {
-    const sock = new zmq.Dealer({ linger: 0 });
+    const sock = clientSocket(testSecurity(), node!.endpoint);
     extra.push(sock);
-    sock.connect(node!.endpoint);
     for (const junk of [[Buffer.from('not a message')], [Buffer.alloc(0)], [Buffer.alloc(4096, 0xff), Buffer.from('x')]]) {
       await sock.send(junk);
       const frames = (await sock.receive()) as Buffer[];
@@ -212,7 +213,7 @@ describe('storage node + StorageClient (real sockets)', function () {
     assert.match(big.message, /maxWholeReadBytes/);
     const seed = await rejection(new Promise((resolve, reject) => {
       // the node's own refusal of a seed file_request names ranged reads, matched by file_uuid
-      const rpc = new RpcClient({ endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger(), onUnsolicited: (m) => (m.type === 'error_reply' && m.request_uuid === fileUuid ? reject(Object.assign(new Error(m.message), { code: m.error_code })) : resolve(m)) });
+      const rpc = new RpcClient({ security: testSecurity(), endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger(), onUnsolicited: (m) => (m.type === 'error_reply' && m.request_uuid === fileUuid ? reject(Object.assign(new Error(m.message), { code: m.error_code })) : resolve(m)) });
       extra.push(rpc);
       void rpc.send({ type: 'file_request', node_uuid: newUuid(), file_uuid: fileUuid });
     }));
@@ -222,7 +223,7 @@ describe('storage node + StorageClient (real sockets)', function () {
     assert.equal((await rejection(c!.read(fileUuid, -1, 1))).code, 'BAD_REQUEST');
     assert.equal((await rejection(c!.read(fileUuid, 0.5, 1))).code, 'BAD_REQUEST');
     // a raw ranged read over maxReadBytes is refused by the node
-    const rpc = new RpcClient({ endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    const rpc = new RpcClient({ security: testSecurity(), endpoint: node!.endpoint, nodeUuid: newUuid(), log: silentLogger() });
     extra.push(rpc);
     const e = await rejection(rpc.request({ type: 'file_read_request', node_uuid: newUuid(), request_uuid: newUuid(), file_uuid: fileUuid, offset: 0, length: 4 * MiB + 1 }));
     assert.equal(e.code, 'TOO_LARGE');
@@ -249,7 +250,7 @@ describe('storage node + StorageClient (real sockets)', function () {
     await c.putBuffer(bytes(MiB + 1, 32));
     const data = bytes(2 * MiB, 33);
     const d = sha256(data);
-    const rpc = new RpcClient({ endpoint: node.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    const rpc = new RpcClient({ security: testSecurity(), endpoint: node.endpoint, nodeUuid: newUuid(), log: silentLogger() });
     extra.push(rpc);
     await rpc.request({ type: 'file_put_request', node_uuid: newUuid(), request_uuid: newUuid(), file_uuid: fileUuidFromSha256(d), file_length: data.length, offset: 0, final: 0, sha256: d, data: data.subarray(0, MiB) });
     assert.equal(rows(dir).uploads, 1);
@@ -262,11 +263,38 @@ describe('storage node + StorageClient (real sockets)', function () {
     await until('a scrub pass completes', () => (node!.status() as { scrub: { last: { chunksChecked: number } | null } }).scrub.last?.chunksChecked === 2);
   });
 
+  it('per-client upload bounds: a client declaring a huge upload of 4 bytes blocks only itself, and only until uploadIdleMs (docs/storage.md)', async () => {
+    await node!.stop();
+    node = await startNode(dir, { quotaBytes: 64 * MiB, maxReservedBytesPerClient: 32 * MiB, maxUploadsPerClient: 2, uploadIdleMs: 500, stagingSweepIntervalMs: 100 });
+    const attacker = new RpcClient({ security: freshSecurity('greedy', ['clients']), endpoint: node.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    extra.push(attacker);
+    const declare = (length: number) => {
+      const d = sha256(Buffer.from(`fake ${length} ${Math.random()}`));
+      return attacker.request({ type: 'file_put_request', node_uuid: newUuid(), request_uuid: newUuid(), file_uuid: fileUuidFromSha256(d), file_length: length, offset: 0, final: 0, sha256: d, data: Buffer.from('abcd') });
+    };
+    await assert.rejects(declare(100 * 1024 * MiB), (e: unknown) => e instanceof RemoteError && e.code === 'QUOTA_EXCEEDED' && /maxReservedBytesPerClient/.test(e.message));
+    await declare(30 * MiB); // holds 30 MiB of its 32
+    await assert.rejects(declare(4 * MiB), (e: unknown) => e instanceof RemoteError && e.code === 'QUOTA_EXCEEDED');
+    await declare(1 * MiB);
+    await assert.rejects(declare(1), (e: unknown) => e instanceof RemoteError && e.code === 'UNAVAILABLE' && /maxUploadsPerClient/.test(e.message));
+    // everyone else still uploads
+    const other = client(node.endpoint);
+    extra.push(other);
+    const put = await other.putBuffer(bytes(8 * MiB, 5));
+    assert.equal(put.length, 8 * MiB);
+    // the idle uploads are dropped, and the attacker's reservation with them
+    const until = async (what: string, ok: () => boolean) => {
+      for (const t0 = Date.now(); !ok(); await new Promise((r) => setTimeout(r, 50))) if (Date.now() - t0 > 10_000) throw new Error(`timed out waiting: ${what}`);
+    };
+    await until('the idle uploads are discarded', () => rows(dir).uploads === 0);
+    await declare(30 * MiB);
+  });
+
   it('times out with TIMEOUT against a node that does not answer', async () => {
-    const silent = new zmq.Router({ linger: 0 });
-    extra.push(silent);
-    await silent.bind('tcp://127.0.0.1:*');
-    const dead = client(silent.lastEndpoint!, { requestTimeoutMs: 200, retries: 1 });
+    const sec = freshSecurity('silent-storage', ['storage'], true);
+    const silent = serverSocket(sec);
+    extra.push({ close: () => (silent.close(), releaseServer(sec)) });
+    const dead = client(await bindServer(silent, sec, 'tcp://127.0.0.1:0', silentLogger()), { requestTimeoutMs: 200, retries: 1 });
     extra.push(dead);
     assert.equal((await rejection(dead.stat(newUuid()))).code, 'TIMEOUT');
     assert.equal((await rejection(dead.readWhole(newUuid()))).code, 'TIMEOUT');
@@ -275,7 +303,7 @@ describe('storage node + StorageClient (real sockets)', function () {
   it('remembers at most putReplyCacheEntries put answers: a re-sent put within the bound gets its first answer, beyond it a fresh one', async () => {
     await node!.stop();
     node = await startNode(dir, { putReplyCacheEntries: 2 });
-    const rpc = new RpcClient({ endpoint: node.endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    const rpc = new RpcClient({ security: testSecurity(), endpoint: node.endpoint, nodeUuid: newUuid(), log: silentLogger() });
     extra.push(rpc);
     const put = (data: Buffer, requestUuid: string) => {
       const d = sha256(data);

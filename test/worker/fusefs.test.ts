@@ -13,6 +13,7 @@ import { ChunkCache, ChunkSource } from '../../src/worker/chunkcache';
 import { GridFs, mountedPaths } from '../../src/worker/fusefs';
 import { StorageClient } from '../../src/storage';
 import { Proc, fuseMounts, sh, startGrid } from './helpers';
+import { testSecurity } from '../helpers/security';
 
 const MiB = 1024 * 1024;
 
@@ -258,7 +259,7 @@ describe('worker FUSE file system over a real storage node', function () {
   before(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'grid-fuse-storage-'));
     storage = await startGrid(['storage', '--data-dir', path.join(tmp, 'storage'), '--bind', 'tcp://127.0.0.1:0', '--admin-port', '0']);
-    client = new StorageClient({ endpoint: (storage.ready.endpoints as { clients: string }).clients, nodeUuid: newUuid(), log: silentLogger() });
+    client = new StorageClient({ security: testSecurity(), endpoint: (storage.ready.endpoints as { clients: string }).clients, nodeUuid: newUuid(), log: silentLogger() });
   });
   /** mounts of the tests below; unmounted here, before tmp is removed (removing a folder
    * still mounted by this very process would block it on its own FUSE server) */
@@ -291,7 +292,7 @@ describe('worker FUSE file system over a real storage node', function () {
   // the error and eviction cases of the in-memory tests above, over the real storage node
   /** A mount over its own quick-to-give-up client of the storage node. */
   async function mountOver(name: string, cacheBytes: number): Promise<{ fs: GridFs; client: StorageClient }> {
-    const c = new StorageClient({ endpoint: (storage!.ready.endpoints as { clients: string }).clients, nodeUuid: newUuid(), log: silentLogger(), requestTimeoutMs: 1_000, retries: 1 });
+    const c = new StorageClient({ security: testSecurity(), endpoint: (storage!.ready.endpoints as { clients: string }).clients, nodeUuid: newUuid(), log: silentLogger(), requestTimeoutMs: 1_000, retries: 1 });
     const m = new GridFs({ mount: path.join(tmp, name), source: c, fuseChunkBytes: MiB, chunkCacheBytes: cacheBytes, readAheadChunks: 2, fuseOpTimeoutMs: 30_000, log: silentLogger() });
     await m.start();
     mounts.push(m);

@@ -13,12 +13,15 @@ import { CancelScope, ERROR_CODES, Message, MessageInput, MessageOf, NIL_UUID, P
 import { StorageClient } from '../../src/storage';
 import { readExecutions } from '../../src/worker/journal';
 import { Proc, fuseMounts, startGrid } from './helpers';
+import { freshSecurity, testSecurity } from '../helpers/security';
+import { bindServer, releaseServer, serverSocket } from '../../src/common';
 
 const BALANCER_ID = newUuid();
 
 /** The balancer, played by a ROUTER in the test. */
 class FakeBalancer {
-  readonly sock = new zmq.Router({ linger: 0 });
+  readonly sec = freshSecurity('fake-balancers', ['balancers'], true);
+  readonly sock = serverSocket(this.sec);
   readonly inbox: { m: Message; peer: Buffer; at: number }[] = [];
   endpoint = '';
   heartbeats = true;
@@ -28,8 +31,7 @@ class FakeBalancer {
   private peers = new Map<string, Buffer>();
 
   async start(): Promise<void> {
-    await this.sock.bind('tcp://127.0.0.1:*');
-    this.endpoint = this.sock.lastEndpoint!;
+    this.endpoint = await bindServer(this.sock, this.sec, 'tcp://127.0.0.1:0', silentLogger());
     void (async () => {
       try {
         for await (const [peer, ...frames] of this.sock) {
@@ -73,6 +75,7 @@ class FakeBalancer {
   close(): void {
     if (this.timer) clearInterval(this.timer);
     this.sock.close();
+    releaseServer(this.sec);
   }
 }
 
@@ -122,7 +125,7 @@ describe('worker node (real processes)', function () {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'grid-worker-node-'));
     storage = await startGrid(['storage', '--data-dir', path.join(tmp, 'storage'), '--bind', 'tcp://127.0.0.1:0', '--admin-port', '0']);
     const endpoint = (storage.ready.endpoints as { clients: string }).clients;
-    client = new StorageClient({ endpoint, nodeUuid: newUuid(), log: silentLogger() });
+    client = new StorageClient({ security: testSecurity(), endpoint, nodeUuid: newUuid(), log: silentLogger() });
   });
 
   after(async () => {
@@ -414,7 +417,7 @@ describe('worker node (real processes)', function () {
   it('reports worker_error when the outputs cannot be stored (storage died mid-task)', async () => {
     const own = await startGrid(['storage', '--data-dir', path.join(tmp, `storage-${newUuid()}`), '--bind', 'tcp://127.0.0.1:0', '--admin-port', '0']);
     const ownEp = (own.ready.endpoints as { clients: string }).clients;
-    const ownClient = new StorageClient({ endpoint: ownEp, nodeUuid: newUuid(), log: silentLogger() });
+    const ownClient = new StorageClient({ security: testSecurity(), endpoint: ownEp, nodeUuid: newUuid(), log: silentLogger() });
     try {
       const b = await balancer();
       const dataDir = path.join(tmp, `worker-up-${newUuid()}`);

@@ -28,7 +28,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { GridError, LOG_STDOUT_ENV } from '../../common';
+import { GridError, LOG_STDOUT_ENV, authorizeKey, clientTrustDir, keyFingerprint, loadOrCreateKeyPair } from '../../common';
 import { unmountAllUnder } from '../../common/mounts';
 import { DevConfig } from '../config';
 import { DevNodeState, DevState, devStatePath } from '../endpoints';
@@ -89,6 +89,7 @@ export class DevSupervisor {
   /** Starts every node in order; on failure stops what started and throws. */
   async start(): Promise<DevState> {
     fs.mkdirSync(this.logDir, { recursive: true });
+    this.setUpTrust();
     const left = unmountAllUnder(this.o.dataDir);
     if (left.unmounted.length) this.io.say(`unmounted FUSE mounts left over from an earlier run: ${left.unmounted.join(', ')}`);
     try {
@@ -109,6 +110,29 @@ export class DevSupervisor {
     }
     const state = this.writeState();
     return state;
+  }
+
+  /** The trust dir every node and the client share: GRID_TRUST_DIR, else <data-dir>/trust. */
+  get trustDir(): string {
+    return clientTrustDir(this.o.dataDir);
+  }
+
+  get securityOn(): boolean {
+    return (process.env.GRID_SECURITY || 'curve') !== 'off';
+  }
+
+  /**
+   * Security on (the default): the local user's client key (<trust dir>/client.key, made on
+   * first use) is authorized as a client; each node enrolls its own key and endpoint when it
+   * starts (--enroll), so the nodes of this grid, and only they and this user, connect.
+   */
+  private setUpTrust(): void {
+    if (!this.securityOn) {
+      this.io.say('!! security is OFF (GRID_SECURITY=off): any local process can talk to every node');
+      return;
+    }
+    const k = loadOrCreateKeyPair(this.trustDir, 'client');
+    authorizeKey(this.trustDir, 'clients', k.publicKey, `dev-client-${keyFingerprint(k.publicKey)}`);
   }
 
   get balancerCount(): number {
@@ -145,6 +169,7 @@ export class DevSupervisor {
     const bind = prev ? mainEndpoint(role, prev.endpoints) ?? planned.bind : planned.bind;
     const dataDir = path.join(this.o.dataDir, name);
     const a = ['--data-dir', dataDir, '--admin-port', String(adminPort)];
+    if (this.securityOn) a.push('--trust-dir', this.trustDir, '--enroll');
     if (role === 'master' && this.masterCount > 1) a.push('--peers', this.masterBinds.join(','));
     if (role === 'master') a.push('--dashboard-nodes-file', this.statePath); // the dashboard shows every node
     if (role === 'balancer') a.push('--master', this.endpointsOf.masters.join(','), '--role', i === 0 ? 'primary' : 'auxiliary');
