@@ -28,6 +28,8 @@ export interface GridFsOptions {
   readAheadChunks: number;
   fuseOpTimeoutMs: number;
   log: Logger;
+  /** let other uids (sandboxed tasks) read the mount (FUSE allow_other; the worker is root) */
+  allowOther?: boolean;
 }
 
 interface FileEntry {
@@ -128,7 +130,7 @@ export class GridFs {
     await fsp.mkdir(this.mount, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
       throw new GridError('FUSE_UNAVAILABLE', `mount point ${this.mount} is not a usable folder (${e.code ?? e.message})`, 'pass --mount with an empty folder you can write, or leave it out for <data-dir>/mnt');
     });
-    const fuse = new (fuseNative())(this.mount, this.ops(), { force: true, mkdir: true, timeout: this.o.fuseOpTimeoutMs, fsname: 'grid', subtype: 'grid' });
+    const fuse = new (fuseNative())(this.mount, this.ops(), { force: true, mkdir: true, timeout: this.o.fuseOpTimeoutMs, fsname: 'grid', subtype: 'grid', allowOther: this.o.allowOther === true });
     await new Promise<void>((resolve, reject) =>
       fuse.mount((err) => {
         if (err) {

@@ -39,6 +39,7 @@ import { OutcomeName } from './limits';
 import { ExecutionJournal } from './journal';
 import { BalancerLink, resultKey } from './link';
 import { RunResult, TaskRun } from './runner';
+import { JailIds, SandboxDecision, UidPool, missingTools, sandboxDecision } from './sandbox';
 import { WorkerMetrics, WorkerSnapshot } from './metrics';
 
 type Dispatch = MessageOf<'task_dispatch'>;
@@ -111,6 +112,9 @@ export class WorkerNode {
   private readonly programs = new Map<string, Promise<string>>(); // file uuid -> local path (LRU order)
   private readonly lengths = new Map<string, number>();
   private journal?: ExecutionJournal;
+  /** whether tasks are jailed (sandbox.ts), and the uids of the running ones */
+  private readonly sandbox: SandboxDecision;
+  private readonly uids?: UidPool;
   private mountHealth: string | null = null;
   private stopping = false;
   private fatal = false;
@@ -129,8 +133,11 @@ export class WorkerNode {
       requestTimeoutMs: cfg.storageRequestTimeoutMs,
       retries: cfg.storageRetries,
     });
+    this.sandbox = sandboxDecision({ enabled: cfg.sandbox, euid: process.geteuid?.() ?? -1, missing: cfg.sandbox ? missingTools() : [] });
+    if (this.sandbox.jail) this.uids = new UidPool(cfg.taskUidBase, cfg.slots + cfg.prefetch);
     if (!cfg.staged) {
       this.fs = new GridFs({
+        allowOther: this.sandbox.jail, // task uids read their inputs
         mount: cfg.mount,
         source: this.storage,
         fuseChunkBytes: cfg.fuseChunkBytes,
@@ -164,7 +171,8 @@ export class WorkerNode {
     }
     for (const c of this.conns) this.connect(c);
     this.ticker = setInterval(() => void this.tick(), Math.max(10, Math.floor(Math.min(this.cfg.heartbeatIntervalMs, this.cfg.resultResendMs) / 2)));
-    this.log.info({ balancer: this.cfg.balancer, storage: this.cfg.storage, slots: this.cfg.slots, prefetch: this.cfg.prefetch, mount: this.fs?.mount ?? null, staged: this.cfg.staged, adminPort }, 'worker started');
+    if (!this.sandbox.jail && this.sandbox.warning) this.log.warn({ sandbox: false }, this.sandbox.warning);
+    this.log.info({ balancer: this.cfg.balancer, storage: this.cfg.storage, slots: this.cfg.slots, prefetch: this.cfg.prefetch, mount: this.fs?.mount ?? null, staged: this.cfg.staged, sandbox: this.sandbox.jail, adminPort }, 'worker started');
     return { adminPort, mount: this.fs?.mount ?? null };
   }
 
@@ -474,15 +482,17 @@ export class WorkerNode {
     let outputs: { uuid: string; name: string }[] = [];
     let logUuid = NIL_UUID;
     const registered: string[] = [];
+    let ids: JailIds | undefined;
     try {
       await fsp.rm(taskDir, { recursive: true, force: true });
-      await fsp.mkdir(taskDir, { recursive: true });
+      await fsp.mkdir(taskDir, { recursive: true, mode: 0o700 });
       const programPath = await this.program(m.program_file_uuid, m.program_name);
       const inputPaths = await this.inputs(m, taskDir, registered);
       if (t.cancelled) {
         result = this.bareResult('cancelled', 'task was cancelled before it started');
       } else {
         t.state = 'running';
+        ids = this.uids?.acquire();
         const run = new TaskRun(
           {
             jobUuid: m.job_uuid,
@@ -495,6 +505,7 @@ export class WorkerNode {
             memoryLimitMb: m.memory_limit_mb || this.cfg.defaultMemoryLimitMb,
             outputLimitBytes: m.output_limit_bytes || this.cfg.defaultOutputLimitBytes,
             taskDir,
+            jail: ids && { ...ids, programDir: path.dirname(programPath), inputsDir: this.inputsDir(taskDir, inputPaths.length) },
           },
           this.cfg,
           t.log,
@@ -535,6 +546,7 @@ export class WorkerNode {
       t.log.warn({ err: msg }, 'task could not be prepared');
       result = this.bareResult(t.cancelled ? 'cancelled' : 'worker_error', `worker could not prepare the task: ${msg}`);
     } finally {
+      if (ids) this.uids?.release(ids);
       for (const u of registered) this.fs?.release(u);
       await fsp.rm(taskDir, { recursive: true, force: true }).catch(() => undefined);
     }
@@ -654,6 +666,12 @@ export class WorkerNode {
       }
     }
     return out;
+  }
+
+  /** The host folder holding a task's inputs, bound into its sandbox ('' = no inputs). */
+  private inputsDir(taskDir: string, inputs: number): string {
+    if (inputs === 0) return '';
+    return this.fs ? this.fs.mount : path.join(taskDir, 'inputs');
   }
 
   private async length(uuid: string): Promise<number> {

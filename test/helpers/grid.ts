@@ -80,6 +80,19 @@ export function makeTmpDir(prefix = 'grid-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
+/**
+ * A folder a sandboxed task can read (for gate files a test opens): the sandbox hides /tmp,
+ * /var/tmp, /dev/shm and /run/lock from tasks (docs/operations.md, "Containment") and test
+ * folders are 0700, so as root it is made in /run, 0755. Without root (no sandbox) it is an
+ * ordinary temp folder. The caller removes it.
+ */
+export function taskVisibleDir(prefix = 'grid-test-shared-'): string {
+  if (process.geteuid?.() !== 0) return makeTmpDir(prefix);
+  const d = fs.mkdtempSync(path.join('/run', prefix));
+  fs.chmodSync(d, 0o755);
+  return d;
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
