@@ -1,5 +1,6 @@
 /** `grid worker`: runs one worker node until SIGINT/SIGTERM. */
 import { Command } from 'commander';
+import { setNodeUmask } from '../common/datadir';
 import { GridError, announceReady, onShutdown } from '../common';
 import { fuseProblem } from './fusefs';
 import { WorkerConfig, loadWorkerConfig } from './config';
@@ -46,6 +47,7 @@ export async function runWorker(o: WorkerFlags): Promise<WorkerNode> {
     adminPort: o.adminPort,
     staged: o.staged ? true : undefined,
   };
+  setNodeUmask(); // new files 0600, folders 0700 (docs/operations.md, "Containment")
   const cfg = loadWorkerConfig(flags, o.config);
   // before anything is created or logged: without FUSE the worker says what to install, in one line
   if (!cfg.staged) {
