@@ -481,13 +481,14 @@ export class WorkerNode {
     let result: RunResult;
     let outputs: { uuid: string; name: string }[] = [];
     let logUuid = NIL_UUID;
-    const registered: string[] = [];
+    // this task's own view of the FUSE mount: only its inputs
+    const view = this.fs?.openView();
     let ids: JailIds | undefined;
     try {
       await fsp.rm(taskDir, { recursive: true, force: true });
       await fsp.mkdir(taskDir, { recursive: true, mode: 0o700 });
       const programPath = await this.program(m.program_file_uuid, m.program_name);
-      const inputPaths = await this.inputs(m, taskDir, registered);
+      const inputPaths = await this.inputs(m, taskDir, view);
       if (t.cancelled) {
         result = this.bareResult('cancelled', 'task was cancelled before it started');
       } else {
@@ -505,7 +506,7 @@ export class WorkerNode {
             memoryLimitMb: m.memory_limit_mb || this.cfg.defaultMemoryLimitMb,
             outputLimitBytes: m.output_limit_bytes || this.cfg.defaultOutputLimitBytes,
             taskDir,
-            jail: ids && { ...ids, programDir: path.dirname(programPath), inputsDir: this.inputsDir(taskDir, inputPaths.length) },
+            jail: ids && { ...ids, programDir: path.dirname(programPath), inputsDir: this.inputsDir(taskDir, view, inputPaths.length) },
           },
           this.cfg,
           t.log,
@@ -547,7 +548,7 @@ export class WorkerNode {
       result = this.bareResult(t.cancelled ? 'cancelled' : 'worker_error', `worker could not prepare the task: ${msg}`);
     } finally {
       if (ids) this.uids?.release(ids);
-      for (const u of registered) this.fs?.release(u);
+      if (view) this.fs?.closeView(view);
       await fsp.rm(taskDir, { recursive: true, force: true }).catch(() => undefined);
     }
     if (this.stopping) {
@@ -646,15 +647,14 @@ export class WorkerNode {
   }
 
   /** Input paths for the task: in the FUSE mount, or downloaded into the task folder (staged). */
-  private async inputs(m: Dispatch, taskDir: string, registered: string[]): Promise<string[]> {
+  private async inputs(m: Dispatch, taskDir: string, view: string | undefined): Promise<string[]> {
     const out: string[] = [];
     for (let i = 0; i < m.input_file_uuids.length; i++) {
       const uuid = m.input_file_uuids[i]!;
       const name = m.input_names[i] ?? '';
       if (!isSafeName(name)) throw new GridError('BAD_REQUEST', `input name ${JSON.stringify(name)} is not a plain file name`, 'submit inputs with base names only');
-      if (this.fs) {
-        out.push(this.fs.register(uuid, name, await this.length(uuid)));
-        registered.push(uuid);
+      if (this.fs && view) {
+        out.push(this.fs.register(view, uuid, name, await this.length(uuid)));
       } else {
         const dir = path.join(taskDir, 'inputs', String(i));
         await fsp.mkdir(dir, { recursive: true });
@@ -669,9 +669,9 @@ export class WorkerNode {
   }
 
   /** The host folder holding a task's inputs, bound into its sandbox ('' = no inputs). */
-  private inputsDir(taskDir: string, inputs: number): string {
+  private inputsDir(taskDir: string, view: string | undefined, inputs: number): string {
     if (inputs === 0) return '';
-    return this.fs ? this.fs.mount : path.join(taskDir, 'inputs');
+    return this.fs && view ? this.fs.viewPath(view) : path.join(taskDir, 'inputs');
   }
 
   private async length(uuid: string): Promise<number> {
