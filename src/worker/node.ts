@@ -506,7 +506,7 @@ export class WorkerNode {
             memoryLimitMb: m.memory_limit_mb || this.cfg.defaultMemoryLimitMb,
             outputLimitBytes: m.output_limit_bytes || this.cfg.defaultOutputLimitBytes,
             taskDir,
-            jail: ids && { ...ids, programDir: path.dirname(programPath), inputsDir: this.inputsDir(taskDir, view, inputPaths.length) },
+            jail: ids && { ...ids, inputsDir: this.inputsDir(taskDir, view, inputPaths.length) },
           },
           this.cfg,
           t.log,

@@ -274,7 +274,7 @@ export class TaskRun {
     if (this.killed) return this.failed(t0, this.killed.error);
     const j = s.jail;
     // paths as the task sees them: in the sandbox, its own view (sandbox.ts)
-    const program = j ? inView(s.programPath, j.programDir, VIEW_PROGRAM) : s.programPath;
+    const program = j ? path.posix.join(VIEW_PROGRAM, path.basename(s.programPath)) : s.programPath;
     const inputs = j ? s.inputPaths.map((p) => inView(p, j.inputsDir, VIEW_INPUTS)) : s.inputPaths;
     const nodeArgs = [`--max-old-space-size=${s.memoryLimitMb}`, program, ...inputs];
     const node = this.limits.nodePath ?? process.execPath;

@@ -9,7 +9,7 @@
  *      /tmp            its private temp folder (<taskDir>/tmp; also over /var/tmp, /dev/shm,
  *                      /run/lock), counted toward the output limit, removed after the task
  *      /tmp/work       its working folder (<taskDir>/work): cwd and HOME, outputs
- *      /tmp/.grid/program  the program's folder, read-only
+ *      /tmp/.grid/program  a copy of the program, read-only
  *      /tmp/.grid/inputs   its inputs (its own FUSE view, or its staged inputs), read-only
  *    and nothing of the worker's data dir (0700, another uid).
  *
@@ -41,10 +41,8 @@ export interface JailIds {
   gid: number;
 }
 
-/** What one jailed task needs: its ids and the host folders bound into its view. */
+/** What one jailed task needs: its ids and the host folder of its inputs. */
 export interface JailSpec extends JailIds {
-  /** host folder holding the program (bound read-only at VIEW_PROGRAM) */
-  programDir: string;
   /** host folder holding the inputs (bound read-only at VIEW_INPUTS); '' = no inputs */
   inputsDir: string;
 }
@@ -106,9 +104,12 @@ export class UidPool {
   }
 }
 
-/** The host paths of a task folder: work (cwd), tmp (private temp). */
-export function taskPaths(taskDir: string): { work: string; tmp: string } {
-  return { work: path.join(taskDir, 'work'), tmp: path.join(taskDir, 'tmp') };
+/**
+ * The host paths of a task folder: work (cwd), tmp (private temp), program (a copy of the
+ * program for a jailed task: the cached one stays 0600 in the 0700 data dir).
+ */
+export function taskPaths(taskDir: string): { work: string; tmp: string; program: string } {
+  return { work: path.join(taskDir, 'work'), tmp: path.join(taskDir, 'tmp'), program: path.join(taskDir, 'program') };
 }
 
 /** Where a host path (under dir) appears in the task's view (under view). */
@@ -160,7 +161,7 @@ export function jailCommand(j: JailSpec, taskDir: string, inner: string[]): { cm
       'grid-sandbox',
       p.tmp,
       p.work,
-      j.programDir,
+      p.program,
       j.inputsDir,
       SETPRIV,
       `--reuid=${j.uid}`,
@@ -177,8 +178,9 @@ export function jailCommand(j: JailSpec, taskDir: string, inner: string[]): { cm
 
 /**
  * Makes the task folder for a jailed task: work/ and tmp/ owned by the task's uid (0700), the
- * mount points inside tmp/ (root, 0755), and the program and staged inputs readable by the
- * task (they are reachable only through its read-only binds).
+ * mount points inside tmp/ (root, 0755), a copy of the program (program/, 0755 and 0444) and
+ * the staged inputs readable by the task. The task folder itself stays 0700 root: these are
+ * reachable only through the task's read-only binds.
  */
 export async function prepareJail(j: JailSpec, taskDir: string, programPath: string): Promise<void> {
   const p = taskPaths(taskDir);
@@ -191,8 +193,11 @@ export async function prepareJail(j: JailSpec, taskDir: string, programPath: str
     await fsp.mkdir(path.join(p.tmp, d), { recursive: true, mode: 0o755 });
     await fsp.chmod(path.join(p.tmp, d), 0o755);
   }
-  await fsp.chmod(j.programDir, 0o755);
-  await fsp.chmod(programPath, 0o644);
+  await fsp.mkdir(p.program, { recursive: true });
+  await fsp.chmod(p.program, 0o755);
+  const copy = path.join(p.program, path.basename(programPath));
+  await fsp.copyFile(programPath, copy, fs.constants.COPYFILE_FICLONE);
+  await fsp.chmod(copy, 0o444);
   if (j.inputsDir !== '' && j.inputsDir.startsWith(taskDir + path.sep)) await readableTree(j.inputsDir);
 }
 

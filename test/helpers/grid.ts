@@ -124,6 +124,8 @@ export interface GridOptions {
   /** extra environment for dev and its nodes */
   env?: NodeJS.ProcessEnv;
   readyTimeoutMs?: number;
+  /** a folder to make the grid's temp folder in (default the OS temp folder); see taskVisibleDir */
+  under?: string;
 }
 
 export class Grid {
@@ -277,7 +279,7 @@ process.on('exit', () => {
 
 /** Starts `grid dev --port-base 0 --data-dir <tmp>/grid` and waits until every node is ready. */
 export async function startGrid(o: GridOptions = {}): Promise<Grid> {
-  const tmp = makeTmpDir();
+  const tmp = o.under ? fs.mkdtempSync(path.join(o.under, 'grid-test-')) : makeTmpDir();
   const dataDir = path.join(tmp, 'grid');
   const args = ['dev', '--port-base', '0', '--data-dir', dataDir, '--workers', String(o.workers ?? 2)];
   if (o.masters !== undefined) args.push('--masters', String(o.masters));

@@ -94,7 +94,7 @@ describe('task sandbox (pure)', () => {
       fs.writeFileSync(path.join(inputsDir, String(i), name), text, { mode: 0o600 });
       return path.join(inputsDir, String(i), name);
     });
-    const jail: JailSpec = { uid: 64150 + (id % 8), gid: 64150 + (id % 8), programDir, inputsDir: inputPaths.length ? inputsDir : '' };
+    const jail: JailSpec = { uid: 64150 + (id % 8), gid: 64150 + (id % 8), inputsDir: inputPaths.length ? inputsDir : '' };
     return {
       jobUuid: '11111111-2222-4333-8444-555555555555',
       taskIndex: 0,
@@ -144,6 +144,7 @@ describe('task sandbox (pure)', () => {
     assert.deepEqual(seen.argv, ['/tmp/.grid/program/job.js', '/tmp/.grid/inputs/0/in.txt']);
     assert.equal(seen.writeInput, 'EROFS');
     assert.equal(seen.writeProgram, 'EROFS');
+    assert.equal(fs.statSync(s.programPath).mode & 0o777, 0o600, 'the cached program stays private: the task reads a copy');
     assert.equal(fs.readFileSync(path.join(s.taskDir, 'tmp', 'scratch'), 'utf8'), 'temp', 'its /tmp is the task temp folder');
   });
 
