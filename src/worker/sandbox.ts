@@ -129,8 +129,9 @@ const SETUP_SCRIPT = [
   `fail() { echo "${SETUP_FAILED_MARK} $*" >&2; exit ${SETUP_FAILED_EXIT}; }`,
   't=$1; w=$2; p=$3; i=$4; shift 4',
   'mount --bind "$w" "$t/work" || fail "cannot bind the working folder"',
-  'mount --bind "$p" "$t/.grid/program" && mount -o remount,bind,ro "$t/.grid/program" || fail "cannot bind the program folder"',
-  'if [ -n "$i" ]; then mount --bind "$i" "$t/.grid/inputs" && mount -o remount,bind,ro "$t/.grid/inputs" || fail "cannot bind the inputs"; fi',
+  // one mount(8) each: util-linux does the read-only remount of a bind itself
+  'mount --bind -o ro "$p" "$t/.grid/program" || fail "cannot bind the program folder"',
+  'if [ -n "$i" ]; then mount --bind -o ro "$i" "$t/.grid/inputs" || fail "cannot bind the inputs"; fi',
   `for d in ${SHARED_TMP_DIRS.join(' ')}; do if [ -d "$d" ]; then mount --bind "$t" "$d" || fail "cannot hide $d"; fi; done`,
   `mount --rbind "$t" ${VIEW_TMP} || fail "cannot mount the private /tmp"`,
   `cd ${VIEW_WORK} || fail "cannot enter the working folder"`,
@@ -139,14 +140,20 @@ const SETUP_SCRIPT = [
 
 /**
  * The command that runs `inner` (command and arguments, with paths of the task's view) in
- * the sandbox. unshare --kill-child kills the namespace if the worker dies; the program is
- * PID 1 of its namespace (exec), so its end kills everything it started.
+ * the sandbox. The program is PID 1 of its namespace (exec), so its end kills everything it
+ * started; the namespace dies with the worker too (pdeathsig + --kill-child).
  */
 export function jailCommand(j: JailSpec, taskDir: string, inner: string[]): { cmd: string; argv: string[] } {
   const p = taskPaths(taskDir);
   return {
-    cmd: UNSHARE,
+    // setpriv --pdeathsig: unshare (the worker's child) gets SIGKILL if the worker dies, and
+    // its --kill-child then kills the namespace: no task outlives a crashed worker
+    cmd: SETPRIV,
     argv: [
+      '--pdeathsig',
+      'KILL',
+      '--',
+      UNSHARE,
       '--pid',
       '--fork',
       '--kill-child',
@@ -170,6 +177,9 @@ export function jailCommand(j: JailSpec, taskDir: string, inner: string[]): { cm
       '--no-new-privs',
       '--inh-caps=-all',
       '--bounding-set=-all',
+      // after the uid change (which clears unshare's --kill-child): the program dies with unshare
+      '--pdeathsig',
+      'KILL',
       '--',
       ...inner,
     ],

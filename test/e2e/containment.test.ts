@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Grid, pidAlive, startGrid, taskVisibleDir, waitFor } from '../helpers/grid';
+import { Grid, adminStatus, pidAlive, startGrid, taskVisibleDir, waitFor } from '../helpers/grid';
 
 const isRoot = process.geteuid?.() === 0;
 /** the worker setting taskUidBase's default: sandboxed tasks run from this uid on */
@@ -186,5 +186,34 @@ fs.writeFileSync('report.json', JSON.stringify(report));
     await waitFor(() => taskProcesses().length === 0, `no task process left (${taskProcesses().join(', ')})`, 10_000);
     // the task folder (and its temp folder) is gone
     for (const w of workers()) assert.deepEqual(fs.readdirSync(path.join(w.dataDir, 'tasks')), []);
+  });
+
+  it('a worker killed by SIGKILL takes its running task (and the task\'s children) with it', async () => {
+    const input = path.join(work, 'forever.txt');
+    fs.writeFileSync(input, 'x');
+    const job = path.join(work, 'forever.js');
+    fs.writeFileSync(job, `require('child_process').spawn('setsid', [process.execPath, '-e', 'setInterval(() => {}, 1000)'], { detached: true, stdio: 'ignore' }).unref(); setInterval(() => {}, 1000);`);
+    const sub = await g!.run(['submit', job, '--inputs', input, '--retries', '0']);
+    assert.equal(sub.code, 0, sub.stderr);
+    const id = sub.stdout.trim();
+    let victim: ReturnType<Grid['node']> | undefined;
+    await waitFor(
+      async () => {
+        for (const n of workers()) {
+          const st = (await adminStatus(n.adminPort)) as { running?: { jobUuid: string; state: string; pid: number }[] } | undefined;
+          if (st?.running?.some((x) => x.jobUuid === id && x.state === 'running' && x.pid > 0)) victim = n;
+        }
+        return !!victim && taskProcesses().length >= 2;
+      },
+      'the task and its child to run',
+      60_000,
+    );
+    // the task's processes now (the task may be dispatched again to the other worker later)
+    const doomed = taskProcesses().map((p) => Number(p.split(' ')[0]));
+    process.kill(victim!.pid, 'SIGKILL');
+    const left = () => doomed.filter((p) => taskProcesses().some((t) => Number(t.split(' ')[0]) === p));
+    await waitFor(() => left().length === 0, `the task's processes to die with their worker (left: ${left().join(', ')})`, 15_000);
+    assert.equal((await g!.run(['cancel', id])).code, 0);
+    await waitFor(() => g!.node(victim!.name).state === 'running' && g!.node(victim!.name).pid !== victim!.pid, `${victim!.name} restarted by dev`, 30_000);
   });
 });

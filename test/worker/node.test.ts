@@ -318,6 +318,20 @@ describe('worker node (real processes)', function () {
     assert.ok(env.paths[0].startsWith(process.geteuid?.() === 0 ? '/tmp/.grid/inputs/0/' : path.join(w.dataDir, 'tasks')), env.paths[0]);
   });
 
+  it('with sandbox = false (or not root) says so at start, and runs tasks as its own user', async () => {
+    const b = await balancer();
+    const w = await worker(b, [], { sandbox: false });
+    await b.waitFor('worker_ready', (m) => m.node_uuid === w.id);
+    const logFile = path.join(w.dataDir, 'logs', `worker-${w.id}.log`);
+    await until(() => fs.existsSync(logFile) && /task sandbox is off/.test(fs.readFileSync(logFile, 'utf8')), 'the start-up warning');
+    const line = fs.readFileSync(logFile, 'utf8').split('\n').find((l) => /task sandbox is off/.test(l))!;
+    assert.equal(JSON.parse(line).level, 40, 'a warning');
+    const d = await dispatch(b, w.id, `require('fs').writeFileSync('uid.txt', String(process.getuid()))`, []);
+    const [r] = await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid);
+    assert.equal(r!.outcome, TaskOutcome.ok, r!.error + r!.log_tail);
+    assert.equal((await client.readWhole(r!.output_file_uuids[0]!)).toString(), String(process.getuid!()));
+  });
+
   it('exits non-zero with one clear line on VERSION_MISMATCH, and stops gracefully on SIGTERM', async () => {
     const b = await balancer();
     b.refuseVersion = true;
