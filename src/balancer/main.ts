@@ -1,5 +1,6 @@
 /** `grid balancer`: runs one balancer node until SIGINT/SIGTERM. */
 import { Command } from 'commander';
+import { setNodeUmask } from '../common/datadir';
 import { SecurityFlags, announceReady, onShutdown, securityFlagValues, securityOptions } from '../common';
 import { loadBalancerConfig } from './config';
 import { BalancerNode } from './node';
@@ -15,6 +16,7 @@ export function registerCommands(program: Command): void {
     .option('--role <role>', 'primary or auxiliary: run one of each for a fault-tolerant pair (default primary)')
     .option('--config <file>', 'JSON config file (see grid init --role balancer); flags override it'))
     .action(async (o: SecurityFlags & { master?: string; bind?: string; adminPort?: string; dataDir?: string; config?: string; role?: string }) => {
+      setNodeUmask(); // new files 0600, folders 0700 (docs/operations.md, "Containment")
       const cfg = loadBalancerConfig({ master: o.master, bind: o.bind, adminPort: o.adminPort, dataDir: o.dataDir, role: o.role, ...securityFlagValues(o) }, o.config);
       const node = new BalancerNode(cfg);
       const { endpoint, adminPort } = await node.start();

@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import { configError } from './errors';
+import { DATA_FILE_MODE, secureDataDir } from './datadir';
 
 /** Strips whole-line and trailing `//` comments that are outside strings, then parses JSON. */
 export function parseJsonc(text: string, source: string): Record<string, unknown> {
@@ -53,11 +54,14 @@ export function endpointSetting(cfg: Record<string, unknown>, key: string): stri
   return v;
 }
 
-/** A node's id, kept in its data dir so it is stable across restarts. */
+/**
+ * A node's id, kept in its data dir so it is stable across restarts. Every node calls this
+ * first, so it is also where the data dir is made private (0700, files 0600: datadir.ts).
+ */
 export function persistentNodeId(dataDir: string, newId: () => string): string {
   const file = `${dataDir}/node-id`;
   try {
-    fs.mkdirSync(dataDir, { recursive: true });
+    secureDataDir(dataDir);
   } catch (e) {
     throw unusableDataDir(dataDir, e);
   }
@@ -69,7 +73,7 @@ export function persistentNodeId(dataDir: string, newId: () => string): string {
   }
   const id = newId();
   try {
-    fs.writeFileSync(file, id + '\n');
+    fs.writeFileSync(file, id + '\n', { mode: DATA_FILE_MODE });
   } catch (e) {
     throw unusableDataDir(dataDir, e);
   }

@@ -1,5 +1,6 @@
 /** `grid master`: runs one master node until SIGINT/SIGTERM. */
 import { Command } from 'commander';
+import { setNodeUmask } from '../common/datadir';
 import { SecurityFlags, announceReady, onShutdown, securityFlagValues, securityOptions } from '../common';
 import { loadMasterConfig } from './config';
 import { MasterNode } from './node';
@@ -16,6 +17,7 @@ export function registerCommands(program: Command): void {
     .option('--dashboard-nodes-file <file>', 'a grid dev state file (dev.json) the dashboard reads the nodes from')
     .option('--config <file>', 'JSON config file (see grid init --role master); flags override it'))
     .action(async (o: SecurityFlags & { dataDir?: string; bind?: string; adminPort?: string; peers?: string; dashboardNodes?: string; dashboardNodesFile?: string; config?: string }) => {
+      setNodeUmask(); // new files 0600, folders 0700 (docs/operations.md, "Containment")
       const cfg = loadMasterConfig({ dataDir: o.dataDir, bind: o.bind, adminPort: o.adminPort, peers: o.peers, dashboardNodes: o.dashboardNodes, dashboardNodesFile: o.dashboardNodesFile, ...securityFlagValues(o) }, o.config);
       const node = new MasterNode(cfg);
       const { endpoint, adminPort } = await node.start();

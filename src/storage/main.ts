@@ -3,6 +3,7 @@
  * `node dist/src/storage/main.js --data-dir DIR --bind tcp://127.0.0.1:0 --admin-port 0`.
  */
 import { Command, CommanderError } from 'commander';
+import { setNodeUmask } from '../common/datadir';
 import { GridError, SecurityFlags, announceReady, onShutdown, securityFlagValues, securityOptions } from '../common';
 import { loadStorageConfig } from './config';
 import { StorageNode } from './server';
@@ -30,6 +31,7 @@ export function registerCommands(program: Command): void {
 }
 
 export async function runStorage(o: StorageFlags): Promise<StorageNode> {
+  setNodeUmask(); // new files 0600, folders 0700 (docs/operations.md, "Containment")
   const cfg = loadStorageConfig({ dataDir: o.dataDir, bind: o.bind, adminPort: o.adminPort, quotaBytes: o.quotaBytes, ...securityFlagValues(o) }, o.config);
   const node = new StorageNode(cfg);
   const { endpoint, adminPort } = await node.start();

@@ -25,6 +25,18 @@ export const WORKER_SETTINGS = new SettingsTable(
     slots: { type: 'int', default: 0, min: 0, max: 1024, flag: '--slots', doc: 'tasks run at once (0 = number of CPUs)' },
     prefetch: { type: 'int', default: 1, min: 0, max: 1024, flag: '--prefetch', doc: 'tasks queued beyond the slots, so a slot never waits for the balancer' },
     staged: { type: 'bool', default: false, flag: '--staged', doc: 'download inputs into each task folder instead of a FUSE mount (no FUSE needed)' },
+    sandbox: {
+      type: 'bool',
+      default: true,
+      doc: 'when the worker runs as root, run each task as its own unprivileged uid in its own PID and mount namespaces, with a private /tmp (docs/operations.md, "Containment"); false, or a worker not run as root, runs tasks as the worker user (a warning is logged)',
+    },
+    taskUidBase: {
+      type: 'int',
+      default: 64100,
+      min: 1000,
+      max: 2 ** 31 - 1 - 1_048_576,
+      doc: 'sandboxed tasks run as uid (and gid) taskUidBase + i, the lowest i no running task uses (at most slots + prefetch): no account needed; pick a range no account or other service uses',
+    },
     heartbeatIntervalMs: { type: 'int', default: 1000, min: 10, max: 60_000, unit: 'ms', doc: 'heartbeat (worker_status) to the balancer' },
     livenessMissed: { type: 'int', default: 3, min: 2, max: 100, doc: 'silent heartbeat intervals before the balancer is considered dead (then reconnect)' },
     resultResendMs: { type: 'int', default: 2000, min: 10, max: 600_000, unit: 'ms', doc: 'unacknowledged task results are sent again this often' },

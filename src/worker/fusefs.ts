@@ -1,6 +1,8 @@
 /**
- * The worker's read-only FUSE file system (fuse-native): `/<file_uuid>/<name>` for every
- * file the worker registered. Reads go through a ChunkCache to storage. Every write
+ * The worker's read-only FUSE file system (fuse-native): `/<view>/<file_uuid>/<name>`, one
+ * view per running task holding only that task's inputs. A view id is a fresh random UUID,
+ * and the root lists nothing, so a task sees the files of its own job and no other (in the
+ * sandbox only its own view is even bound into its mount namespace). Reads go through a ChunkCache to storage. Every write
  * operation answers EROFS; any failure answers EIO; nothing here may throw into fuse-native.
  *
  * Never read this mount from the worker process itself synchronously: the FUSE handlers run
@@ -8,6 +10,7 @@
  * Task processes (children) read it.
  */
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -28,14 +31,18 @@ export interface GridFsOptions {
   readAheadChunks: number;
   fuseOpTimeoutMs: number;
   log: Logger;
+  /** let other uids (sandboxed tasks) read the mount (FUSE allow_other; the worker is root) */
+  allowOther?: boolean;
 }
 
 interface FileEntry {
   length: number;
-  names: Set<string>;
-  /** registrations not yet released (tasks using it) */
+  /** views holding it (tasks using it) */
   refs: number;
 }
+
+/** One task's view: its input files, each under one or more names. */
+type View = Map<string, Set<string>>;
 
 const O_ACCMODE = 3;
 const DIR_MODE = 0o040555;
@@ -68,6 +75,7 @@ export class GridFs {
   readonly mount: string;
   readonly cache: ChunkCache;
   private readonly files = new Map<string, FileEntry>();
+  private readonly views = new Map<string, View>();
   /** per file: where the last read ended, to spot sequential readers for read-ahead */
   private readonly lastEnd = new Map<string, number>();
   private fuse?: FuseInstance;
@@ -81,36 +89,56 @@ export class GridFs {
     this.cache = new ChunkCache(o.source, { chunkBytes: o.fuseChunkBytes, maxBytes: o.chunkCacheBytes });
   }
 
-  /** Makes `<mount>/<fileUuid>/<name>` (length bytes) readable. Returns its path. */
-  register(fileUuid: string, name: string, length: number): string {
+  /** Opens an empty view for one task; returns its id (a fresh random UUID). */
+  openView(): string {
+    const id = randomUUID();
+    this.views.set(id, new Map());
+    return id;
+  }
+
+  /** The view's folder in the mount (bound into the task's sandbox). */
+  viewPath(view: string): string {
+    return path.join(this.mount, view);
+  }
+
+  /** Makes `<mount>/<view>/<fileUuid>/<name>` (length bytes) readable. Returns its path. */
+  register(view: string, fileUuid: string, name: string, length: number): string {
+    const v = this.views.get(view);
+    if (!v) throw new GridError('BAD_REQUEST', `no open view ${JSON.stringify(view)}`);
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(fileUuid)) throw new GridError('BAD_REQUEST', `not a file uuid: ${JSON.stringify(fileUuid)}`);
     if (!isSafeName(name)) throw new GridError('BAD_REQUEST', `input name ${JSON.stringify(name)} is not a plain file name; use a base name without '/'`);
     if (!Number.isSafeInteger(length) || length < 0) throw new GridError('BAD_REQUEST', `bad length ${length} for ${fileUuid}`);
-    let e = this.files.get(fileUuid);
-    if (!e) {
-      e = { length, names: new Set(), refs: 0 };
-      this.files.set(fileUuid, e);
+    let names = v.get(fileUuid);
+    if (!names) {
+      names = new Set();
+      v.set(fileUuid, names);
+      const e = this.files.get(fileUuid);
+      if (e) e.refs++;
+      else this.files.set(fileUuid, { length, refs: 1 });
     }
-    e.names.add(name);
-    e.refs++;
-    return this.pathOf(fileUuid, name);
+    names.add(name);
+    return this.pathOf(view, fileUuid, name);
   }
 
   /**
-   * Drops one registration; a file nobody uses any more leaves the mount (its cached chunks
-   * stay), so the table stays as small as the set of running tasks' inputs.
+   * Closes a view; a file no view holds any more leaves the mount (its cached chunks stay),
+   * so the table stays as small as the set of running tasks' inputs.
    */
-  release(fileUuid: string): void {
-    const e = this.files.get(fileUuid);
-    if (!e) return;
-    if (--e.refs <= 0) {
-      this.files.delete(fileUuid);
-      this.lastEnd.delete(fileUuid);
+  closeView(view: string): void {
+    const v = this.views.get(view);
+    if (!v) return;
+    this.views.delete(view);
+    for (const uuid of v.keys()) {
+      const e = this.files.get(uuid);
+      if (e && --e.refs <= 0) {
+        this.files.delete(uuid);
+        this.lastEnd.delete(uuid);
+      }
     }
   }
 
-  pathOf(fileUuid: string, name: string): string {
-    return path.join(this.mount, fileUuid, name);
+  pathOf(view: string, fileUuid: string, name: string): string {
+    return path.join(this.mount, view, fileUuid, name);
   }
 
   registeredCount(): number {
@@ -128,7 +156,7 @@ export class GridFs {
     await fsp.mkdir(this.mount, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
       throw new GridError('FUSE_UNAVAILABLE', `mount point ${this.mount} is not a usable folder (${e.code ?? e.message})`, 'pass --mount with an empty folder you can write, or leave it out for <data-dir>/mnt');
     });
-    const fuse = new (fuseNative())(this.mount, this.ops(), { force: true, mkdir: true, timeout: this.o.fuseOpTimeoutMs, fsname: 'grid', subtype: 'grid' });
+    const fuse = new (fuseNative())(this.mount, this.ops(), { force: true, mkdir: true, timeout: this.o.fuseOpTimeoutMs, fsname: 'grid', subtype: 'grid', allowOther: this.o.allowOther === true });
     await new Promise<void>((resolve, reject) =>
       fuse.mount((err) => {
         if (err) {
@@ -170,13 +198,13 @@ export class GridFs {
   }
 
   stats(): Record<string, unknown> {
-    return { mount: this.mount, mounted: this.mounted, files: this.files.size, ...this.counts, cache: this.cache.stats() };
+    return { mount: this.mount, mounted: this.mounted, files: this.files.size, views: this.views.size, ...this.counts, cache: this.cache.stats() };
   }
 
-  /** Splits a mount path into its uuid and name; null parts when absent. */
-  private parse(p: string): { uuid?: string; name?: string; extra: boolean } {
+  /** Splits a mount path into view, file uuid and name; absent parts undefined. */
+  private parse(p: string): { view?: string; uuid?: string; name?: string; extra: boolean } {
     const parts = p.split('/').filter((s) => s !== '');
-    return { uuid: parts[0], name: parts[1], extra: parts.length > 2 };
+    return { view: parts[0], uuid: parts[1], name: parts[2], extra: parts.length > 3 };
   }
 
   private attr(mode: number, size: number): Record<string, unknown> {
@@ -195,14 +223,19 @@ export class GridFs {
     };
   }
 
-  private lookup(p: string): { dir: true } | { dir: false; uuid: string; entry: FileEntry } | null {
-    const { uuid, name, extra } = this.parse(p);
+  /** What a path names: a folder (root, view, file folder), a file, or nothing (null). */
+  private lookup(p: string): { dir: true; names?: string[] } | { dir: false; uuid: string; entry: FileEntry } | null {
+    const { view, uuid, name, extra } = this.parse(p);
     if (extra) return null;
-    if (!uuid) return { dir: true };
+    if (!view) return { dir: true, names: [] }; // the root lists no view: no task learns of another
+    const v = this.views.get(view);
+    if (!v) return null;
+    if (!uuid) return { dir: true, names: [...v.keys()] };
+    const names = v.get(uuid);
     const e = this.files.get(uuid);
-    if (!e) return null;
-    if (name === undefined) return { dir: true };
-    return e.names.has(name) ? { dir: false, uuid, entry: e } : null;
+    if (!names || !e) return null;
+    if (name === undefined) return { dir: true, names: [...names] };
+    return names.has(name) ? { dir: false, uuid, entry: e } : null;
   }
 
   private ops(): Record<string, unknown> {
@@ -223,11 +256,9 @@ export class GridFs {
       };
     return {
       readdir: safe('readdir', (p: string, cb: (e: number, names?: string[]) => void) => {
-        const { uuid, name } = this.parse(p);
-        if (!uuid) return cb(0, [...this.files.keys()]);
-        const e = this.files.get(uuid);
-        if (!e || name !== undefined) return cb(fuseNative().ENOENT);
-        cb(0, [...e.names]);
+        const l = this.lookup(p);
+        if (!l || !l.dir) return cb(fuseNative().ENOENT);
+        cb(0, l.names ?? []);
       }),
       getattr: safe('getattr', (p: string, cb: (e: number, st?: unknown) => void) => {
         const l = this.lookup(p);

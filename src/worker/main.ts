@@ -1,5 +1,6 @@
 /** `grid worker`: runs one worker node until SIGINT/SIGTERM. */
 import { Command } from 'commander';
+import { setNodeUmask } from '../common/datadir';
 import { GridError, SecurityFlags, announceReady, onShutdown, securityFlagValues, securityOptions } from '../common';
 import { fuseProblem } from './fusefs';
 import { WorkerConfig, loadWorkerConfig } from './config';
@@ -47,6 +48,7 @@ export async function runWorker(o: WorkerFlags): Promise<WorkerNode> {
     staged: o.staged ? true : undefined,
     ...securityFlagValues(o),
   };
+  setNodeUmask(); // new files 0600, folders 0700 (docs/operations.md, "Containment")
   const cfg = loadWorkerConfig(flags, o.config);
   // before anything is created or logged: without FUSE the worker says what to install, in one line
   if (!cfg.staged) {

@@ -40,6 +40,7 @@ import { OutcomeName } from './limits';
 import { ExecutionJournal } from './journal';
 import { BalancerLink, resultKey } from './link';
 import { RunResult, TaskRun } from './runner';
+import { JailIds, SandboxDecision, UidPool, missingTools, sandboxDecision } from './sandbox';
 import { WorkerMetrics, WorkerSnapshot } from './metrics';
 import { ProgramCache, ProgramLease } from './programs';
 
@@ -115,6 +116,9 @@ export class WorkerNode {
   private readonly programs: ProgramCache;
   private readonly lengths = new Map<string, number>();
   private journal?: ExecutionJournal;
+  /** whether tasks are jailed (sandbox.ts), and the uids of the running ones */
+  private readonly sandbox: SandboxDecision;
+  private readonly uids?: UidPool;
   private mountHealth: string | null = null;
   private stopping = false;
   private fatal = false;
@@ -135,8 +139,11 @@ export class WorkerNode {
       requestTimeoutMs: cfg.storageRequestTimeoutMs,
       retries: cfg.storageRetries,
     });
+    this.sandbox = sandboxDecision({ enabled: cfg.sandbox, euid: process.geteuid?.() ?? -1, missing: cfg.sandbox ? missingTools() : [] });
+    if (this.sandbox.jail) this.uids = new UidPool(cfg.taskUidBase, cfg.slots + cfg.prefetch);
     if (!cfg.staged) {
       this.fs = new GridFs({
+        allowOther: this.sandbox.jail, // task uids read their inputs
         mount: cfg.mount,
         source: this.storage,
         fuseChunkBytes: cfg.fuseChunkBytes,
@@ -176,7 +183,8 @@ export class WorkerNode {
     }
     for (const c of this.conns) this.connect(c);
     this.ticker = setInterval(() => void this.tick(), Math.max(10, Math.floor(Math.min(this.cfg.heartbeatIntervalMs, this.cfg.resultResendMs) / 2)));
-    this.log.info({ balancer: this.cfg.balancer, storage: this.cfg.storage, slots: this.cfg.slots, prefetch: this.cfg.prefetch, mount: this.fs?.mount ?? null, staged: this.cfg.staged, adminPort }, 'worker started');
+    if (!this.sandbox.jail && this.sandbox.warning) this.log.warn({ sandbox: false }, this.sandbox.warning);
+    this.log.info({ balancer: this.cfg.balancer, storage: this.cfg.storage, slots: this.cfg.slots, prefetch: this.cfg.prefetch, mount: this.fs?.mount ?? null, staged: this.cfg.staged, sandbox: this.sandbox.jail, adminPort }, 'worker started');
     return { adminPort, mount: this.fs?.mount ?? null };
   }
 
@@ -510,20 +518,23 @@ export class WorkerNode {
     let result: RunResult;
     let outputs: { uuid: string; name: string }[] = [];
     let logUuid = NIL_UUID;
-    const registered: string[] = [];
+    // this task's own view of the FUSE mount: only its inputs
+    const view = this.fs?.openView();
+    let ids: JailIds | undefined;
     let program: ProgramLease | undefined;
     try {
       await fsp.rm(taskDir, { recursive: true, force: true });
-      await fsp.mkdir(taskDir, { recursive: true });
+      await fsp.mkdir(taskDir, { recursive: true, mode: 0o700 });
       if (!isUuid(m.program_file_uuid)) throw new GridError('BAD_REQUEST', `bad program file uuid ${m.program_file_uuid}`);
       // pinned until the task's process has ended: never evicted under a running task
       program = this.programs.acquire(m.program_file_uuid, m.program_name);
       const programPath = await program.path;
-      const inputPaths = await this.inputs(m, taskDir, registered);
+      const inputPaths = await this.inputs(m, taskDir, view);
       if (t.cancelled) {
         result = this.bareResult('cancelled', 'task was cancelled before it started');
       } else {
         t.state = 'running';
+        ids = this.uids?.acquire();
         const run = new TaskRun(
           {
             jobUuid: m.job_uuid,
@@ -536,6 +547,7 @@ export class WorkerNode {
             memoryLimitMb: m.memory_limit_mb || this.cfg.defaultMemoryLimitMb,
             outputLimitBytes: m.output_limit_bytes || this.cfg.defaultOutputLimitBytes,
             taskDir,
+            jail: ids && { ...ids, inputsDir: this.inputsDir(taskDir, view, inputPaths.length) },
           },
           this.cfg,
           t.log,
@@ -577,7 +589,8 @@ export class WorkerNode {
       result = this.bareResult(t.cancelled ? 'cancelled' : 'worker_error', `worker could not prepare the task: ${msg}`);
     } finally {
       program?.release();
-      for (const u of registered) this.fs?.release(u);
+      if (ids) this.uids?.release(ids);
+      if (view) this.fs?.closeView(view);
       await fsp.rm(taskDir, { recursive: true, force: true }).catch(() => undefined);
     }
     if (this.stopping) {
@@ -653,15 +666,14 @@ export class WorkerNode {
   }
 
   /** Input paths for the task: in the FUSE mount, or downloaded into the task folder (staged). */
-  private async inputs(m: Dispatch, taskDir: string, registered: string[]): Promise<string[]> {
+  private async inputs(m: Dispatch, taskDir: string, view: string | undefined): Promise<string[]> {
     const out: string[] = [];
     for (let i = 0; i < m.input_file_uuids.length; i++) {
       const uuid = m.input_file_uuids[i]!;
       const name = m.input_files[i] ?? '';
       if (!isSafeName(name)) throw new GridError('BAD_REQUEST', `input name ${JSON.stringify(name)} is not a plain file name`, 'submit inputs with base names only');
-      if (this.fs) {
-        out.push(this.fs.register(uuid, name, await this.length(uuid)));
-        registered.push(uuid);
+      if (this.fs && view) {
+        out.push(this.fs.register(view, uuid, name, await this.length(uuid)));
       } else {
         const dir = path.join(taskDir, 'inputs', String(i));
         await fsp.mkdir(dir, { recursive: true });
@@ -673,6 +685,12 @@ export class WorkerNode {
       }
     }
     return out;
+  }
+
+  /** The host folder holding a task's inputs, bound into its sandbox ('' = no inputs). */
+  private inputsDir(taskDir: string, view: string | undefined, inputs: number): string {
+    if (inputs === 0) return '';
+    return this.fs && view ? this.fs.viewPath(view) : path.join(taskDir, 'inputs');
   }
 
   private async length(uuid: string): Promise<number> {

@@ -27,6 +27,7 @@ import {
   timeoutDecision,
   treePids,
 } from './limits';
+import { JailSpec, VIEW_INPUTS, VIEW_PROGRAM, VIEW_TMP, VIEW_WORK, inView, jailCommand, prepareJail, setupFailure, taskPaths } from './sandbox';
 
 export interface RunSpec {
   jobUuid: string;
@@ -40,8 +41,13 @@ export interface RunSpec {
   timeoutMs: number;
   memoryLimitMb: number;
   outputLimitBytes: number;
-  /** task folder; the runner makes `work/` (the cwd) and `task.log` in it */
+  /** task folder; the runner makes `work/` (the cwd), `tmp/` (TMPDIR) and `task.log` in it */
   taskDir: string;
+  /**
+   * Run in the sandbox (sandbox.ts) as this uid; the program must be the only file of its
+   * folder's tree that matters, the inputs all under jail.inputsDir. Absent = no sandbox.
+   */
+  jail?: JailSpec;
 }
 
 export interface RunLimits {
@@ -158,11 +164,17 @@ export async function walkFiles(dir: string, maxFiles: number): Promise<{ files:
   return { files, bytes, more: false };
 }
 
-/** The clean environment of a task (nothing of the worker's leaks in but PATH and LANG). */
-export function taskEnv(spec: RunSpec, workDir: string): NodeJS.ProcessEnv {
+/**
+ * The clean environment of a task (nothing of the worker's leaks in but PATH and LANG).
+ * workDir and tmpDir are paths as the task sees them.
+ */
+export function taskEnv(spec: RunSpec, workDir: string, tmpDir: string): NodeJS.ProcessEnv {
   return {
     PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
     HOME: workDir,
+    TMPDIR: tmpDir,
+    TMP: tmpDir,
+    TEMP: tmpDir,
     LANG: process.env.LANG ?? 'C.UTF-8',
     GRID_JOB_ID: spec.jobUuid,
     GRID_TASK_INDEX: String(spec.taskIndex),
@@ -202,6 +214,8 @@ export class TaskRun {
   readonly started: Promise<number> = new Promise((r) => (this.startedResolve = r));
   pid = 0;
   readonly workDir: string;
+  /** the private temp folder (TMPDIR; /tmp in the sandbox): counts toward the output limit */
+  readonly tmpDir: string;
   readonly logPath: string;
 
   constructor(
@@ -209,7 +223,9 @@ export class TaskRun {
     readonly limits: RunLimits,
     readonly log: Logger,
   ) {
-    this.workDir = path.join(spec.taskDir, 'work');
+    const p = taskPaths(spec.taskDir);
+    this.workDir = p.work;
+    this.tmpDir = p.tmp;
     this.logPath = path.join(spec.taskDir, 'task.log');
   }
 
@@ -227,6 +243,8 @@ export class TaskRun {
     const t0 = performance.now();
     try {
       await fsp.mkdir(this.workDir, { recursive: true });
+      await fsp.mkdir(this.tmpDir, { recursive: true });
+      if (this.spec.jail) await prepareJail(this.spec.jail, this.spec.taskDir, this.spec.programPath);
       return await this.run(t0);
     } catch (e) {
       this.startedResolve(0);
@@ -254,11 +272,16 @@ export class TaskRun {
   private async run(t0: number): Promise<RunResult> {
     const s = this.spec;
     if (this.killed) return this.failed(t0, this.killed.error);
-    const nodeArgs = [`--max-old-space-size=${s.memoryLimitMb}`, s.programPath, ...s.inputPaths];
+    const j = s.jail;
+    // paths as the task sees them: in the sandbox, its own view (sandbox.ts)
+    const program = j ? path.posix.join(VIEW_PROGRAM, path.basename(s.programPath)) : s.programPath;
+    const inputs = j ? s.inputPaths.map((p) => inView(p, j.inputsDir, VIEW_INPUTS)) : s.inputPaths;
+    const nodeArgs = [`--max-old-space-size=${s.memoryLimitMb}`, program, ...inputs];
     const node = this.limits.nodePath ?? process.execPath;
     const prlimit = this.limits.prlimitPath === undefined ? DEFAULT_PRLIMIT : this.limits.prlimitPath;
     const usePrlimit = prlimit !== null && s.outputLimitBytes > 0 && fs.existsSync(prlimit);
-    const [cmd, argv] = usePrlimit ? [prlimit, [`--fsize=${s.outputLimitBytes}`, node, ...nodeArgs]] : [node, nodeArgs];
+    const inner = usePrlimit ? [prlimit, `--fsize=${s.outputLimitBytes}`, node, ...nodeArgs] : [node, ...nodeArgs];
+    const { cmd, argv } = j ? jailCommand(j, s.taskDir, inner) : { cmd: inner[0]!, argv: inner.slice(1) };
 
     const logFile = await fsp.open(this.logPath, 'w');
     const capper = new LogCapper(this.limits.maxLogBytes);
@@ -279,7 +302,7 @@ export class TaskRun {
 
     const child = spawn(cmd, argv, {
       cwd: this.workDir,
-      env: taskEnv(s, this.workDir),
+      env: j ? taskEnv(s, VIEW_WORK, VIEW_TMP) : taskEnv(s, this.workDir, this.tmpDir),
       detached: true, // own process group: kill(-pid) reaches every process it starts
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -300,7 +323,7 @@ export class TaskRun {
     this.pid = child.pid ?? 0;
     if (this.pid) {
       this.startedResolve(this.pid);
-      this.log.info({ pid: this.pid, program: s.programPath, inputs: s.inputPaths.length }, 'task process started');
+      this.log.info({ pid: this.pid, program: s.programPath, inputs: s.inputPaths.length, uid: j?.uid ?? null }, 'task process started');
       if (this.killed) killGroup(this.pid); // cancelled while starting
       this.arm();
     }
@@ -324,14 +347,17 @@ export class TaskRun {
     const durationMs = Math.round(performance.now() - t0);
 
     const tail = tailText(capper.lastBytes(this.limits.logTailBytes, Buffer.concat(head)));
+    const setup = j && !this.killed ? setupFailure(ex.code, tail) : null;
+    if (setup) return this.failed(t0, `worker could not set up the task sandbox: ${setup}`);
     const walk = await walkFiles(this.workDir, this.limits.maxOutputFiles);
+    const used = await this.usage(walk);
     const c = classifyExit({
       code: ex.code,
       signal: ex.signal,
       killed: this.killed,
       logTail: tail,
-      outputBytes: walk.bytes,
-      outputFiles: walk.files.length, // maxOutputFiles + 1 when the walk stopped early
+      outputBytes: used.bytes,
+      outputFiles: used.files, // maxOutputFiles + 1 when a walk stopped early
       outputLimitBytes: s.outputLimitBytes,
       maxOutputFiles: this.limits.maxOutputFiles,
       memoryLimitMb: s.memoryLimitMb,
@@ -349,6 +375,12 @@ export class TaskRun {
       peakRssBytes: this.peakRss,
       pid: this.pid,
     };
+  }
+
+  /** Disk use of the task: its working folder's walk plus its private temp folder. */
+  private async usage(work: { files: OutputFile[]; bytes: number }): Promise<{ bytes: number; files: number }> {
+    const t = await walkFiles(this.tmpDir, this.limits.maxOutputFiles);
+    return { bytes: work.bytes + t.bytes, files: Math.min(work.files.length + t.files.length, this.limits.maxOutputFiles + 1) };
   }
 
   private arm(): void {
@@ -384,10 +416,10 @@ export class TaskRun {
     if (this.polling.out || this.killed) return;
     this.polling.out = true;
     try {
-      const w = await walkFiles(this.workDir, this.limits.maxOutputFiles);
-      const d = checkOutput(w.bytes, w.files.length, this.spec.outputLimitBytes, this.limits.maxOutputFiles);
+      const w = await this.usage(await walkFiles(this.workDir, this.limits.maxOutputFiles));
+      const d = checkOutput(w.bytes, w.files, this.spec.outputLimitBytes, this.limits.maxOutputFiles);
       if (d) {
-        this.log.warn({ outputBytes: w.bytes, files: w.files.length }, 'task over its output limit; killing it');
+        this.log.warn({ outputBytes: w.bytes, files: w.files }, 'task over its output limit; killing it');
         this.kill(d);
       }
     } finally {

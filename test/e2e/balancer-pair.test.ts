@@ -9,14 +9,15 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { clientSocket } from '../../src/common';
 import { testSecurity } from '../helpers/security';
-import { Grid, adminStatus, makeTmpDir, pidAlive, startGrid, waitFor } from '../helpers/grid';
+import { Grid, adminStatus, makeTmpDir, pidAlive, startGrid, taskVisibleDir, waitFor } from '../helpers/grid';
 import { BalancerRole, ERROR_CODES, Message, PROTOCOL_VERSION, decode, encode, newUuid } from '../../src/messages';
 
 /** Marks each execution in the folder GRID_ARGS[0], sleeps GRID_ARGS[1] ms, writes an output. */
 const MARKING_JOB = `const fs = require('fs'), path = require('path');
 const [marks, ms] = JSON.parse(process.env.GRID_ARGS);
 const i = process.env.GRID_TASK_INDEX;
-fs.writeFileSync(path.join(marks, i + '.' + process.pid), '');
+// one file per execution: a sandboxed task is always PID 1 of its own namespace, so not the pid
+fs.writeFileSync(path.join(marks, i + '.' + require('crypto').randomUUID()), '');
 setTimeout(() => fs.writeFileSync('out.txt', 'task ' + i + '\\n'), Number(ms));
 `;
 
@@ -107,10 +108,19 @@ function assertOnce(g: Grid, jobId: string, marks: string, n: number): void {
 describe('e2e: the balancer pair (grid dev --balancers 2)', function () {
   this.timeout(400_000);
   let work: string;
+  /** where the tasks leave their marks: visible to sandboxed tasks (they run as other uids) */
+  let shared: string;
   let job: string;
   let g: Grid | undefined;
+  const markDir = (name: string): string => {
+    const d = path.join(shared, name);
+    fs.mkdirSync(d);
+    fs.chmodSync(d, 0o1777);
+    return d;
+  };
   before(() => {
     work = makeTmpDir('grid-e2e-pair-');
+    shared = taskVisibleDir();
     job = path.join(work, 'marking.js');
     fs.writeFileSync(job, MARKING_JOB);
   });
@@ -118,13 +128,15 @@ describe('e2e: the balancer pair (grid dev --balancers 2)', function () {
     await g?.stop();
     g = undefined;
   });
-  after(() => fs.rmSync(work, { recursive: true, force: true }));
+  after(() => {
+    fs.rmSync(work, { recursive: true, force: true });
+    fs.rmSync(shared, { recursive: true, force: true });
+  });
 
   it('SIGKILL of the primary during a 300-task job: the auxiliary takes over, every task recorded once, no running task executed twice', async () => {
     g = await startGrid({ workers: 2, slots: 2, prefetch: 1, balancers: 2 });
     await waitFor(async () => (await activeBalancer(g!)) === 'balancer-0', 'the primary to hold the lease (it goes first at start-up)', 30_000);
-    const marks = path.join(work, 'marks-kill');
-    fs.mkdirSync(marks);
+    const marks = markDir('marks-kill');
     const inputs = writeInputs(path.join(work, 'in-kill'), 300);
     const jobId = await submit(g, job, inputs, marks, 200);
     await waitFor(async () => ((await jobState(g!, jobId))?.tasksSucceeded ?? 0) >= 30, '30 tasks done', 120_000, 200);
@@ -152,8 +164,7 @@ describe('e2e: the balancer pair (grid dev --balancers 2)', function () {
     g = await startGrid({ workers: 2, slots: 2, prefetch: 1, balancers: 2 });
     const first = await waitForValue(() => activeBalancer(g!), 'a balancer to hold the lease', 30_000);
     const second = first === 'balancer-0' ? 'balancer-1' : 'balancer-0';
-    const marks = path.join(work, 'marks-stop');
-    fs.mkdirSync(marks);
+    const marks = markDir('marks-stop');
     const inputs = writeInputs(path.join(work, 'in-stop'), 120);
     const jobId = await submit(g, job, inputs, marks, 200);
     await waitFor(async () => ((await jobState(g!, jobId))?.tasksSucceeded ?? 0) >= 10, '10 tasks done', 120_000, 200);
@@ -188,8 +199,7 @@ describe('e2e: the balancer pair (grid dev --balancers 2)', function () {
   it('a balancer that was never granted the lease says hello and receives no task (LEASE_HELD)', async () => {
     g = await startGrid({ workers: 1, slots: 2, balancers: 1 });
     await waitFor(async () => (await balancerStatus(g!, 'balancer'))?.active === true, 'the balancer to hold the lease', 30_000);
-    const marks = path.join(work, 'marks-intruder');
-    fs.mkdirSync(marks);
+    const marks = markDir('marks-intruder');
     const intruder = clientSocket(testSecurity('balancers'), g.master);
     const inbox: Message[] = [];
     void (async () => {
@@ -227,8 +237,7 @@ describe('e2e: the balancer pair (grid dev --balancers 2)', function () {
     this.timeout(900_000);
     g = await startGrid({ workers: 2, slots: 2, prefetch: 1, balancers: 2, restart: 'worker,balancer', env: { GRID_DEV_RESTART_DELAY_MS: '1000', GRID_DEV_MAX_RESTARTS: '20' } });
     await waitFor(async () => (await activeBalancer(g!)) !== undefined, 'a balancer to hold the lease', 30_000);
-    const marks = path.join(work, 'marks-ten');
-    fs.mkdirSync(marks);
+    const marks = markDir('marks-ten');
     const n = 500;
     const jobId = await submit(g, job, writeInputs(path.join(work, 'in-ten'), n), marks, 100);
     for (let k = 0; k < 10; k++) {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BrowserContext, Locator, Page, chromium } from 'playwright-core';
-import { Grid, makeTmpDir, startGrid, waitFor } from '../helpers/grid';
+import { Grid, makeTmpDir, startGrid, taskVisibleDir, waitFor } from '../helpers/grid';
 import { httpGet } from '../common/http-get';
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -65,8 +65,11 @@ describe('e2e: dashboard in headless Chromium', function () {
   let g: Grid | undefined;
   let ctx: BrowserContext | undefined;
   let tmp: string;
+  /** the gate file, where sandboxed tasks can see it */
+  let gates: string;
   before(() => {
     tmp = makeTmpDir('grid-dashboard-');
+    gates = taskVisibleDir();
   });
   afterEach(async () => {
     await ctx?.close();
@@ -74,7 +77,10 @@ describe('e2e: dashboard in headless Chromium', function () {
     await g?.stop();
     g = undefined;
   });
-  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  after(() => {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    fs.rmSync(gates, { recursive: true, force: true });
+  });
 
   it("follows a job's life: submitted, running on a worker, done with durations and log tails", async () => {
     g = await startGrid({ workers: 1, slots: 1 });
@@ -101,7 +107,7 @@ describe('e2e: dashboard in headless Chromium', function () {
       fs.writeFileSync(f, `input ${i}\n`);
       return f;
     });
-    const gate = path.join(tmp, 'gate');
+    const gate = path.join(gates, 'gate');
     const sub = await g.run(['submit', job, '--inputs', ...inputs, '--args', gate]);
     assert.equal(sub.code, 0, sub.stderr);
     const jobId = sub.stdout.trim().split('\n')[0]!.trim();

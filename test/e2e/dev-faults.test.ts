@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { EXAMPLES, Grid, adminStatus, pidAlive, startGrid, waitFor } from '../helpers/grid';
+import { EXAMPLES, Grid, adminStatus, pidAlive, startGrid, taskVisibleDir, waitFor } from '../helpers/grid';
 import { assertExactlyOnce, localOutputs } from '../helpers/exactly-once';
 
 const DATA = path.join(EXAMPLES, 'wordcount', 'data');
@@ -19,6 +19,10 @@ interface TaskJson {
 describe('e2e: grid dev supervision faults', function () {
   this.timeout(120_000);
   let g: Grid | undefined;
+  /** gate files, where sandboxed tasks can see them */
+  let gates: string;
+  before(() => (gates = taskVisibleDir()));
+  after(() => fs.rmSync(gates, { recursive: true, force: true }));
   afterEach(async () => {
     await g?.stop();
     g = undefined;
@@ -27,7 +31,7 @@ describe('e2e: grid dev supervision faults', function () {
   it('a worker killed mid-task: dev restarts it, the task runs again, the job completes', async () => {
     g = await startGrid({ workers: 2, slots: 1, prefetch: 0, env: { GRID_DEV_RESTART_DELAY_MS: '200' } });
     const job = path.join(g.tmp, 'gated.js');
-    const gate = path.join(g.tmp, 'gate');
+    const gate = path.join(gates, 'gate');
     // runs until the test opens the gate (then writes one output per task): caught running on any machine
     fs.writeFileSync(job, `const fs = require('fs'); (function w() { if (fs.existsSync(JSON.parse(process.env.GRID_ARGS)[0])) fs.writeFileSync('done.txt', process.env.GRID_TASK_INDEX); else setTimeout(w, 20); })();\n`);
     const inputs = fs.readdirSync(DATA).map((f) => path.join(DATA, f)).slice(0, 2);

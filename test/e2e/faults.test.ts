@@ -7,7 +7,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { GRID_BIN, Grid, adminStatus, makeTmpDir, pidAlive, startGrid, waitFor } from '../helpers/grid';
+import { GRID_BIN, Grid, adminStatus, makeTmpDir, pidAlive, startGrid, taskVisibleDir, waitFor } from '../helpers/grid';
 import { assertExactlyOnce, localOutputs } from '../helpers/exactly-once';
 import { readExecutions } from '../../src/worker/journal';
 import { RpcClient, silentLogger } from '../../src/common';
@@ -104,13 +104,19 @@ function jobIdFrom(out: string): string | undefined {
 describe('e2e: faults on a real grid', function () {
   this.timeout(180_000);
   let work: string;
+  /** gate files, where sandboxed tasks can see them */
+  let gates: string;
   let job: string;
   before(() => {
     work = makeTmpDir('grid-e2e-faults-');
+    gates = taskVisibleDir();
     job = path.join(work, 'gated.js');
     fs.writeFileSync(job, GATED_JOB);
   });
-  after(() => fs.rmSync(work, { recursive: true, force: true }));
+  after(() => {
+    fs.rmSync(work, { recursive: true, force: true });
+    fs.rmSync(gates, { recursive: true, force: true });
+  });
 
   describe('4 workers', () => {
     let g: Grid;
@@ -177,7 +183,7 @@ fs.writeFileSync('sha.txt', h.digest('hex') + ' ' + n + ' ' + fs.statSync(proces
 
     it('completes a job when a worker is SIGKILLed mid-task, each task run to success, accepted and delivered once', async () => {
       const inputs = writeInputs(path.join(work, 'kill'), 8, 'k');
-      const gate = path.join(work, 'kill.gate');
+      const gate = path.join(gates, 'kill.gate');
       const w = submitWaiting(g, [job, '--inputs', ...inputs, '--args', gate]);
       const jobId = await jobIdOf(w);
       // every worker holds a running task (4 workers, 1 slot each; the gate keeps them running)
@@ -204,7 +210,7 @@ fs.writeFileSync('sha.txt', h.digest('hex') + ' ' + n + ' ' + fs.statSync(proces
 
     it('completes a job when the master is SIGKILLed and restarted mid-job, each task once', async () => {
       const inputs = writeInputs(path.join(work, 'm'), 8, 'm');
-      const gate = path.join(work, 'master.gate');
+      const gate = path.join(gates, 'master.gate');
       const w = submitWaiting(g, [job, '--inputs', ...inputs, '--args', gate]);
       const jobId = await jobIdOf(w);
       await waitFor(async () => (await runningOn(g, jobId)).size > 0, 'tasks running', 60_000);

@@ -80,6 +80,19 @@ export function makeTmpDir(prefix = 'grid-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
+/**
+ * A folder a sandboxed task can read (for gate files a test opens): the sandbox hides /tmp,
+ * /var/tmp, /dev/shm and /run/lock from tasks (docs/operations.md, "Containment") and test
+ * folders are 0700, so as root it is made in /run, 0755. Without root (no sandbox) it is an
+ * ordinary temp folder. The caller removes it.
+ */
+export function taskVisibleDir(prefix = 'grid-test-shared-'): string {
+  if (process.geteuid?.() !== 0) return makeTmpDir(prefix);
+  const d = fs.mkdtempSync(path.join('/run', prefix));
+  fs.chmodSync(d, 0o755);
+  return d;
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -111,6 +124,8 @@ export interface GridOptions {
   /** extra environment for dev and its nodes */
   env?: NodeJS.ProcessEnv;
   readyTimeoutMs?: number;
+  /** a folder to make the grid's temp folder in (default the OS temp folder); see taskVisibleDir */
+  under?: string;
 }
 
 export class Grid {
@@ -264,7 +279,7 @@ process.on('exit', () => {
 
 /** Starts `grid dev --port-base 0 --data-dir <tmp>/grid` and waits until every node is ready. */
 export async function startGrid(o: GridOptions = {}): Promise<Grid> {
-  const tmp = makeTmpDir();
+  const tmp = o.under ? fs.mkdtempSync(path.join(o.under, 'grid-test-')) : makeTmpDir();
   const dataDir = path.join(tmp, 'grid');
   const args = ['dev', '--port-base', '0', '--data-dir', dataDir, '--workers', String(o.workers ?? 2)];
   if (o.masters !== undefined) args.push('--masters', String(o.masters));

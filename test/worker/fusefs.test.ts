@@ -38,6 +38,8 @@ describe('worker FUSE file system (real mount)', function () {
   this.timeout(60_000);
   let tmp: string;
   let fsys: GridFs | undefined;
+  /** the view holding every file of this describe (one task's view) */
+  let v = '';
   const src = new BufferSource();
   const small = { uuid: newUuid(), data: Buffer.from('hello, grid\n') };
   const five = { uuid: newUuid(), data: randomBytes(5 * MiB + 12345) };
@@ -59,12 +61,13 @@ describe('worker FUSE file system (real mount)', function () {
       log: silentLogger(),
     });
     await fsys.start();
-    fsys.register(small.uuid, 'hello.txt', small.data.length);
-    fsys.register(small.uuid, 'same bytes, other name.txt', small.data.length);
-    fsys.register(five.uuid, 'five.bin', five.data.length);
-    fsys.register(fifty.uuid, 'fifty.bin', fifty.data.length);
-    fsys.register(empty.uuid, 'empty', 0);
-    fsys.register(broken.uuid, 'broken.bin', broken.data.length);
+    v = fsys.openView();
+    fsys.register(v, small.uuid, 'hello.txt', small.data.length);
+    fsys!.register(v, small.uuid, 'same bytes, other name.txt', small.data.length);
+    fsys!.register(v, five.uuid, 'five.bin', five.data.length);
+    fsys!.register(v, fifty.uuid, 'fifty.bin', fifty.data.length);
+    fsys!.register(v, empty.uuid, 'empty', 0);
+    fsys!.register(v, broken.uuid, 'broken.bin', broken.data.length);
   });
 
   after(async () => {
@@ -74,36 +77,39 @@ describe('worker FUSE file system (real mount)', function () {
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('lists registered files and reads a small one byte-exact (cat in a child)', async () => {
-    const ls = await sh('ls', [fsys!.mount]);
+  it('lists nothing at the root, a view its files, and reads a small one byte-exact (cat in a child)', async () => {
+    const root = await sh('ls', [fsys!.mount]);
+    assert.equal(root.code, 0, root.stderr);
+    assert.equal(root.stdout.trim(), '', 'the root reveals no view (no other job)');
+    const ls = await sh('ls', [fsys!.viewPath(v)]);
     assert.equal(ls.code, 0, ls.stderr);
     assert.deepEqual(ls.stdout.trim().split('\n').sort(), [small.uuid, five.uuid, fifty.uuid, empty.uuid, broken.uuid].sort());
-    const inner = await sh('ls', [path.join(fsys!.mount, small.uuid)]);
+    const inner = await sh('ls', [path.join(fsys!.viewPath(v), small.uuid)]);
     assert.deepEqual(inner.stdout.trim().split('\n').sort(), ['hello.txt', 'same bytes, other name.txt']);
-    const cat = await sh('cat', [fsys!.pathOf(small.uuid, 'same bytes, other name.txt')]);
+    const cat = await sh('cat', [fsys!.pathOf(v, small.uuid, 'same bytes, other name.txt')]);
     assert.equal(cat.stdout, 'hello, grid\n');
-    const empt = await sh('wc', ['-c', fsys!.pathOf(empty.uuid, 'empty')]);
+    const empt = await sh('wc', ['-c', fsys!.pathOf(v, empty.uuid, 'empty')]);
     assert.match(empt.stdout, /^0 /);
   });
 
   it('gives sizes and read-only modes', async () => {
-    const st = await sh('stat', ['-c', '%s %a %F %u', fsys!.pathOf(five.uuid, 'five.bin'), path.join(fsys!.mount, five.uuid)]);
+    const st = await sh('stat', ['-c', '%s %a %F %u', fsys!.pathOf(v, five.uuid, 'five.bin'), path.join(fsys!.viewPath(v), five.uuid)]);
     const [file, dir] = st.stdout.trim().split('\n');
     assert.equal(file, `${five.data.length} 444 regular file ${process.getuid!()}`);
     assert.match(dir!, /^\d+ 555 directory /);
-    const missing = await sh('stat', [path.join(fsys!.mount, newUuid(), 'x')]);
+    const missing = await sh('stat', [path.join(fsys!.viewPath(v), newUuid(), 'x')]);
     assert.notEqual(missing.code, 0);
     assert.match(missing.stderr, /No such file/);
   });
 
   it('reads a multi-chunk file (5 MiB) byte-exact with sha256sum', async () => {
-    const r = await sh('sha256sum', [fsys!.pathOf(five.uuid, 'five.bin')]);
+    const r = await sh('sha256sum', [fsys!.pathOf(v, five.uuid, 'five.bin')]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.split(' ')[0], sha(five.data));
   });
 
   it('reads a 50 MiB file byte-exact through a 16 MiB cache', async () => {
-    const r = await sh('sha256sum', [fsys!.pathOf(fifty.uuid, 'fifty.bin')]);
+    const r = await sh('sha256sum', [fsys!.pathOf(v, fifty.uuid, 'fifty.bin')]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.split(' ')[0], sha(fifty.data));
     const c = fsys!.cache.stats();
@@ -126,12 +132,12 @@ describe('worker FUSE file system (real mount)', function () {
       .map(([p, l]) => five.data.subarray(p, p! + l!))
       .map((b) => `${sha(b)}:${b.length}`)
       .join(',');
-    const runs = await Promise.all([1, 2, 3].map(() => sh(process.execPath, ['-e', script, fsys!.pathOf(five.uuid, 'five.bin'), JSON.stringify(ranges)])));
+    const runs = await Promise.all([1, 2, 3].map(() => sh(process.execPath, ['-e', script, fsys!.pathOf(v, five.uuid, 'five.bin'), JSON.stringify(ranges)])));
     for (const r of runs) assert.equal(r.stdout.trim(), expect, r.stderr);
   });
 
   it('refuses every write with EROFS', async () => {
-    const d = path.join(fsys!.mount, small.uuid);
+    const d = path.join(fsys!.viewPath(v), small.uuid);
     const cases = [
       `echo x > '${d}/new.txt'`,
       `echo x >> '${d}/hello.txt'`,
@@ -146,32 +152,42 @@ describe('worker FUSE file system (real mount)', function () {
       assert.notEqual(r.code, 0, c);
       assert.match(r.stderr, /Read-only file system/, `${c}: ${r.stderr}`);
     }
-    assert.equal((await sh('cat', [fsys!.pathOf(small.uuid, 'hello.txt')])).stdout, 'hello, grid\n');
+    assert.equal((await sh('cat', [fsys!.pathOf(v, small.uuid, 'hello.txt')])).stdout, 'hello, grid\n');
   });
 
   it('answers EIO when storage fails, and keeps serving', async () => {
-    const r = await sh('cat', [fsys!.pathOf(broken.uuid, 'broken.bin')]);
+    const r = await sh('cat', [fsys!.pathOf(v, broken.uuid, 'broken.bin')]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /Input\/output error/);
-    assert.equal((await sh('cat', [fsys!.pathOf(small.uuid, 'hello.txt')])).stdout, 'hello, grid\n');
+    assert.equal((await sh('cat', [fsys!.pathOf(v, small.uuid, 'hello.txt')])).stdout, 'hello, grid\n');
     assert.equal(await fsys!.health(), null);
   });
 
-  it('drops a file from the mount when its last registration is released', async () => {
+  it('keeps views apart, and drops a file from the mount when the last view holding it closes', async () => {
     const u = newUuid();
     src.files.set(u, Buffer.from('temp'));
-    fsys!.register(u, 'a', 4);
-    fsys!.register(u, 'b', 4);
-    fsys!.release(u);
-    assert.equal((await sh('cat', [fsys!.pathOf(u, 'b')])).stdout, 'temp');
-    fsys!.release(u);
-    const r = await sh('cat', [fsys!.pathOf(u, 'b')]);
+    const a = fsys!.openView();
+    const b = fsys!.openView();
+    fsys!.register(a, u, 'a', 4);
+    fsys!.register(b, u, 'b', 4);
+    // one task's view does not show another's files, under any name
+    assert.match((await sh('cat', [fsys!.pathOf(a, u, 'b')])).stderr, /No such file/);
+    assert.match((await sh('ls', [fsys!.viewPath(a)])).stdout, new RegExp(u));
+    assert.doesNotMatch((await sh('ls', [fsys!.viewPath(v)])).stdout, new RegExp(u));
+    fsys!.closeView(a);
+    assert.match((await sh('ls', [fsys!.viewPath(a)])).stderr, /No such file/, 'a closed view is gone');
+    assert.equal((await sh('cat', [fsys!.pathOf(b, u, 'b')])).stdout, 'temp');
+    const files = fsys!.registeredCount();
+    fsys!.closeView(b);
+    assert.equal(fsys!.registeredCount(), files - 1);
+    const r = await sh('cat', [fsys!.pathOf(b, u, 'b')]);
     assert.match(r.stderr, /No such file/);
+    assert.throws(() => fsys!.register(b, u, 'c', 4), /no open view/);
   });
 
   it('refuses unsafe names at registration', () => {
-    assert.throws(() => fsys!.register(newUuid(), '../etc', 3), /not a plain file name/);
-    assert.throws(() => fsys!.register('nope', 'a', 3), /not a file uuid/);
+    assert.throws(() => fsys!.register(v, newUuid(), '../etc', 3), /not a plain file name/);
+    assert.throws(() => fsys!.register(v, 'nope', 'a', 3), /not a file uuid/);
   });
 });
 
@@ -215,8 +231,9 @@ describe('worker FUSE mount life', function () {
     const g = new GridFs({ mount: mnt, source: src, fuseChunkBytes: MiB, chunkCacheBytes: 4 * MiB, readAheadChunks: 1, fuseOpTimeoutMs: 10_000, log: silentLogger() });
     try {
       await g.start();
-      g.register(u, 'f', 5);
-      assert.equal((await sh('cat', [g.pathOf(u, 'f')])).stdout, 'fresh');
+      const gv = g.openView();
+      g.register(gv, u, 'f', 5);
+      assert.equal((await sh('cat', [g.pathOf(gv, u, 'f')])).stdout, 'fresh');
     } finally {
       await g.stop();
     }
@@ -281,8 +298,9 @@ describe('worker FUSE file system over a real storage node', function () {
     const p50 = await client!.putBuffer(fifty);
     g = new GridFs({ mount: path.join(tmp, 'mnt'), source: client!, fuseChunkBytes: MiB, chunkCacheBytes: 32 * MiB, readAheadChunks: 2, fuseOpTimeoutMs: 30_000, log: silentLogger() });
     await g.start();
-    const a = g.register(p5.fileUuid, 'five.bin', p5.length);
-    const b = g.register(p50.fileUuid, 'fifty.bin', p50.length);
+    const gv = g.openView();
+    const a = g.register(gv, p5.fileUuid, 'five.bin', p5.length);
+    const b = g.register(gv, p50.fileUuid, 'fifty.bin', p50.length);
     const [r5, r50] = await Promise.all([sh('sha256sum', [a]), sh('sha256sum', [b])]);
     assert.equal(r5.stdout.split(' ')[0], sha(five), r5.stderr);
     assert.equal(r50.stdout.split(' ')[0], sha(fifty), r50.stderr);
@@ -304,7 +322,7 @@ describe('worker FUSE file system over a real storage node', function () {
     const put = await client!.putBuffer(data);
     const { fs: m, client: c } = await mountOver('mnt-evict', 4 * MiB);
     try {
-      const p = m.register(put.fileUuid, 'twelve.bin', put.length);
+      const p = m.register(m.openView(), put.fileUuid, 'twelve.bin', put.length);
       assert.equal((await sh('sha256sum', [p])).stdout.split(' ')[0], sha(data));
       const first = m.cache.stats();
       assert.ok(first.bytes <= 4 * MiB, `cache holds ${first.bytes} bytes`);
@@ -325,11 +343,11 @@ describe('worker FUSE file system over a real storage node', function () {
     const put = await client!.putBuffer(ok);
     const { fs: m, client: c } = await mountOver('mnt-missing', 4 * MiB);
     try {
-      const gone = m.register(newUuid(), 'gone.bin', 1000);
+      const gone = m.register(m.openView(), newUuid(), 'gone.bin', 1000);
       const r = await sh('cat', [gone]);
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /Input\/output error/);
-      assert.equal((await sh('cat', [m.register(put.fileUuid, 'ok.txt', put.length)])).stdout, 'stored bytes\n');
+      assert.equal((await sh('cat', [m.register(m.openView(), put.fileUuid, 'ok.txt', put.length)])).stdout, 'stored bytes\n');
       assert.ok((m.stats().readErrors as number) >= 1, JSON.stringify(m.stats()));
       assert.equal(await m.health(), null);
     } finally {
@@ -344,8 +362,8 @@ describe('worker FUSE file system over a real storage node', function () {
     const b = await client!.putBuffer(uncached);
     const { fs: m, client: c } = await mountOver('mnt-dead', 8 * MiB);
     try {
-      const pa = m.register(a.fileUuid, 'cached.bin', a.length);
-      const pb = m.register(b.fileUuid, 'uncached.bin', b.length);
+      const pa = m.register(m.openView(), a.fileUuid, 'cached.bin', a.length);
+      const pb = m.register(m.openView(), b.fileUuid, 'uncached.bin', b.length);
       assert.equal((await sh('sha256sum', [pa])).stdout.split(' ')[0], sha(cached));
       await storage!.stop(); // this is the describe's last test: the node stays down
       const r = await sh('cat', [pb]);

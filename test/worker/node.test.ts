@@ -15,6 +15,7 @@ import { readExecutions } from '../../src/worker/journal';
 import { Proc, fuseMounts, startGrid } from './helpers';
 import { freshSecurity, testSecurity } from '../helpers/security';
 import { bindServer, releaseServer, serverSocket } from '../../src/common';
+import { taskVisibleDir } from '../helpers/grid';
 
 const BALANCER_ID = newUuid();
 
@@ -116,6 +117,8 @@ const gated = (gate: string, out = 'done'): string =>
 describe('worker node (real processes)', function () {
   this.timeout(90_000);
   let tmp: string;
+  /** gate files, where the sandboxed tasks can see them */
+  let gates: string;
   let storage: Proc | undefined;
   let client: StorageClient;
   const workers: Proc[] = [];
@@ -123,6 +126,7 @@ describe('worker node (real processes)', function () {
 
   before(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'grid-worker-node-'));
+    gates = taskVisibleDir();
     storage = await startGrid(['storage', '--data-dir', path.join(tmp, 'storage'), '--bind', 'tcp://127.0.0.1:0', '--admin-port', '0']);
     const endpoint = (storage.ready.endpoints as { clients: string }).clients;
     client = new StorageClient({ security: testSecurity(), endpoint, nodeUuid: newUuid(), log: silentLogger() });
@@ -139,6 +143,7 @@ describe('worker node (real processes)', function () {
       assert.fail(`mount ${m} was left behind`);
     }
     fs.rmSync(tmp, { recursive: true, force: true });
+    fs.rmSync(gates, { recursive: true, force: true });
   });
 
   async function balancer(): Promise<FakeBalancer> {
@@ -228,7 +233,9 @@ describe('worker node (real processes)', function () {
     assert.equal(env.job, d.job_uuid);
     assert.equal(env.idx, '4');
     assert.equal(env.n, '9');
-    assert.equal(env.paths[0], path.join(w.dataDir, 'mnt', d.input_file_uuids[0]!, 'big.bin'), 'inputs are read through the FUSE mount');
+    // as root the task sees its inputs in its sandbox view (docs/operations.md, "Containment")
+    const inputsAt = process.geteuid?.() === 0 ? '/tmp/.grid/inputs' : path.join(w.dataDir, 'mnt');
+    assert.equal(env.paths[0], path.join(inputsAt, d.input_file_uuids[0]!, 'big.bin'), 'inputs are read through the FUSE mount');
     assert.notEqual(r!.log_file_uuid, NIL_UUID);
     assert.match((await client.readWhole(r!.log_file_uuid)).toString(), /hashed 2 inputs/);
     assert.match(r!.log_tail, /hashed 2 inputs/);
@@ -338,7 +345,21 @@ describe('worker node (real processes)', function () {
     assert.equal(r!.outcome, TaskOutcome.ok, r!.error + r!.log_tail);
     assert.equal((await client.readWhole(r!.output_file_uuids[0]!)).toString(), `in.bin ${sha(data)}\n`);
     const env = JSON.parse((await client.readWhole(r!.output_file_uuids[1]!)).toString());
-    assert.ok(env.paths[0].startsWith(path.join(w.dataDir, 'tasks')));
+    assert.ok(env.paths[0].startsWith(process.geteuid?.() === 0 ? '/tmp/.grid/inputs/0/' : path.join(w.dataDir, 'tasks')), env.paths[0]);
+  });
+
+  it('with sandbox = false (or not root) says so at start, and runs tasks as its own user', async () => {
+    const b = await balancer();
+    const w = await worker(b, [], { sandbox: false });
+    await b.waitFor('worker_ready', (m) => m.node_uuid === w.id);
+    const logFile = path.join(w.dataDir, 'logs', `worker-${w.id}.log`);
+    await until(() => fs.existsSync(logFile) && /task sandbox is off/.test(fs.readFileSync(logFile, 'utf8')), 'the start-up warning');
+    const line = fs.readFileSync(logFile, 'utf8').split('\n').find((l) => /task sandbox is off/.test(l))!;
+    assert.equal(JSON.parse(line).level, 40, 'a warning');
+    const d = await dispatch(b, w.id, `require('fs').writeFileSync('uid.txt', String(process.getuid()))`, []);
+    const [r] = await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid);
+    assert.equal(r!.outcome, TaskOutcome.ok, r!.error + r!.log_tail);
+    assert.equal((await client.readWhole(r!.output_file_uuids[0]!)).toString(), String(process.getuid!()));
   });
 
   it('exits non-zero with one clear line on VERSION_MISMATCH, and stops gracefully on SIGTERM', async () => {
@@ -369,7 +390,7 @@ describe('worker node (real processes)', function () {
     const b = await balancer();
     const w = await worker(b);
     await b.waitFor('worker_ready', (m) => m.node_uuid === w.id);
-    const gate = path.join(tmp, `dup-${newUuid()}`);
+    const gate = path.join(gates, `dup-${newUuid()}`);
     const d = await dispatch(b, w.id, gated(gate), []);
     await b.waitFor('task_started', (m) => m.job_uuid === d.job_uuid);
     await b.sendTo(w.id, d); // the same (job, task, attempt) again while it runs
@@ -390,7 +411,7 @@ describe('worker node (real processes)', function () {
     const b = await balancer();
     const w = await worker(b); // --slots 2, prefetch 1
     await b.waitFor('worker_ready', (m) => m.node_uuid === w.id);
-    const gate = path.join(tmp, `full-${newUuid()}`);
+    const gate = path.join(gates, `full-${newUuid()}`);
     const a0 = await dispatch(b, w.id, gated(gate), [], { task_index: 0 });
     const a1 = await dispatch(b, w.id, gated(gate), [], { task_index: 1, job_uuid: a0.job_uuid });
     await b.waitFor('task_started', (m) => m.job_uuid === a0.job_uuid, 2);
@@ -428,7 +449,7 @@ describe('worker node (real processes)', function () {
       workers.push(p);
       const id = p.ready.nodeId as string;
       await b.waitFor('worker_ready', (m) => m.node_uuid === id);
-      const gate = path.join(tmp, `up-${newUuid()}`);
+      const gate = path.join(gates, `up-${newUuid()}`);
       const prog = await ownClient.putBuffer(Buffer.from(gated(gate)));
       const job = newUuid();
       await b.sendTo(id, {

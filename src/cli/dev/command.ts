@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { GridError, announceReady } from '../../common';
+import { secureDataDir, setNodeUmask } from '../../common/datadir';
 import { loadDevConfig } from '../config';
 import { DEFAULT_DATA_DIR, DevState, readDevState } from '../endpoints';
 import { fuseProblem } from '../../worker';
@@ -17,7 +18,9 @@ async function runDev(f: DevFlags): Promise<void> {
   const o = parseDevOptions(f, cfg);
   const running = readDevState(o.dataDir);
   if (running) throw new GridError('BAD_REQUEST', `a grid dev (pid ${running.pid}) already runs with data dir ${o.dataDir}`, 'stop it first, or use another --data-dir');
-  fs.mkdirSync(o.dataDir, { recursive: true });
+  // dev.json and the dev log are private like every node's data dir (docs/operations.md, "Containment")
+  setNodeUmask();
+  secureDataDir(o.dataDir);
   const devLog = path.join(o.dataDir, 'logs', 'dev.log');
   fs.mkdirSync(path.dirname(devLog), { recursive: true });
   const say = makeSay(devLog);
