@@ -205,7 +205,7 @@ describe('cli polish: argument checks that need no grid', function () {
       return got;
     };
     assert.deepEqual(complete('grid sub'), ['submit']);
-    assert.deepEqual(complete('grid '), ['balancer', 'cancel', 'cluster', 'codec', 'completion', 'dev', 'init', 'jobs', 'logs', 'master', 'results', 'status', 'storage', 'submit', 'worker']);
+    assert.deepEqual(complete('grid '), ['balancer', 'cancel', 'cluster', 'codec', 'completion', 'dev', 'init', 'jobs', 'keys', 'logs', 'master', 'results', 'status', 'storage', 'submit', 'worker']);
     assert.deepEqual(complete('grid jobs --'), ['--data-dir', '--help', '--json', '--limit', '--master', '--state', '--storage']);
     assert.deepEqual(complete('grid jobs --state ca'), ['cancelled']);
     assert.deepEqual(complete('grid dev --restart '), ['balancer', 'master', 'none', 'storage', 'worker']);

@@ -43,7 +43,7 @@ function writeInputs(dir: string, n: number, prefix = 'in'): string[] {
 }
 
 async function taskStatus(g: Grid, jobId: string, i: number): Promise<MessageOf<'task_status_response'>> {
-  const c = new RpcClient({ security: testSecurity(), endpoint: g.master, nodeUuid: newUuid(), log: silentLogger() });
+  const c = new RpcClient({ security: testSecurity('admins'), endpoint: g.master, nodeUuid: newUuid(), log: silentLogger() });
   try {
     return (await c.request({ type: 'task_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: jobId, task_index: i }, { retries: 3 })) as MessageOf<'task_status_response'>;
   } finally {

@@ -34,7 +34,7 @@ const problem = netnsProblem();
   }
   /** The grid CLI on the client host, pointed at the grid by environment only. */
   const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
-    net!.run(client, process.execPath, [GRID_BIN, ...args], { PATH: process.env.PATH, HOME: tmp, GRID_MASTER: masterEp, GRID_STORAGE: storageEp, ...env });
+    net!.run(client, process.execPath, [GRID_BIN, ...args], { PATH: process.env.PATH, HOME: tmp, GRID_MASTER: masterEp, GRID_STORAGE: storageEp, GRID_TRUST_DIR: process.env.GRID_TRUST_DIR, ...env });
 
   before(async () => {
     tmp = makeTmpDir('grid-multihost-');
@@ -80,5 +80,15 @@ const problem = netnsProblem();
     assertResultsFolder(out, await localOutputs(WORDCOUNT, inputs, { jobId: id }));
     const jobs = await cli(['jobs']);
     assert.match(jobs.stdout, new RegExp(id.slice(0, 8)));
+  });
+
+  it('a client on the fourth host whose key is authorized for nothing is refused at once, by name', async () => {
+    const keys = path.join(tmp, 'intruder-keys');
+    const made = await cli(['keys', 'create', '--out', keys, '--name', 'intruder']);
+    assert.equal(made.code, 0, made.stdout + made.stderr);
+    const r = await cli(['jobs'], { GRID_CLIENT_KEY: path.join(keys, 'intruder.key') });
+    assert.notEqual(r.code, 0, r.stdout);
+    assert.match(r.stderr, /not authorized/i);
+    assert.doesNotMatch(r.stderr, /timed out|timeout/i);
   });
 });
