@@ -11,6 +11,7 @@
  * during which the master's event loop (and its Raft heartbeats) would stand still.
  */
 import type Database from 'better-sqlite3';
+import { keyFingerprint } from '../common';
 import { JobState, TaskOutcome, TaskState } from '../messages';
 
 export const JOB_STATE_NAMES = nameOf(JobState);
@@ -28,7 +29,7 @@ export interface JobView {
   jobId: string;
   program: string;
   state: string;
-  /** job owners arrive with the security work; null until then */
+  /** fingerprint of the submitting client's key (`grid keys list` shows the same); null when unknown */
   owner: string | null;
   taskCount: number;
   tasks: Record<'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled', number>;
@@ -100,9 +101,9 @@ function prepare(db: Database.Database) {
   return {
     jobsByState: db.prepare('SELECT state, n FROM count_jobs'),
     tasksByState: db.prepare('SELECT state, n FROM count_tasks'),
-    recent: db.prepare('SELECT job_uuid, program_name, state, task_count, created_at_ms, finished_at_ms, error FROM jobs ORDER BY seq DESC LIMIT ?'),
-    recentIn: db.prepare('SELECT job_uuid, program_name, state, task_count, created_at_ms, finished_at_ms, error FROM jobs WHERE state = ? ORDER BY seq DESC LIMIT ?'),
-    job: db.prepare('SELECT job_uuid, program_name, state, task_count, created_at_ms, finished_at_ms, error FROM jobs WHERE job_uuid = ?'),
+    recent: db.prepare('SELECT job_uuid, program_name, state, task_count, created_at_ms, finished_at_ms, error, owner FROM jobs ORDER BY seq DESC LIMIT ?'),
+    recentIn: db.prepare('SELECT job_uuid, program_name, state, task_count, created_at_ms, finished_at_ms, error, owner FROM jobs WHERE state = ? ORDER BY seq DESC LIMIT ?'),
+    job: db.prepare('SELECT job_uuid, program_name, state, task_count, created_at_ms, finished_at_ms, error, owner FROM jobs WHERE job_uuid = ?'),
     counts: db.prepare('SELECT state, n FROM count_job_tasks WHERE job_uuid = ?'),
     tasks: db.prepare(`SELECT task_index, state, outcome, attempts, exit_code, duration_ms, worker_uuid, error,
       substr(log_tail, -${TASK_LIST_TAIL_CHARS}) AS log_tail, settled_at_ms FROM tasks WHERE job_uuid = ? ORDER BY task_index LIMIT ? OFFSET ?`),
@@ -161,6 +162,8 @@ interface JobRow {
   created_at_ms: number;
   finished_at_ms: number;
   error: string;
+  /** the submitting client's public key ('' before jobs had owners, or with security off) */
+  owner: string;
 }
 
 interface TaskRow {
@@ -184,7 +187,7 @@ function jobView(db: Database.Database, r: JobRow): JobView {
     jobId: r.job_uuid,
     program: r.program_name,
     state: JOB_STATE_NAMES[r.state] ?? String(r.state),
-    owner: null,
+    owner: r.owner ? keyFingerprint(r.owner) : null,
     taskCount: r.task_count,
     tasks: { pending: c.pending!, running: c.running!, succeeded: c.succeeded!, failed: c.failed!, cancelled: c.cancelled! },
     createdAtMs: r.created_at_ms,

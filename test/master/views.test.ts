@@ -9,6 +9,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { JobStore, ResultCommand } from '../../src/master/store';
 import { jobById, jobTasks, jobsByState, recentJobs, tasksByState } from '../../src/master/views';
+import { keyFingerprint, newKeyPair } from '../../src/common';
 import { NIL_UUID, TaskOutcome, newUuid } from '../../src/messages';
 
 const limits = { maxInputsPerJob: 1000, maxArgs: 10 };
@@ -130,5 +131,15 @@ describe('master views: counts by state', () => {
     assert.deepEqual(tasksByState(store.db), { pending: 1, running: 0, succeeded: 1, failed: 1, cancelled: 0 });
     store.taskStarted(a, 1, 0, newUuid());
     agree('and kept in step from then on');
+  });
+
+  it("name a job's owner by its key's fingerprint (the dashboard's owner column), null when it has none", () => {
+    const key = newKeyPair().publicKey;
+    const owned = newUuid();
+    store.submit({ jobUuid: owned, programFileUuid: newUuid(), programName: 'job.js', inputs: [{ fileUuid: newUuid(), name: 'a' }], chunkSize: 1, maxRetries: 1, taskTimeoutMs: 1000, memoryLimitMb: 256, outputLimitBytes: 1 << 20, args: [], nowMs: 1000, owner: key });
+    const anon = submit(store, 1);
+    assert.equal(jobById(store.db, owned)!.owner, keyFingerprint(key));
+    assert.equal(jobById(store.db, anon)!.owner, null);
+    assert.deepEqual(recentJobs(store.db, 10).map((j) => j.owner), [null, keyFingerprint(key)]);
   });
 });
