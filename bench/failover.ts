@@ -17,6 +17,7 @@ import path from 'node:path';
 import { JobState, MessageOf, newUuid } from '../src/messages';
 import { RpcClient, clientSecurity, silentLogger } from '../src/common';
 import { StorageClient } from '../src/storage';
+import { readExecutions } from '../src/worker';
 import type { DevState } from '../src/cli/endpoints';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -69,8 +70,6 @@ function pct(sorted: number[], p: number): number {
 export async function failoverBench(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'grid-bench-failover-'));
   const dataDir = path.join(dir, 'grid');
-  const marks = path.join(dir, 'marks');
-  fs.mkdirSync(marks);
   const log = silentLogger();
   let dev: ChildProcess | undefined;
   let master: RpcClient | undefined;
@@ -92,8 +91,7 @@ export async function failoverBench(): Promise<void> {
     master = new RpcClient({ endpoint: s.master, nodeUuid: newUuid(), log, security });
     storage = new StorageClient({ endpoint: s.storage, nodeUuid: newUuid(), log, security });
     const prog = await storage.putBuffer(
-      Buffer.from(`const fs = require('fs'), path = require('path');
-fs.writeFileSync(path.join(${JSON.stringify(marks)}, process.env.GRID_TASK_INDEX + '.' + process.pid), '');
+      Buffer.from(`const fs = require('fs');
 setTimeout(() => fs.writeFileSync('out.txt', 'ok'), ${TASK_MS});
 `),
     );
@@ -151,8 +149,10 @@ setTimeout(() => fs.writeFileSync('out.txt', 'ok'), ${TASK_MS});
       if (st.state !== JobState.running) break;
       await sleep(200);
     }
-    const runs = new Map<string, number>();
-    for (const f of fs.readdirSync(marks)) runs.set(f.split('.')[0]!, (runs.get(f.split('.')[0]!) ?? 0) + 1);
+    // runs counted from the workers' own execution journals (a sandboxed task cannot write
+    // outside its folder, so no marker files): a task started twice counts once more
+    const runs = new Map<number, number>();
+    for (const n of readState(dataDir).nodes.filter((x) => x.role === 'worker')) for (const r of readExecutions(n.dataDir, job)) runs.set(r.taskIndex, (runs.get(r.taskIndex) ?? 0) + 1);
     const reexecuted = [...runs.values()].reduce((n, c) => n + (c - 1), 0);
     toDispatch.sort((a, b) => a - b);
     toActive.sort((a, b) => a - b);
