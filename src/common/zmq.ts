@@ -41,8 +41,13 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
 export const MAX_INBOUND_FRAME_BYTES = MAX_MESSAGE_BYTES;
 /** First reconnect delay of a client socket (ZMQ_RECONNECT_IVL). */
 export const RECONNECT_INTERVAL_MS = 100;
-/** Largest reconnect delay; libzmq doubles up to it (ZMQ_RECONNECT_IVL_MAX). */
-export const RECONNECT_MAX_INTERVAL_MS = 2_000;
+/**
+ * Largest reconnect delay (ZMQ_RECONNECT_IVL_MAX); 0 = no backoff, every retry after
+ * RECONNECT_INTERVAL_MS. Backoff (2 s) made workers find a restarted balancer late, so results
+ * they held reached the new lease holder after adoption and 8-14 of 600 tasks ran twice in the
+ * failover bench; with 0, none did (docs/balancer.md).
+ */
+export const RECONNECT_MAX_INTERVAL_MS = 0;
 /** A CURVE handshake not done within this long drops the connection (ZMQ_HANDSHAKE_IVL). */
 export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
