@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { EXAMPLES, GRID_BIN, REPO, freePort } from '../helpers/grid';
+import { skipBecause } from '../helpers/requires';
 
 const CHECK_FUSE = path.join(REPO, 'bin', 'check-fuse.js');
 const INSTALL_LINE = /apt-get install fuse libfuse2/;
@@ -84,11 +85,11 @@ describe('cli: a machine without libfuse2 (libfuse.so.2 hidden in a mount namesp
 
   before(async function () {
     const libDir = libfuseDir();
-    if (process.getuid?.() !== 0 || !libDir) this.skip(); // needs root (unshare, mount) and libfuse installed to hide
+    if (process.getuid?.() !== 0 || !libDir) skipBecause(this, 'needs root (unshare, mount) and an installed libfuse.so.2 to hide');
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'grid-nofuse-'));
     nf = new NoFuse(tmp, libDir);
     const probe = await nf.run(process.execPath, ['-e', "require('fuse-native')"]);
-    if (probe.code === 97) this.skip(); // this kernel cannot mount an overlay in a namespace
+    if (probe.code === 97) skipBecause(this, 'this kernel cannot mount an overlay in a mount namespace');
     // the hiding works: the load fails the way it does without the package
     assert.notEqual(probe.code, 0, 'fuse-native must not load with libfuse.so.2 hidden');
     assert.match(probe.stderr, /libfuse\.so\.2: cannot open shared object file/);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { relativeTime, shownTime } from '../../src/cli/format';
 import { oneLineError } from './oneline';
 import { EXAMPLES, Grid, RunResult, freePort, makeTmpDir, runGrid, startGrid, waitFor } from '../helpers/grid';
+import { skipBecause } from '../helpers/requires';
 
 /**
  * Drives a real interactive zsh through zsh/zpty: compinit, the script under test, then a
@@ -126,7 +127,7 @@ describe('cli polish: argument checks that need no grid', function () {
   });
 
   it('results --out on a read-only file system (a read-only bind mount, which refuses even root)', async function () {
-    if (process.getuid?.() !== 0) this.skip(); // unshare and mount need root
+    if (process.getuid?.() !== 0) skipBecause(this, 'unshare and mount need root');
     const { execFile } = await import('node:child_process');
     const { GRID_BIN } = await import('../helpers/grid');
     const ro = path.join(tmp, 'ro');
@@ -138,7 +139,7 @@ describe('cli polish: argument checks that need no grid', function () {
         resolve({ code: p.exitCode, signal: p.signalCode, stdout, stderr }),
       );
     });
-    if (r.code === 97) this.skip();
+    if (r.code === 97) skipBecause(this, 'this kernel cannot make a read-only bind mount in a mount namespace');
     oneLineError(r, new RegExp(`OUTPUT_UNWRITABLE: cannot write results into ${ro}/new: ${ro}: read-only file system`));
   });
 

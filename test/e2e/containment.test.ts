@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Grid, adminStatus, pidAlive, startGrid, taskVisibleDir, waitFor } from '../helpers/grid';
+import { describeIf } from '../helpers/requires';
 
 const isRoot = process.geteuid?.() === 0;
 /** the worker setting taskUidBase's default: sandboxed tasks run from this uid on */
@@ -61,7 +62,7 @@ const report = {
 fs.writeFileSync('report.json', JSON.stringify(report));
 `;
 
-(isRoot ? describe : describe.skip)('e2e: jobs contained (worker as root, real FUSE)', function () {
+describeIf(isRoot ? null : 'containment needs the worker to run as root', 'e2e: jobs contained (worker as root, real FUSE)', function () {
   this.timeout(240_000);
   let g: Grid | undefined;
   let shared: string;

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { EXAMPLES, GRID_BIN, makeTmpDir } from '../helpers/grid';
 import { assertResultsFolder, localOutputs } from '../helpers/exactly-once';
 import { Host, HostProc, NetHarness, netnsProblem } from '../helpers/netns';
+import { describeIf } from '../helpers/requires';
 
 const WORDCOUNT = path.join(EXAMPLES, 'wordcount', 'job.js');
 const DATA = path.join(EXAMPLES, 'wordcount', 'data');
@@ -16,7 +17,7 @@ const READY = /GRID_READY (\{.*\})\n/;
 
 const problem = netnsProblem();
 
-(problem ? describe.skip : describe)('e2e: a grid over network namespaces (real TCP between hosts)', function () {
+describeIf(problem, 'e2e: a grid over network namespaces (real TCP between hosts)', function () {
   this.timeout(180_000);
   let net: NetHarness | undefined;
   let tmp: string;

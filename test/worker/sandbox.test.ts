@@ -7,6 +7,7 @@ import path from 'node:path';
 import { silentLogger } from '../../src/common';
 import { RunLimits, RunSpec, TaskRun } from '../../src/worker/runner';
 import { JailSpec, UidPool, inView, sandboxDecision, setupFailure } from '../../src/worker/sandbox';
+import { describeIf } from '../helpers/requires';
 
 const isRoot = process.geteuid?.() === 0;
 
@@ -65,7 +66,7 @@ describe('task sandbox (pure)', () => {
   });
 });
 
-(isRoot ? describe : describe.skip)('task sandbox on real processes (root)', function () {
+describeIf(isRoot ? null : 'the sandbox needs root (unshare, setpriv, mounts)', 'task sandbox on real processes (root)', function () {
   this.timeout(60_000);
   const LIMITS: RunLimits = { maxLogBytes: 64 * 1024, logTailBytes: 4096, memoryPollIntervalMs: 50, outputPollIntervalMs: 50, maxOutputFiles: 100 };
   let tmp: string;
