@@ -271,35 +271,13 @@ export class MasterNode {
     switch (m.type) {
       case 'job_submit_request':
         return this.submit(m, replica, peer);
-      case 'job_status_request': {
-        await replica.readBarrier();
-        this.requireOwner(m.job_uuid, peer);
-        const s = this.store.jobStatus(m.job_uuid);
-        if (!s) throw notFound(m.job_uuid);
-        return {
-          type: 'job_status_response',
-          node_uuid: this.nodeId,
-          request_uuid: m.request_uuid,
-          job_uuid: m.job_uuid,
-          state: s.state,
-          task_count: s.taskCount,
-          tasks_pending: s.pending,
-          tasks_running: s.running,
-          tasks_succeeded: s.succeeded,
-          tasks_failed: s.failed,
-          created_at_ms: s.createdAtMs,
-          finished_at_ms: s.finishedAtMs,
-          program_name: s.programName,
-          error: s.error.slice(0, 60_000),
-        };
-      }
+      case 'job_status_request':
       case 'job_status2_request': {
         await replica.readBarrier();
         this.requireOwner(m.job_uuid, peer);
         const s = this.store.jobStatus(m.job_uuid);
         if (!s) throw notFound(m.job_uuid);
-        return {
-          type: 'job_status2_response',
+        const common = {
           node_uuid: this.nodeId,
           request_uuid: m.request_uuid,
           job_uuid: m.job_uuid,
@@ -308,13 +286,14 @@ export class MasterNode {
           tasks_pending: s.pending,
           tasks_running: s.running,
           tasks_succeeded: s.succeeded,
-          tasks_failed: s.failed - s.cancelled,
-          tasks_cancelled: s.cancelled,
           created_at_ms: s.createdAtMs,
           finished_at_ms: s.finishedAtMs,
           program_name: s.programName,
           error: s.error.slice(0, 60_000),
         };
+        // the first message counts cancelled tasks as failed (its layout has no field for them)
+        if (m.type === 'job_status_request') return { type: 'job_status_response', ...common, tasks_failed: s.failed };
+        return { type: 'job_status2_response', ...common, tasks_failed: s.failed - s.cancelled, tasks_cancelled: s.cancelled };
       }
       case 'job_list_request':
         await replica.readBarrier();
