@@ -3,7 +3,7 @@
  * with GridError('CONFIG_INVALID'). The tables below are the one place a
  * setting is written; docs/balancer.md's table is generated from them (npm run gen:docs).
  */
-import { SettingsOf, SettingsSpec, SettingsTable, configError, endpointList, endpointSetting, stringSetting, SECURITY_SPEC } from '../common';
+import { SettingsOf, SettingsSpec, SettingsTable, configError, endpointList, endpointSetting, stringSetting, SECURITY_SPEC, ADMIN_SPEC, checkAdminSettings } from '../common';
 
 /**
  * The settings the pure dispatch state machine needs (no I/O settings); the balancer table
@@ -85,12 +85,14 @@ export const BALANCER_SETTINGS = new SettingsTable(
       doc: "the master's ZeroMQ endpoint, or a comma list of the replicated masters' endpoints: the balancer follows the leader (NOT_LEADER hints) and moves on when a master falls silent",
     },
     bind: { type: 'endpoint', default: 'tcp://127.0.0.1:7701', flag: '--bind', doc: 'ZeroMQ endpoint workers connect to (port 0 = pick a free one)' },
-    adminPort: { type: 'int', default: 7711, min: 0, max: 65535, flag: '--admin-port', doc: 'admin HTTP port on 127.0.0.1: GET /healthz, GET /status (0 = pick a free port)' },
+    adminPort: { type: 'int', default: 7711, min: 0, max: 65535, flag: '--admin-port', doc: 'admin HTTP port on adminHost: GET /healthz, GET /status (0 = pick a free port)' },
+    ...ADMIN_SPEC,
     tickMs: { type: 'int', default: 20, min: 1, max: 10_000, unit: 'ms', doc: 'how often the dispatch state machine is ticked (at most leaseRenewMs, below heartbeatIntervalMs)' },
     role: { type: 'string', default: 'primary', flag: '--role', doc: 'primary or auxiliary (balancer.md, "The pair"): a free lease goes to a live primary first' },
     ...DISPATCH_SPEC,
   },
   (c) => {
+    checkAdminSettings(c);
     masterEndpoints(c.master);
     checkBackoff(c);
     if (c.role !== 'primary' && c.role !== 'auxiliary') throw configError(`setting role must be "primary" or "auxiliary" (got ${JSON.stringify(c.role)})`, 'run one balancer with --role primary and one with --role auxiliary');

@@ -121,8 +121,9 @@ export class BalancerNode {
     this.security = new Security({ mode: cfg.security, keyDir: cfg.dataDir, trustDir: cfg.trustDir, role: 'balancers', enroll: cfg.enroll, log: this.log });
     this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, security: this.security, access: BALANCER_ACCESS, handler: (m, peer) => this.fromWorker(m, peer) });
     this.admin = new AdminServer({
-      host: '127.0.0.1',
+      host: cfg.adminHost,
       port: cfg.adminPort,
+      token: cfg.adminToken,
       health: () =>
         this.dispatcher.masterConnected ? null : `no word from the master at ${this.dispatcher.currentMaster} yet (saying balancer_hello every ${cfg.heartbeatIntervalMs} ms; masters: ${cfg.master})`,
       status: () => this.status(),

@@ -10,7 +10,7 @@
  */
 import http from 'node:http';
 import { Command } from 'commander';
-import { GridError } from '../common';
+import { GridError, adminAuthHeader } from '../common';
 import { loadClientConfig } from './config';
 import { DEFAULT_DATA_DIR, DevState, devStatePath, readDevState } from './endpoints';
 
@@ -272,7 +272,7 @@ export function formatView(v: ClusterView): string[] {
 // ---- I/O ---------------------------------------------------------------------------------------
 
 /** GET http://HOST:PORT/status; never rejects: a failure is an answer saying why. */
-export function fetchStatus(admin: string, timeoutMs: number): Promise<StatusAnswer> {
+export function fetchStatus(admin: string, timeoutMs: number, token = ''): Promise<StatusAnswer> {
   const [host, port] = [admin.slice(0, admin.lastIndexOf(':')), Number(admin.slice(admin.lastIndexOf(':') + 1))];
   return new Promise((resolve) => {
     let done = false;
@@ -282,7 +282,7 @@ export function fetchStatus(admin: string, timeoutMs: number): Promise<StatusAns
       clearTimeout(timer);
       resolve(a);
     };
-    const req = http.get({ host, port, path: '/status', agent: false }, (res) => {
+    const req = http.get({ host, port, path: '/status', agent: false, headers: adminAuthHeader(token) }, (res) => {
       const parts: Buffer[] = [];
       let size = 0;
       res.on('data', (b: Buffer) => {
@@ -342,7 +342,7 @@ export async function readCluster(f: ClusterFlags, env: NodeJS.ProcessEnv = proc
     source = devStatePath(dataDir);
   }
   const answers = await Promise.all(
-    targets.map((t): Promise<StatusAnswer> => (t.deadBecause ? Promise.resolve({ ok: false, error: t.deadBecause }) : fetchStatus(t.admin, cfg.clusterStatusTimeoutMs))),
+    targets.map((t): Promise<StatusAnswer> => (t.deadBecause ? Promise.resolve({ ok: false, error: t.deadBecause }) : fetchStatus(t.admin, cfg.clusterStatusTimeoutMs, cfg.adminToken))),
   );
   return buildView(source, targets, answers);
 }

@@ -39,6 +39,13 @@ export const CLIENT_SETTINGS = new SettingsTable('client', {
     env: 'GRID_MASTER_LEADER_WAIT_MS',
     doc: 'pause after NOT_LEADER leader=unknown (an election, or no quorum) before the next master is asked',
   },
+  adminToken: {
+    type: 'string',
+    default: '',
+    allowEmpty: true,
+    env: 'GRID_ADMIN_TOKEN',
+    doc: "the nodes' adminToken, sent by `grid cluster` as Authorization: Bearer TOKEN ('' = none: nodes on loopback without a token)",
+  },
   clusterStatusTimeoutMs: { type: 'int', default: 1_000, min: 50, max: 600_000, unit: 'ms', env: 'GRID_CLUSTER_STATUS_TIMEOUT_MS', doc: "time `grid cluster` waits for one node's admin GET /status before calling it unreachable" },
   storageRequestTimeoutMs: { type: 'int', default: 10_000, min: 50, max: 600_000, unit: 'ms', env: 'GRID_STORAGE_REQUEST_TIMEOUT_MS', doc: 'time one storage request waits before it is retried' },
   storageRetries: { type: 'int', default: 3, min: 0, max: 100, env: 'GRID_STORAGE_RETRIES', doc: 'retries of one storage request after a timeout (same request id)' },

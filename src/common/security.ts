@@ -264,6 +264,8 @@ export interface SecurityFlags {
   security?: string;
   trustDir?: string;
   enroll?: boolean;
+  /** --admin-host (src/common/admin.ts, adminOptions) */
+  adminHost?: string;
 }
 
 /** Adds --security, --trust-dir and --enroll to a node command. */

@@ -9,6 +9,7 @@
  */
 import fs from 'node:fs';
 import http from 'node:http';
+import { adminAuthHeader } from '../common';
 
 /** Most bytes of one /status answer read (a worker's lists are bounded; this is a guard). */
 export const MAX_STATUS_BYTES = 4 * 1024 * 1024;
@@ -38,6 +39,8 @@ export interface ClusterViewOptions {
   nodes: string;
   nodesFile: string;
   timeoutMs: number;
+  /** adminToken sent to the other nodes ('' = none): one grid, one token (docs/operations.md) */
+  token?: string;
 }
 
 export class ClusterView {
@@ -52,7 +55,7 @@ export class ClusterView {
   /** Every configured node with its /status, or why not. */
   answers(nowMs: number): Promise<NodeAnswer[]> {
     if (this.round && nowMs - this.round.atMs < NODES_CACHE_MS) return this.round.answers;
-    const answers = Promise.all(this.refs().map((r) => ask(r, this.o.timeoutMs)));
+    const answers = Promise.all(this.refs().map((r) => ask(r, this.o.timeoutMs, this.o.token ?? '')));
     this.round = { atMs: nowMs, answers };
     return answers;
   }
@@ -82,7 +85,7 @@ export class ClusterView {
   }
 }
 
-function ask(ref: NodeRef, timeoutMs: number): Promise<NodeAnswer> {
+function ask(ref: NodeRef, timeoutMs: number, token: string): Promise<NodeAnswer> {
   if (ref.notAsked) return Promise.resolve({ ...ref, reachable: false, error: ref.notAsked, status: null });
   const i = ref.admin.lastIndexOf(':');
   return new Promise((resolve) => {
@@ -93,7 +96,7 @@ function ask(ref: NodeRef, timeoutMs: number): Promise<NodeAnswer> {
       clearTimeout(timer);
       resolve({ ...ref, reachable: false, error: null, status: null, ...a });
     };
-    const req = http.get({ host: ref.admin.slice(0, i), port: Number(ref.admin.slice(i + 1)), path: '/status' }, (res) => {
+    const req = http.get({ host: ref.admin.slice(0, i), port: Number(ref.admin.slice(i + 1)), path: '/status', headers: adminAuthHeader(token) }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {

@@ -3,7 +3,7 @@
  * The table below is the one place a setting is written; the docs table in docs/master.md
  * is generated from it (npm run gen:docs).
  */
-import { SettingsOf, SettingsTable, configError, endpointList, endpointSetting, SECURITY_SPEC } from '../common';
+import { SettingsOf, SettingsTable, configError, endpointList, endpointSetting, SECURITY_SPEC, ADMIN_SPEC, checkAdminSettings } from '../common';
 
 /** Every master setting, once: type, default, range, unit, meaning (docs/master.md is generated from it). */
 export const MASTER_SETTINGS = new SettingsTable(
@@ -12,7 +12,8 @@ export const MASTER_SETTINGS = new SettingsTable(
     dataDir: { type: 'path', default: './.grid/master', flag: '--data-dir', doc: 'folder for the SQLite database (jobs.db), the node id and logs' },
     ...SECURITY_SPEC,
     bind: { type: 'endpoint', default: 'tcp://127.0.0.1:7700', flag: '--bind', doc: 'ZeroMQ endpoint clients and balancers connect to (port 0 = pick a free port)' },
-    adminPort: { type: 'int', default: 7710, min: 0, max: 65535, flag: '--admin-port', doc: 'admin HTTP port on 127.0.0.1: GET /healthz, GET /status, GET /metrics, GET /dashboard (0 = pick a free port)' },
+    adminPort: { type: 'int', default: 7710, min: 0, max: 65535, flag: '--admin-port', doc: 'admin HTTP port on adminHost: GET /healthz, GET /status, GET /metrics, GET /dashboard (0 = pick a free port)' },
+    ...ADMIN_SPEC,
     heartbeatIntervalMs: { type: 'int', default: 1000, min: 10, max: 60_000, unit: 'ms', doc: 'heartbeat to the balancers' },
     livenessMissed: { type: 'int', default: 3, min: 2, max: 100, doc: 'silent heartbeat intervals before a balancer (or a worker it reported) is forgotten' },
     maxInputsPerJob: { type: 'int', default: 100_000, min: 1, max: 10_000_000, doc: 'most inputs one job may have; larger jobs are refused with TOO_LARGE' },
@@ -60,6 +61,7 @@ export const MASTER_SETTINGS = new SettingsTable(
     notifyConcurrency: { type: 'int', default: 8, min: 1, max: 1000, doc: 'most --notify POSTs in flight at once (the leader checks for owed ones every heartbeatIntervalMs)' },
   },
   (c) => {
+    checkAdminSettings(c);
     const peers = endpointList(c.peers);
     if (peers.length > 0) {
       peers.forEach((p, i) => endpointSetting({ [`peers[${i}]`]: p }, `peers[${i}]`));

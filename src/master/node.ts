@@ -144,11 +144,12 @@ export class MasterNode {
         status: () => this.status() as Record<string, unknown>,
         startedAtMs: (j, i) => this.metrics.startedAtMs(j, i),
       },
-      new ClusterView({ nodes: cfg.dashboardNodes, nodesFile: cfg.dashboardNodesFile, timeoutMs: cfg.dashboardStatusTimeoutMs }),
+      new ClusterView({ nodes: cfg.dashboardNodes, nodesFile: cfg.dashboardNodesFile, timeoutMs: cfg.dashboardStatusTimeoutMs, token: cfg.adminToken }),
     );
     this.admin = new AdminServer({
-      host: '127.0.0.1',
+      host: cfg.adminHost,
       port: cfg.adminPort,
+      token: cfg.adminToken,
       health: () => null,
       status: () => this.status(),
       metrics: this.metrics.node,

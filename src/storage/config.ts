@@ -6,7 +6,7 @@
  * storage protocol is in one place.
  */
 import { MAX_MESSAGE_BYTES } from '../messages';
-import { SettingsOf, SettingsTable, configError, SECURITY_SPEC } from '../common';
+import { SettingsOf, SettingsTable, configError, SECURITY_SPEC, ADMIN_SPEC, checkAdminSettings } from '../common';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -23,7 +23,8 @@ export const STORAGE_SETTINGS = new SettingsTable(
     dataDir: { type: 'path', default: './.grid/storage', flag: '--data-dir', doc: 'folder for the SQLite database (storage.db), the node id and logs' },
     ...SECURITY_SPEC,
     bind: { type: 'endpoint', default: 'tcp://127.0.0.1:7702', flag: '--bind', doc: 'ZeroMQ endpoint clients and workers connect to (port 0 = pick a free port)' },
-    adminPort: { type: 'int', default: 7712, min: 0, max: 65535, flag: '--admin-port', doc: 'admin HTTP port on 127.0.0.1: GET /healthz, GET /status (0 = pick a free port)' },
+    adminPort: { type: 'int', default: 7712, min: 0, max: 65535, flag: '--admin-port', doc: 'admin HTTP port on adminHost: GET /healthz, GET /status (0 = pick a free port)' },
+    ...ADMIN_SPEC,
     quotaBytes: { type: 'int', default: 100 * GiB, min: 0, max: Number.MAX_SAFE_INTEGER, unit: 'bytes', flag: '--quota-bytes', doc: 'most bytes stored: files plus the declared length of open uploads' },
     chunkSizeBytes: { type: 'int', default: 1 * MiB, min: 1, max: MAX_FRAME, unit: 'bytes', doc: 'size of a stored chunk, each with its own SHA-256 (at most 16 x maxReadBytes)' },
     maxPutChunkBytes: { type: 'int', default: 8 * MiB, min: 1, max: MAX_FRAME, unit: 'bytes', doc: 'largest data frame one upload request (file_put_request) may carry' },
@@ -47,6 +48,7 @@ export const STORAGE_SETTINGS = new SettingsTable(
     maxCorruptListed: { type: 'int', default: 100, min: 0, max: 100_000, doc: 'most corrupt chunks listed by name in /status (the counts keep going)' },
   },
   (c) => {
+    checkAdminSettings(c);
     if (c.chunkSizeBytes > c.maxReadBytes * 16) {
       throw configError(`chunkSizeBytes (${c.chunkSizeBytes}) is more than 16 x maxReadBytes (${c.maxReadBytes}): every small read would load and hash a huge chunk`, 'use chunks of about 1 MiB');
     }

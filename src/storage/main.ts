@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { setNodeUmask } from '../common/datadir';
-import { GridError, SecurityFlags, announceReady, onShutdown, securityFlagValues, securityOptions } from '../common';
+import { GridError, SecurityFlags, announceReady, onShutdown, securityFlagValues, securityOptions, adminFlagValues, adminOptions } from '../common';
 import { loadStorageConfig } from './config';
 import { StorageNode } from './server';
 
@@ -17,14 +17,14 @@ interface StorageFlags extends SecurityFlags {
 }
 
 export function registerCommands(program: Command): void {
-  securityOptions(program
+  adminOptions(securityOptions(program
     .command('storage')
     .description('run a storage node: immutable, content-addressed files in SQLite')
     .option('--data-dir <dir>', 'folder for storage.db, node id and logs (default ./.grid/storage)')
     .option('--bind <endpoint>', 'ZeroMQ endpoint for clients and workers; port 0 = any free port (default tcp://127.0.0.1:7702)')
     .option('--admin-port <port>', 'admin HTTP port for /healthz and /status; 0 = any free port (default 7712)')
     .option('--quota-bytes <bytes>', 'most bytes stored (default 107374182400 = 100 GiB)')
-    .option('--config <file>', 'JSON config file (see grid init --role storage); flags override it'))
+    .option('--config <file>', 'JSON config file (see grid init --role storage); flags override it')))
     .action(async (o: StorageFlags) => {
       await runStorage(o);
     });
@@ -32,7 +32,7 @@ export function registerCommands(program: Command): void {
 
 export async function runStorage(o: StorageFlags): Promise<StorageNode> {
   setNodeUmask(); // new files 0600, folders 0700 (docs/operations.md, "Containment")
-  const cfg = loadStorageConfig({ dataDir: o.dataDir, bind: o.bind, adminPort: o.adminPort, quotaBytes: o.quotaBytes, ...securityFlagValues(o) }, o.config);
+  const cfg = loadStorageConfig({ dataDir: o.dataDir, bind: o.bind, adminPort: o.adminPort, quotaBytes: o.quotaBytes, ...securityFlagValues(o), ...adminFlagValues(o) }, o.config);
   const node = new StorageNode(cfg);
   const { endpoint, adminPort } = await node.start();
   onShutdown(() => node.stop());

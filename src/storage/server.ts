@@ -79,7 +79,7 @@ export class StorageNode {
     this.uploads = new UploadQuota({ maxUploadsPerClient: cfg.maxUploadsPerClient, maxReservedBytesPerClient: cfg.maxReservedBytesPerClient, uploadIdleMs: cfg.uploadIdleMs });
     this.security = new Security({ mode: cfg.security, keyDir: cfg.dataDir, trustDir: cfg.trustDir, role: 'storage', enroll: cfg.enroll, log: this.log });
     this.server = new RpcServer({ bind: cfg.bind, nodeUuid: this.nodeId, log: this.log, security: this.security, access: STORAGE_ACCESS, handler: (m, peer) => this.handle(m, peer) });
-    this.admin = new AdminServer({ host: '127.0.0.1', port: cfg.adminPort, health: () => (this.stopped ? 'stopping' : null), status: () => this.status(),
+    this.admin = new AdminServer({ host: cfg.adminHost, port: cfg.adminPort, token: cfg.adminToken, health: () => (this.stopped ? 'stopping' : null), status: () => this.status(),
       metrics: storageMetrics(this.nodeId, () => this.status() as StorageSnapshot, () => this.server.stats),
     });
   }

@@ -5,7 +5,7 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import { SettingsOf, SettingsTable, configError, endpointList, endpointSetting, stringSetting, SECURITY_SPEC } from '../common';
+import { SettingsOf, SettingsTable, configError, endpointList, endpointSetting, stringSetting, SECURITY_SPEC, ADMIN_SPEC, checkAdminSettings } from '../common';
 
 /** Every worker setting, once: type, default, range, unit, meaning (docs/worker.md is generated from it). */
 export const WORKER_SETTINGS = new SettingsTable(
@@ -21,7 +21,8 @@ export const WORKER_SETTINGS = new SettingsTable(
       doc: "the balancer's ZeroMQ endpoint, or both endpoints of a balancer pair, comma separated: the worker joins each and follows the one holding the dispatch lease (balancer.md)",
     },
     storage: { type: 'endpoint', default: 'tcp://127.0.0.1:7702', flag: '--storage', doc: "the storage node's ZeroMQ endpoint" },
-    adminPort: { type: 'int', default: 7720, min: 0, max: 65535, flag: '--admin-port', doc: 'admin HTTP port on 127.0.0.1: GET /healthz, GET /status (0 = pick a free port)' },
+    adminPort: { type: 'int', default: 7720, min: 0, max: 65535, flag: '--admin-port', doc: 'admin HTTP port on adminHost: GET /healthz, GET /status (0 = pick a free port)' },
+    ...ADMIN_SPEC,
     slots: { type: 'int', default: 0, min: 0, max: 1024, flag: '--slots', doc: 'tasks run at once (0 = number of CPUs)' },
     prefetch: { type: 'int', default: 1, min: 0, max: 1024, flag: '--prefetch', doc: 'tasks queued beyond the slots, so a slot never waits for the balancer' },
     staged: { type: 'bool', default: false, flag: '--staged', doc: 'download inputs into each task folder instead of a FUSE mount (no FUSE needed)' },
@@ -67,6 +68,7 @@ export const WORKER_SETTINGS = new SettingsTable(
     maxExecutionRecords: { type: 'int', default: 100_000, min: 100, max: 100_000_000, doc: 'most rows kept in the execution journal <dataDir>/executions.db (one per run of a task program); the oldest are pruned beyond it' },
   },
   (c) => {
+    checkAdminSettings(c);
     if (c.mount === '') c.mount = path.join(c.dataDir, 'mnt');
     balancerEndpoints(c.balancer);
     if (c.slots === 0) c.slots = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);

@@ -1,7 +1,7 @@
 /** `grid worker`: runs one worker node until SIGINT/SIGTERM. */
 import { Command } from 'commander';
 import { setNodeUmask } from '../common/datadir';
-import { GridError, SecurityFlags, announceReady, onShutdown, securityFlagValues, securityOptions } from '../common';
+import { GridError, SecurityFlags, announceReady, onShutdown, securityFlagValues, securityOptions, adminFlagValues, adminOptions } from '../common';
 import { fuseProblem } from './fusefs';
 import { WorkerConfig, loadWorkerConfig } from './config';
 import { WorkerNode } from './node';
@@ -19,7 +19,7 @@ interface WorkerFlags extends SecurityFlags {
 }
 
 export function registerCommands(program: Command): void {
-  securityOptions(program
+  adminOptions(securityOptions(program
     .command('worker')
     .description('run a worker node: runs tasks from the balancer, inputs through a read-only FUSE mount')
     .option('--balancer <endpoint>', 'the balancer ZeroMQ endpoint (default tcp://127.0.0.1:7701)')
@@ -30,7 +30,7 @@ export function registerCommands(program: Command): void {
     .option('--prefetch <n>', 'tasks queued beyond the slots (default 1)')
     .option('--admin-port <port>', 'admin HTTP port for /healthz and /status; 0 = any free port (default 7720)')
     .option('--staged', 'no FUSE: download each task\'s inputs into its folder (explicit opt-in)')
-    .option('--config <file>', 'JSON config file (see grid init --role worker); flags override it'))
+    .option('--config <file>', 'JSON config file (see grid init --role worker); flags override it')))
     .action(async (o: WorkerFlags) => {
       await runWorker(o);
     });
@@ -46,7 +46,7 @@ export async function runWorker(o: WorkerFlags): Promise<WorkerNode> {
     prefetch: o.prefetch,
     adminPort: o.adminPort,
     staged: o.staged ? true : undefined,
-    ...securityFlagValues(o),
+    ...securityFlagValues(o), ...adminFlagValues(o),
   };
   setNodeUmask(); // new files 0600, folders 0700 (docs/operations.md, "Containment")
   const cfg = loadWorkerConfig(flags, o.config);

@@ -162,7 +162,7 @@ export class WorkerNode {
     this.link = new BalancerLink<ResultMsg>(cfg, Date.now());
     this.conns = balancerEndpoints(cfg.balancer).map((endpoint) => ({ endpoint, lastHeardMs: Date.now(), epoch: 0, active: false, reconnects: 0, readySentMs: 0, awaitingGreeting: false }));
     this.metrics = new WorkerMetrics(this.nodeId, () => this.status() as WorkerSnapshot);
-    this.admin = new AdminServer({ host: '127.0.0.1', port: cfg.adminPort, health: () => this.health(), status: () => this.status(), metrics: this.metrics.node });
+    this.admin = new AdminServer({ host: cfg.adminHost, port: cfg.adminPort, token: cfg.adminToken, health: () => this.health(), status: () => this.status(), metrics: this.metrics.node });
   }
 
   /** Mounts FUSE (refusing to start without it unless staged), serves admin, joins the balancer. */
