@@ -58,6 +58,8 @@ enum grid_message_type {
   GRID_MSG_JOB_NOTIFY_REQUEST = 49,
   GRID_MSG_JOB_STATUS2_REQUEST = 50,
   GRID_MSG_JOB_STATUS2_RESPONSE = 51,
+  GRID_MSG_JOB_LIST2_REQUEST = 52,
+  GRID_MSG_JOB_LIST2_RESPONSE = 53,
   GRID_MSG_BALANCER_HELLO = 60,
   GRID_MSG_LEASE_GRANT = 68,
   GRID_MSG_BALANCER_STATE = 69,
@@ -723,6 +725,42 @@ GRID_STATIC_ASSERT(offsetof(struct job_status2_response, tasks_failed) == 84, "j
 GRID_STATIC_ASSERT(offsetof(struct job_status2_response, tasks_cancelled) == 88, "job_status2_response.tasks_cancelled at 88");
 GRID_STATIC_ASSERT(offsetof(struct job_status2_response, created_at_ms) == 96, "job_status2_response.created_at_ms at 96");
 GRID_STATIC_ASSERT(offsetof(struct job_status2_response, finished_at_ms) == 104, "job_status2_response.finished_at_ms at 104");
+
+/*
+ * job_list2_request (type 52, job): The newest jobs with their owners, at most limit of them.
+ * Answered by job_list2_response. Replaces job_list_request (44), which a master still answers
+ * for older clients (docs/protocol.md, "Versioning").
+ */
+struct job_list2_request {
+  struct generic_message header;
+  uint64_t request_uuid_upper;
+  uint64_t request_uuid_lower;
+  uint32_t limit;
+};
+GRID_STATIC_ASSERT(sizeof(struct job_list2_request) == 56, "sizeof(struct job_list2_request) must be 56");
+GRID_STATIC_ASSERT(offsetof(struct job_list2_request, request_uuid_upper) == 32, "job_list2_request.request_uuid_upper at 32");
+GRID_STATIC_ASSERT(offsetof(struct job_list2_request, request_uuid_lower) == 40, "job_list2_request.request_uuid_lower at 40");
+GRID_STATIC_ASSERT(offsetof(struct job_list2_request, limit) == 48, "job_list2_request.limit at 48");
+
+/*
+ * job_list2_response (type 53, job): Answer to job_list2_request, newest first:
+ * job_list_response plus each job's owner, the Z85 public key of the client that submitted it
+ * ('' when none was recorded: security off, or a job from before owners).
+ * Trailing frames, in order:
+ *   - job_uuids: one frame of num_jobs packed UUIDs (upper, lower uint64_t each)
+ *   - owner_keys: num_jobs frames, each UTF-8 of at most 40 bytes (one frame per job, in
+ *   job_uuids' order: the owner's 40-character Z85 CURVE public key, or empty)
+ */
+struct job_list2_response {
+  struct generic_message header;
+  uint64_t request_uuid_upper;
+  uint64_t request_uuid_lower;
+  uint32_t num_jobs;
+};
+GRID_STATIC_ASSERT(sizeof(struct job_list2_response) == 56, "sizeof(struct job_list2_response) must be 56");
+GRID_STATIC_ASSERT(offsetof(struct job_list2_response, request_uuid_upper) == 32, "job_list2_response.request_uuid_upper at 32");
+GRID_STATIC_ASSERT(offsetof(struct job_list2_response, request_uuid_lower) == 40, "job_list2_response.request_uuid_lower at 40");
+GRID_STATIC_ASSERT(offsetof(struct job_list2_response, num_jobs) == 48, "job_list2_response.num_jobs at 48");
 
 /*
  * balancer_hello (type 60, dispatch): A balancer asks the master leader for the dispatch lease

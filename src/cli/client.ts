@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { GridError } from '../common';
+import { GridError, keyFingerprint } from '../common';
 import { JobState, NIL_UUID } from '../messages';
 import * as masterRole from '../master';
 import * as balancerRole from '../balancer';
@@ -25,6 +25,7 @@ import { registerCodecCommands } from './codec';
 import { registerCompletionCommand } from './completion';
 import { registerDevCommand } from './dev';
 import { Ctx, EndpointFlags, mapLimit, note, out, range } from './ctx';
+import { JobStatus } from './master-client';
 import { describeJob, jobJson, jobStateName, outcomeName, taskJson, taskStateName } from './report';
 import { results } from './results';
 import { SubmitFlags, submit } from './submit';
@@ -47,11 +48,18 @@ async function listJobs(c: Ctx, f: ListFlags): Promise<void> {
     throw new GridError('BAD_REQUEST', `--state must be one of ${JOB_STATES.join(', ')}, got ${JSON.stringify(f.state)}`, 'e.g. grid jobs --state running');
   }
   // with --state the newest maxJobsScanned jobs are looked through, else just `limit`
-  const ids = await c.master.listJobs(state === undefined ? limit : Math.max(limit, c.cfg.maxJobsScanned));
+  const listed = await c.master.listJobsWithOwners(state === undefined ? limit : Math.max(limit, c.cfg.maxJobsScanned));
+  const ids = listed.map((j) => j.jobUuid);
+  const ownerOf = new Map(listed.map((j) => [j.jobUuid, j.ownerKey]));
   const all = await mapLimit(ids, c.cfg.taskStatusConcurrency, (id) => c.master.jobStatus(id));
   const ss = (state === undefined ? all : all.filter((s) => jobStateName(s.state) === state)).slice(0, limit);
+  // the owner as the dashboard and `grid keys list` show it: the key's fingerprint
+  const owner = (s: JobStatus): string | null => {
+    const k = ownerOf.get(s.job_uuid) ?? '';
+    return k ? keyFingerprint(k) : null;
+  };
   if (f.json) {
-    out(JSON.stringify(ss.map((s) => jobJson(s))));
+    out(JSON.stringify(ss.map((s) => ({ ...jobJson(s), owner: owner(s), ownerKey: ownerOf.get(s.job_uuid) || null }))));
     return;
   }
   if (ss.length === 0) {
@@ -62,7 +70,8 @@ async function listJobs(c: Ctx, f: ListFlags): Promise<void> {
   const now = Date.now();
   const when = ss.map((s) => shownTime(s.created_at_ms, now, tty));
   const w = Math.max(7, ...when.map((x) => x.length));
-  out(['JOB'.padEnd(36), 'STATE'.padEnd(9), 'TASKS'.padStart(6), 'OK'.padStart(6), 'FAILED'.padStart(6), 'CANCELLED'.padStart(9), '  ' + 'CREATED'.padEnd(w), 'PROGRAM'].join(' '));
+  const ow = Math.max(5, ...ss.map((s) => (owner(s) ?? '-').length));
+  out(['JOB'.padEnd(36), 'STATE'.padEnd(9), 'TASKS'.padStart(6), 'OK'.padStart(6), 'FAILED'.padStart(6), 'CANCELLED'.padStart(9), '  ' + 'CREATED'.padEnd(w), 'OWNER'.padEnd(ow), 'PROGRAM'].join(' '));
   ss.forEach((s, i) => {
     out(
       [
@@ -73,6 +82,7 @@ async function listJobs(c: Ctx, f: ListFlags): Promise<void> {
         String(s.tasks_failed).padStart(6),
         String(s.tasks_cancelled).padStart(9),
         '  ' + when[i]!.padEnd(w),
+        (owner(s) ?? '-').padEnd(ow),
         s.program_name,
       ].join(' '),
     );

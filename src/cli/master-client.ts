@@ -215,8 +215,13 @@ export class MasterClient {
   }
 
   async listJobs(limit: number): Promise<string[]> {
-    const r = await this.call({ type: 'job_list_request', ...this.base(), limit }, 'job_list_response');
-    return r.job_uuids;
+    return (await this.listJobsWithOwners(limit)).map((j) => j.jobUuid);
+  }
+
+  /** The newest jobs with each one's owner key ('' = none recorded), asked with job_list2_request. */
+  async listJobsWithOwners(limit: number): Promise<{ jobUuid: string; ownerKey: string }[]> {
+    const r = await this.call({ type: 'job_list2_request', ...this.base(), limit }, 'job_list2_response');
+    return r.job_uuids.map((jobUuid, i) => ({ jobUuid, ownerKey: r.owner_keys[i] ?? '' }));
   }
 
   taskStatus(jobUuid: string, taskIndex: number): Promise<TaskStatus> {

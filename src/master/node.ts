@@ -67,6 +67,7 @@ export const MASTER_ACCESS: AccessTable = {
   job_status_request: CLIENTS,
   job_status2_request: CLIENTS,
   job_list_request: CLIENTS,
+  job_list2_request: CLIENTS,
   task_status_request: CLIENTS,
   job_cancel_request: CLIENTS,
   job_notify_request: CLIENTS,
@@ -297,13 +298,15 @@ export class MasterNode {
         return { type: 'job_status2_response', ...common, tasks_failed: s.failed - s.cancelled, tasks_cancelled: s.cancelled };
       }
       case 'job_list_request':
+      case 'job_list2_request': {
         await replica.readBarrier();
-        return {
-          type: 'job_list_response',
-          node_uuid: this.nodeId,
-          request_uuid: m.request_uuid,
-          job_uuids: this.store.listJobs(Math.min(m.limit || this.cfg.maxJobList, this.cfg.maxJobList), this.caller(peer).admin ? undefined : this.caller(peer).key),
-        };
+        const caller = this.caller(peer);
+        const jobs = this.store.listJobsWithOwners(Math.min(m.limit || this.cfg.maxJobList, this.cfg.maxJobList), caller.admin ? undefined : caller.key);
+        const common = { node_uuid: this.nodeId, request_uuid: m.request_uuid, job_uuids: jobs.map((j) => j.jobUuid) };
+        // the first message has no field for the owners (docs/protocol.md, "Versioning")
+        if (m.type === 'job_list_request') return { type: 'job_list_response', ...common };
+        return { type: 'job_list2_response', ...common, owner_keys: jobs.map((j) => j.owner) };
+      }
       case 'task_status_request': {
         await replica.readBarrier();
         this.requireOwner(m.job_uuid, peer);

@@ -245,7 +245,7 @@ export class JobStore {
         VALUES (@job_uuid, @seq, @program_file_uuid, @program_name, @chunk_size, @max_retries, @task_timeout_ms,
         @memory_limit_mb, @output_limit_bytes, @args, @task_count, @state, @created_at_ms, @owner)`),
       ownerOf: d.prepare('SELECT owner FROM jobs WHERE job_uuid = ?'),
-      listJobsOf: d.prepare('SELECT job_uuid FROM jobs WHERE owner = ? ORDER BY seq DESC LIMIT ?'),
+      listJobsOf: d.prepare('SELECT job_uuid, owner FROM jobs WHERE owner = ? ORDER BY seq DESC LIMIT ?'),
       insertInput: d.prepare('INSERT INTO job_inputs (job_uuid, idx, file_uuid, name) VALUES (?, ?, ?, ?)'),
       insertTask: d.prepare('INSERT INTO tasks (job_uuid, task_index, state) VALUES (?, ?, ?)'),
       task: d.prepare('SELECT * FROM tasks WHERE job_uuid = ? AND task_index = ?'),
@@ -275,7 +275,7 @@ export class JobStore {
       getLease: d.prepare('SELECT epoch, holder, role FROM lease WHERE id = 1'),
       setLease: d.prepare(`INSERT INTO lease (id, epoch, holder, role) VALUES (1, ?, ?, ?)
         ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, holder = excluded.holder, role = excluded.role WHERE excluded.epoch > lease.epoch`),
-      listJobs: d.prepare('SELECT job_uuid FROM jobs ORDER BY seq DESC LIMIT ?'),
+      listJobs: d.prepare('SELECT job_uuid, owner FROM jobs ORDER BY seq DESC LIMIT ?'),
       setNotify: d.prepare('INSERT INTO notifications (job_uuid, url) VALUES (?, ?) ON CONFLICT(job_uuid) DO UPDATE SET url = excluded.url, state = 0, attempts = 0, error = \'\''),
       notified: d.prepare('UPDATE notifications SET state = ?, attempts = ?, error = ?, done_at_ms = ? WHERE job_uuid = ? AND state = 0'),
       dueNotifications: d.prepare(`SELECT n.job_uuid AS jobUuid, n.url AS url, n.state AS state FROM notifications n JOIN jobs j ON j.job_uuid = n.job_uuid
@@ -426,8 +426,13 @@ export class JobStore {
 
   /** The newest jobs, or with `owner` only that key's. */
   listJobs(limit: number, owner?: string): string[] {
+    return this.listJobsWithOwners(limit, owner).map((r) => r.jobUuid);
+  }
+
+  /** listJobs with each job's owner key ('' = none recorded). */
+  listJobsWithOwners(limit: number, owner?: string): { jobUuid: string; owner: string }[] {
     const rows = owner === undefined ? this.st.listJobs.all(limit) : this.st.listJobsOf.all(owner, limit);
-    return (rows as { job_uuid: string }[]).map((r) => r.job_uuid);
+    return (rows as { job_uuid: string; owner: string }[]).map((r) => ({ jobUuid: r.job_uuid, owner: r.owner }));
   }
 
   taskStatus(jobUuid: string, taskIndex: number): TaskStatus | undefined {

@@ -69,6 +69,8 @@ export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 export const MAX_FRAMES = 100_001;
 /** Largest name (file name, program name, argument) in bytes. */
 export const MAX_NAME_BYTES = 4096;
+/** Length of a job owner's key on the wire (job_list2_response.owner_keys): a Z85 CURVE public key. */
+export const OWNER_KEY_BYTES = 40;
 /** Largest free text (error message, log tail) in bytes. */
 export const MAX_TEXT_BYTES = 64 * 1024;
 /**
@@ -442,6 +444,23 @@ export const MESSAGES = {
       f('finished_at_ms', 'u64', '0 while running'),
     ],
     tail: [{ name: 'program_name', kind: 'utf8', maxBytes: MAX_NAME_BYTES }, text('error')],
+  },
+  job_list2_request: {
+    id: 52,
+    family: 'job',
+    doc: 'The newest jobs with their owners, at most limit of them. Answered by job_list2_response. Replaces job_list_request (44), which a master still answers for older clients (docs/protocol.md, "Versioning").',
+    fields: [f('request_uuid', 'uuid'), f('limit', 'u32')],
+    tail: [],
+  },
+  job_list2_response: {
+    id: 53,
+    family: 'job',
+    doc: "Answer to job_list2_request, newest first: job_list_response plus each job's owner, the Z85 public key of the client that submitted it ('' when none was recorded: security off, or a job from before owners).",
+    fields: [f('request_uuid', 'uuid'), f('num_jobs', 'u32')],
+    tail: [
+      uuidList('job_uuids', 'num_jobs'),
+      { name: 'owner_keys', kind: 'utf8list' as const, countField: 'num_jobs', maxBytes: OWNER_KEY_BYTES, doc: "one frame per job, in job_uuids' order: the owner's 40-character Z85 CURVE public key, or empty" },
+    ],
   },
 
   // ---- dispatch (master <-> balancer <-> worker) ----------------------------------------

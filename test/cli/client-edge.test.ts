@@ -39,8 +39,10 @@ describe('cli: client edge cases (fake master, real storage, real `grid` process
 
   function handle(m: Message): MessageInput | undefined {
     switch (m.type) {
-      case 'job_list_request':
-        return { type: 'job_list_response', node_uuid: MASTER_ID, request_uuid: m.request_uuid, job_uuids: [...jobs.keys()].slice(0, m.limit) };
+      case 'job_list2_request': {
+        const ids = [...jobs.keys()].slice(0, m.limit);
+        return { type: 'job_list2_response', node_uuid: MASTER_ID, request_uuid: m.request_uuid, job_uuids: ids, owner_keys: ids.map(() => '') };
+      }
       case 'job_status2_request': {
         const j = jobs.get(m.job_uuid);
         if (!j) throw new GridError('NOT_FOUND', `no job ${m.job_uuid}`);

@@ -8,7 +8,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as zmq from 'zeromq';
-import { clientSocket } from '../../src/common';
+import { clientSocket, keyFingerprint } from '../../src/common';
 import { ERROR_CODES, Message, MessageInput, PROTOCOL_VERSION, decode, encode, newUuid } from '../../src/messages';
 import { EXAMPLES, Grid, REPO, adminStatus, makeTmpDir, startGrid, waitFor } from '../helpers/grid';
 import { TEST_TRUST_DIR, freshSecurity, handshaken } from '../helpers/security';
@@ -95,6 +95,36 @@ describe('e2e: peers authenticated (CurveZMQ + ZAP, role checks, sender checks)'
     const list = await g!.run(['jobs', '--json'], { env: other });
     assert.equal(list.code, 0, list.stderr);
     assert.ok(!list.stdout.includes(jobId), "another client's list does not show the job");
+
+    // `grid jobs` shows each job's owner as its key's fingerprint (job_list2_response.owner_keys)
+    const otherKey = fs.readFileSync(other.GRID_CLIENT_KEY.replace(/\.key$/, '.pub'), 'utf8').trim().split(/\s+/)[0]!;
+    const sub = await g!.run(['submit', WORDCOUNT, '--inputs', path.join(DATA, fs.readdirSync(DATA)[0]!), '--wait'], { env: other });
+    assert.equal(sub.code, 0, sub.stderr);
+    const otherJob = /job ([0-9a-f-]{36}) succeeded/.exec(sub.stdout + sub.stderr)![1]!;
+    type Listed = { jobId: string; owner: string | null; ownerKey: string | null };
+    const listJson = async (env?: NodeJS.ProcessEnv): Promise<Listed[]> => {
+      const r = await g!.run(['jobs', '--json'], { env });
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as Listed[];
+    };
+    const asOther = await listJson(other);
+    assert.deepEqual(asOther.map((j) => [j.jobId, j.owner, j.ownerKey]), [[otherJob, keyFingerprint(otherKey), otherKey]], 'the second key sees its own job only, with itself as owner');
+    const asOwner = await listJson();
+    assert.ok(!asOwner.some((j) => j.jobId === otherJob), "the first client does not see the second key's job");
+    const ownerFp = asOwner.find((j) => j.jobId === jobId)?.owner;
+    assert.match(ownerFp ?? '', /^[0-9a-f]{8}$/, 'the job shows its owner');
+    assert.notEqual(ownerFp, keyFingerprint(otherKey));
+    const asAdmin = await listJson(admin);
+    assert.deepEqual(
+      [jobId, otherJob].map((id) => asAdmin.find((j) => j.jobId === id)?.owner),
+      [ownerFp, keyFingerprint(otherKey)],
+      'an admin sees every job with its owner',
+    );
+    const text = await g!.run(['jobs']);
+    assert.match(text.stdout.split('\n')[0]!, /\bOWNER\b/);
+    assert.match(text.stdout.split('\n').find((l) => l.startsWith(jobId)) ?? '', new RegExp(`\\s${ownerFp}\\s`), text.stdout);
+    const otherText = await g!.run(['jobs'], { env: other });
+    assert.match(otherText.stdout.split('\n').find((l) => l.startsWith(otherJob)) ?? '', new RegExp(`\\s${keyFingerprint(otherKey)}\\s`), otherText.stdout);
     for (const args of [['status', jobId], ['results', jobId, '--out', path.join(tmp, 'other-out')], ['cancel', jobId], ['logs', jobId]]) {
       const r = await g!.run(args, { env: other });
       assert.notEqual(r.code, 0, `${args[0]} must fail for another client: ${r.stdout}`);

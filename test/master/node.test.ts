@@ -253,6 +253,20 @@ describe('master node (real sockets)', function () {
     assert.deepEqual(list.job_uuids, [sub.job_uuid]);
   });
 
+  it('answers job_list2_request with each job owner, and still job_list_request (older clients; docs/protocol.md "Versioning")', async () => {
+    const sub = submitMsg(1);
+    await client.request(sub);
+    const v2 = (await client.request({ type: 'job_list2_request', node_uuid: newUuid(), request_uuid: newUuid(), limit: 10 })) as MessageOf<'job_list2_response'>;
+    assert.equal(v2.type, 'job_list2_response');
+    assert.equal(v2.job_uuids[0], sub.job_uuid);
+    assert.equal(v2.owner_keys.length, v2.job_uuids.length);
+    // the submitting client's own public key, the one its CURVE handshake proved
+    assert.equal(v2.owner_keys[0], testSecurity().publicKey);
+    const v1 = (await client.request({ type: 'job_list_request', node_uuid: newUuid(), request_uuid: newUuid(), limit: 10 })) as MessageOf<'job_list_response'>;
+    assert.equal(v1.type, 'job_list_response');
+    assert.deepEqual(v1.job_uuids, v2.job_uuids);
+  });
+
   it('gives typed errors for unknown jobs and keeps serving after hostile bytes', async () => {
     await assert.rejects(client.request({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: newUuid() }), (e: unknown) => e instanceof RemoteError && e.code === 'NOT_FOUND');
     const raw = clientSocket(testSecurity(), endpoint);
