@@ -12,7 +12,14 @@ import { SettingsOf, SettingsSpec, SettingsTable, configError, endpointList, end
 const DISPATCH_SPEC = {
   heartbeatIntervalMs: { type: 'int', default: 1000, min: 10, max: 60_000, unit: 'ms', doc: 'heartbeats to workers and the master, and the unit of liveness' },
   livenessMissed: { type: 'int', default: 3, min: 2, max: 100, doc: 'silent heartbeat intervals after which a worker or the master is gone' },
-  retryBackoffBaseMs: { type: 'int', default: 500, min: 0, max: 3_600_000, unit: 'ms', doc: 'first retry delay after a failed attempt; doubled per attempt (base * 2^attempt)' },
+  retryBackoffBaseMs: {
+    type: 'int',
+    default: 500,
+    min: 0,
+    max: 3_600_000,
+    unit: 'ms',
+    doc: 'first retry delay after a failed attempt; doubled per attempt up to retryBackoffMaxMs, with equal jitter: between half and all of min(max, base * 2^attempt) (src/common/backoff.ts)',
+  },
   retryBackoffMaxMs: { type: 'int', default: 10_000, min: 0, max: 3_600_000, unit: 'ms', doc: 'largest retry delay (at least retryBackoffBaseMs)' },
   resultResendMs: { type: 'int', default: 2000, min: 10, max: 600_000, unit: 'ms', doc: 'a result the master has not acknowledged is re-sent after this long' },
   maxUnackedResults: { type: 'int', default: 10_000, min: 1, max: 10_000_000, doc: "most worker results waiting for the master's result_ack; beyond it workers are not acked" },
@@ -47,12 +54,24 @@ const DISPATCH_SPEC = {
   },
   adoptWaitMs: { type: 'int', default: 2000, min: 0, max: 600_000, unit: 'ms', doc: 'after becoming active, wait at most this long for every registered worker to report the attempts it holds before dispatching' },
   adoptSpecWaitMs: { type: 'int', default: 10_000, min: 0, max: 3_600_000, unit: 'ms', doc: 'a result for an adopted attempt whose task the master has not fed yet is held this long, then acknowledged and dropped' },
+  masterHelloRetryBaseMs: {
+    type: 'int',
+    default: 250,
+    min: 1,
+    max: 60_000,
+    unit: 'ms',
+    doc: 'an unanswered balancer_hello (no master answers yet) is repeated after this, doubled per unanswered hello up to masterHelloRetryMaxMs, with equal jitter',
+  },
+  masterHelloRetryMaxMs: { type: 'int', default: 1000, min: 1, max: 600_000, unit: 'ms', doc: 'largest delay between two unanswered balancer_hello (at least masterHelloRetryBaseMs)' },
   masterRedirectMinMs: { type: 'int', default: 200, min: 0, max: 60_000, unit: 'ms', doc: 'least time between two balancer_hello after NOT_LEADER redirects (elections)' },
 } as const satisfies SettingsSpec;
 
-function checkBackoff(c: { retryBackoffBaseMs: number; retryBackoffMaxMs: number }): void {
+function checkBackoff(c: { retryBackoffBaseMs: number; retryBackoffMaxMs: number; masterHelloRetryBaseMs: number; masterHelloRetryMaxMs: number }): void {
   if (c.retryBackoffMaxMs < c.retryBackoffBaseMs) {
     throw configError(`setting retryBackoffMaxMs (${c.retryBackoffMaxMs}) must be at least retryBackoffBaseMs (${c.retryBackoffBaseMs})`);
+  }
+  if (c.masterHelloRetryMaxMs < c.masterHelloRetryBaseMs) {
+    throw configError(`setting masterHelloRetryMaxMs (${c.masterHelloRetryMaxMs}) must be at least masterHelloRetryBaseMs (${c.masterHelloRetryBaseMs})`);
   }
 }
 

@@ -19,6 +19,11 @@ export interface DispatchOptions extends DispatchLimits {
   masters: readonly string[];
   /** as configured: a free lease goes to a live primary first */
   role: 'primary' | 'auxiliary';
+  /**
+   * jitter source in [0, 1] for the retry backoffs (src/common/backoff.ts): task retries and
+   * unanswered master hellos. The shell passes Math.random; tests a constant or a seeded one.
+   */
+  random: () => number;
 }
 
 /** Events: what happened, for logs and tests. Namespaced, one shape per name. */

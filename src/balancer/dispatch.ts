@@ -29,6 +29,7 @@ import {
   TaskOutcome,
   WorkerState,
 } from '../messages';
+import { backoffDelayMs } from '../common/backoff';
 import { assert } from '../common/errors';
 import { leaderHint } from '../common/leader';
 import {
@@ -114,7 +115,13 @@ export class Dispatcher {
     this.workers = this.registry.workers;
     this.link = new MasterLink(
       o.masters,
-      { heartbeatIntervalMs: o.heartbeatIntervalMs, livenessMs: this.livenessMs, masterRedirectMinMs: o.masterRedirectMinMs, leaseRenewMs: o.leaseRenewMs },
+      {
+        livenessMs: this.livenessMs,
+        masterRedirectMinMs: o.masterRedirectMinMs,
+        leaseRenewMs: o.leaseRenewMs,
+        helloRetry: { baseMs: o.masterHelloRetryBaseMs, maxMs: o.masterHelloRetryMaxMs },
+        random: o.random,
+      },
       { helloMsg: (nowMs) => this.helloMsg(nowMs), linkMoved: () => this.outbox.allDue(), counters: this.counters },
     );
     this.lease = new LeaseHolder({ leaseRenewMs: o.leaseRenewMs, leaseSafetyMarginMs: o.leaseSafetyMarginMs });
@@ -743,7 +750,7 @@ export class Dispatcher {
 
   private retry(out: DispatchOutput[], t: HeldTask, outcome: number, workerId: string, nowMs: number, withBackoff: boolean): void {
     const failed = t.attempt;
-    const delayMs = withBackoff ? Math.min(this.o.retryBackoffMaxMs, this.o.retryBackoffBaseMs * 2 ** failed) : 0;
+    const delayMs = withBackoff ? backoffDelayMs(failed, { baseMs: this.o.retryBackoffBaseMs, maxMs: this.o.retryBackoffMaxMs }, this.o.random) : 0;
     t.attempt = failed + 1;
     t.workerId = undefined;
     t.started = false;

@@ -5,6 +5,7 @@
  * Pure: time is passed in; it appends outputs to the caller's batch.
  */
 import { MessageInput } from '../messages';
+import { BackoffSettings, backoffDelayMs } from '../common/backoff';
 import { MasterCursor } from '../common/leader';
 import { DispatchCounters, DispatchEvent, DispatchOutput, HelloReason, MasterState, RedirectWhy } from './contract';
 
@@ -17,10 +18,13 @@ export interface MasterLinkHost {
 }
 
 export interface MasterLinkSettings {
-  heartbeatIntervalMs: number;
   livenessMs: number;
   masterRedirectMinMs: number;
   leaseRenewMs: number;
+  /** unanswered hellos repeat after backoffDelayMs(n, helloRetry): masterHelloRetryBaseMs / MaxMs */
+  helloRetry: BackoffSettings;
+  /** jitter source in [0, 1] */
+  random: () => number;
 }
 
 export class MasterLink {
@@ -38,6 +42,8 @@ export class MasterLink {
   /** a redirect's hello waits for masterRedirectMinMs to pass */
   private redirectHelloDue = false;
   private renewSentMs = -Infinity;
+  /** hellos sent since the master last answered: the backoff's attempt number */
+  private unanswered = 0;
 
   constructor(
     masters: readonly string[],
@@ -57,6 +63,7 @@ export class MasterLink {
   heard(nowMs: number): boolean {
     const answered = this.state !== 'connected';
     this.heardMs = nowMs;
+    this.unanswered = 0;
     if (answered) this.state = 'connected';
     return answered;
   }
@@ -67,13 +74,15 @@ export class MasterLink {
 
   /**
    * Every hello waits for an answer: the state is hello-pending until any master message
-   * arrives, and hello repeats every interval meanwhile (the master answers a hello at once).
+   * arrives, and hello repeats meanwhile, after masterHelloRetryBaseMs doubled per unanswered
+   * hello up to masterHelloRetryMaxMs, with equal jitter (the master answers a hello at once).
    */
   hello(out: DispatchOutput[], nowMs: number, reason: HelloReason): void {
     if (this.state === 'connected') this.waitSinceMs = nowMs;
     if (reason === 'redirect') this.redirectHelloMs = nowMs;
     this.redirectHelloDue = false;
-    this.nextHelloAtMs = nowMs + this.s.heartbeatIntervalMs;
+    // until an answer, hellos repeat with backoff and jitter (at most masterHelloRetryMaxMs apart)
+    this.nextHelloAtMs = nowMs + backoffDelayMs(this.unanswered++, this.s.helloRetry, this.s.random);
     this.state = 'hello-pending';
     this.host.counters.masterHellos++;
     this.renewSentMs = nowMs;
@@ -120,7 +129,7 @@ export class MasterLink {
         this.redirect(out, nowMs, 'unanswered', undefined);
         return;
       }
-      // Until any master message answers, say hello every interval.
+      // Until any master message answers, say hello again (backoff with jitter).
       if (nowMs >= this.nextHelloAtMs) this.hello(out, nowMs, this.redirectHelloDue ? 'redirect' : 'unanswered');
       return;
     }

@@ -64,6 +64,27 @@ describe('balancer dispatch state machine', () => {
       assert.equal(toMaster(d.tick(2100), 'balancer_hello').length, 1);
     });
 
+    it('repeats an unanswered hello with backoff and jitter: masterHelloRetryBaseMs doubled up to masterHelloRetryMaxMs, reset by an answer', () => {
+      const hellosAt = (d: ReturnType<typeof makeDispatcher>, fromMs: number, toMs: number): number[] => {
+        const at: number[] = [];
+        for (let t = fromMs; t <= toMs; t++) if (toMaster(d.tick(t), 'balancer_hello').length > 0) at.push(t);
+        return at;
+      };
+      const d = makeDispatcher({ masterHelloRetryBaseMs: 100, masterHelloRetryMaxMs: 400, random: () => 0 });
+      d.start(0);
+      // equal jitter at random 0: half of 100, 200, 400, 400, ...
+      assert.deepEqual(hellosAt(d, 1, 1000), [50, 150, 350, 550, 750, 950]);
+      d.onMaster(heartbeat(newUuid()), 1000);
+      const e = makeDispatcher({ masterHelloRetryBaseMs: 100, masterHelloRetryMaxMs: 400, random: () => 1 });
+      e.start(0);
+      assert.deepEqual(hellosAt(e, 1, 1000), [100, 300, 700], 'random 1: the whole 100, 200, 400');
+      // heard, then silent: the silent hello starts the backoff from the base again
+      e.onMaster(heartbeat(newUuid()), 1000);
+      const lost = e.tick(4001);
+      assert.deepEqual(events(lost, 'master:hello').map((x) => x.reason), ['silent']);
+      assert.deepEqual(hellosAt(e, 4002, 4400), [4101, 4301]);
+    });
+
     it('re-sends hello after livenessMissed silent intervals and dedupes the re-sent tasks', () => {
       const d = connected();
       const job = newUuid();
@@ -282,6 +303,19 @@ describe('balancer dispatch state machine', () => {
       const out2 = d.onWorker(B, resultMsg(B, job, 0, 1, TaskOutcome.timeout), 700);
       assert.equal(events(out2, 'task:retry')[0]!.delayMs, 1000);
       assert.deepEqual(dispatchedTo(d.tick(1700)).map((x) => x.m.attempt), [2]);
+    });
+
+    it('jitters the retry backoff between half and all of min(max, base * 2^attempt) (src/common/backoff.ts)', () => {
+      for (const [rnd, want] of [[0, 500], [0.5, 750], [1, 1000]] as const) {
+        const d = connected({ retryBackoffBaseMs: 500, retryBackoffMaxMs: 10_000, random: () => rnd });
+        d.onWorker(A, readyMsg(A, 1, 0), 0);
+        const job = newUuid();
+        d.onMaster(taskMsg(job, 0, { maxRetries: 5, attempt: 1 }), 0);
+        const out = d.onWorker(A, resultMsg(A, job, 0, 1, TaskOutcome.exit_nonzero), 0);
+        assert.equal(events(out, 'task:retry')[0]!.delayMs, want, `random ${rnd}`);
+        assert.equal(dispatchedTo(d.tick(want - 1)).length, 0, 'not before its backoff');
+        assert.equal(dispatchedTo(d.tick(want)).length, 1, 'at the end of its backoff');
+      }
     });
 
     it('caps the backoff at retryBackoffMaxMs', () => {

@@ -16,6 +16,11 @@ export function makeDispatcher(o: Partial<DispatchOptions> = {}): Dispatcher {
     livenessMissed: 3,
     retryBackoffBaseMs: 500,
     retryBackoffMaxMs: 10_000,
+    // one interval between unanswered hellos, as before the backoff (master-link tests count on it)
+    masterHelloRetryBaseMs: 1000,
+    masterHelloRetryMaxMs: 1000,
+    // the top of the jitter range: the delays are exactly min(max, base * 2^attempt)
+    random: () => 1,
     resultResendMs: 2000,
     maxUnackedResults: 10_000,
     maxQueuedTasks: 100_000,

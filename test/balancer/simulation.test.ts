@@ -89,6 +89,8 @@ class Sim {
       // short deadlines, so lost results are recovered within the run (task timeout is 10 s)
       taskDeadlineSlackMs: 1000 + Math.floor(r() * 3000),
       queuedDeadlineMs: Math.floor(r() * 3000),
+      // its own stream, so the draws above stay those of each seed
+      random: mulberry32(seed ^ 0x5eed),
     });
     const nWorkers = 1 + Math.floor(r() * 5);
     for (let i = 0; i < nWorkers; i++) {
