@@ -37,7 +37,16 @@ export const CLIENT_SETTINGS = new SettingsTable('client', {
     max: 60_000,
     unit: 'ms',
     env: 'GRID_MASTER_LEADER_WAIT_MS',
-    doc: 'pause after NOT_LEADER leader=unknown (an election, or no quorum) before the next master is asked',
+    doc: 'first pause after NOT_LEADER leader=unknown (an election, or no quorum) or UNAVAILABLE (a master starting) before the next attempt; each further pause of the same request doubles, up to masterLeaderWaitMaxMs, with equal jitter',
+  },
+  masterLeaderWaitMaxMs: {
+    type: 'int',
+    default: 2_000,
+    min: 0,
+    max: 600_000,
+    unit: 'ms',
+    env: 'GRID_MASTER_LEADER_WAIT_MAX_MS',
+    doc: 'largest pause between two attempts of a master request while no master leads (at least masterLeaderWaitMs is used)',
   },
   adminToken: {
     type: 'string',

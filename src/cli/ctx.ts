@@ -58,6 +58,7 @@ export class Ctx {
       masterRetryWindowMs: this.cfg.masterRetryWindowMs,
       masterRequestTimeoutMs: this.cfg.masterRequestTimeoutMs,
       masterLeaderWaitMs: this.cfg.masterLeaderWaitMs,
+      masterLeaderWaitMaxMs: this.cfg.masterLeaderWaitMaxMs,
       connectTimeoutMs: this.cfg.connectTimeoutMs,
       connectSpentMs: () => this.startupMs,
     });

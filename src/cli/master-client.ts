@@ -6,17 +6,18 @@
  *
  * Which master is asked (MasterCursor, src/common/leader.ts):
  * - NOT_LEADER naming a leader: reconnect to it and re-send at once;
- * - NOT_LEADER `leader=unknown` (an election, or no quorum): wait `masterLeaderWaitMs`, then
- *   ask the next master in the list;
+ * - NOT_LEADER `leader=unknown` (an election, or no quorum), or UNAVAILABLE (a master that is
+ *   starting): pause, then ask the next master in the list (UNAVAILABLE: the same one). The
+ *   pauses of one request back off: masterLeaderWaitMs doubled per pause up to
+ *   masterLeaderWaitMaxMs, with equal jitter (src/common/backoff.ts), so the clients of a
+ *   grid whose masters are electing do not all retry in step;
  * - a timeout (that master is dead or cut off): ask the next master in the list.
  */
 import { Logger } from 'pino';
-import { GridError, MasterCursor, RemoteError, RpcClient, Security, TimeoutError, ensureReachable, leaderHint } from '../common';
+import { GridError, MasterCursor, RemoteError, RpcClient, Security, TimeoutError, backoffDelayMs, ensureReachable, leaderHint } from '../common';
 import { Message, MessageInput, MessageName, MessageOf, newUuid } from '../messages';
 import { CLIENT_DEFAULTS } from './config';
 
-/** Pause before re-sending a request the master refused with UNAVAILABLE (it is starting). */
-const UNAVAILABLE_BACKOFF_MS = 200;
 /** What a followable leader hint looks like (a master's client endpoint). */
 const LEADER_HINT_RE = /^tcp:\/\/[^:/\s]+:\d{1,5}$/;
 
@@ -37,8 +38,12 @@ export interface MasterClientOptions {
   connectTimeoutMs?: number;
   /** how much of connectTimeoutMs is spent before the probe starts (the CLI: its start-up), ms */
   connectSpentMs?: () => number;
-  /** pause after NOT_LEADER with no known leader; default CLIENT_DEFAULTS.masterLeaderWaitMs */
+  /** first pause after NOT_LEADER with no known leader, or UNAVAILABLE; default CLIENT_DEFAULTS.masterLeaderWaitMs */
   masterLeaderWaitMs?: number;
+  /** largest such pause (the backoff's cap); default CLIENT_DEFAULTS.masterLeaderWaitMaxMs */
+  masterLeaderWaitMaxMs?: number;
+  /** jitter source in [0, 1] (tests); Math.random by default */
+  random?: () => number;
   /** injected clock (tests); Date.now by default */
   now?: () => number;
   /** injected sleep (tests); a real timer by default */
@@ -56,7 +61,7 @@ export type JobSpec = Omit<MessageInput<'job_submit_request'>, 'type' | 'node_uu
 export interface MasterClientStats {
   /** NOT_LEADER answers that named a leader (followed at once) */
   redirects: number;
-  /** NOT_LEADER answers with no leader known (waited masterLeaderWaitMs) */
+  /** NOT_LEADER answers with no leader known (paused: masterLeaderWaitMs, backing off) */
   noLeader: number;
   /** attempts that timed out (moved on to the next master) */
   timeouts: number;
@@ -82,7 +87,8 @@ export class MasterClient {
   private connected: string;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
-  private readonly leaderWaitMs: number;
+  private readonly pause: { baseMs: number; maxMs: number };
+  private readonly random: () => number;
   /** the first request's reachability check, shared by requests sent in parallel */
   private reached?: Promise<void>;
 
@@ -92,7 +98,9 @@ export class MasterClient {
     this.rpc = this.connect(this.connected);
     this.now = o.now ?? Date.now;
     this.sleep = o.sleep ?? sleep;
-    this.leaderWaitMs = o.masterLeaderWaitMs ?? CLIENT_DEFAULTS.masterLeaderWaitMs;
+    const baseMs = o.masterLeaderWaitMs ?? CLIENT_DEFAULTS.masterLeaderWaitMs;
+    this.pause = { baseMs, maxMs: Math.max(baseMs, o.masterLeaderWaitMaxMs ?? CLIENT_DEFAULTS.masterLeaderWaitMaxMs) };
+    this.random = o.random ?? Math.random;
   }
 
   /** The masters this client may ask, in order. */
@@ -137,6 +145,9 @@ export class MasterClient {
     // stale hint) must not spin, so after one round over the group the client waits too
     let hopsWithoutPause = 0;
     let lastNotLeader: RemoteError | undefined;
+    // pauses taken by this request so far: the backoff's attempt number
+    let pauses = 0;
+    const pause = (left: number): Promise<void> => this.sleep(Math.min(backoffDelayMs(pauses++, this.pause, this.random), left));
     for (;;) {
       const left = deadline - this.now();
       // at least one full attempt, even with a zero window
@@ -155,7 +166,7 @@ export class MasterClient {
           hopsWithoutPause = 0;
           this.moveTo(this.cursor.next());
         } else if (code === 'UNAVAILABLE') {
-          await this.sleep(Math.min(UNAVAILABLE_BACKOFF_MS, waitLeft()));
+          await pause(waitLeft());
         } else {
           // a hint that is not a tcp:// endpoint is ignored: connecting to it would throw
           const raw = leaderHint((e as RemoteError).message);
@@ -168,7 +179,7 @@ export class MasterClient {
             // no leader known (an election, or no quorum), or a hint we already followed
             this.stats.noLeader++;
             hopsWithoutPause = 0;
-            await this.sleep(Math.min(this.leaderWaitMs, waitLeft()));
+            await pause(waitLeft());
           }
           this.moveTo(hint && hint !== this.connected ? this.cursor.redirect(hint) : this.cursor.next());
         }

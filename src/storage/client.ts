@@ -22,7 +22,7 @@ import {
   isUuid,
   newUuid,
 } from '../messages';
-import { GridError, RemoteError, RpcClient, Security, TimeoutError } from '../common';
+import { GridError, RemoteError, RpcClient, Security, TimeoutError, backoffDelayMs } from '../common';
 import { STORAGE_CLIENT_DEFAULTS, StorageClientConfig, validateClientConfig } from './config';
 
 export interface StorageClientOptions extends Partial<StorageClientConfig> {
@@ -33,6 +33,10 @@ export interface StorageClientOptions extends Partial<StorageClientConfig> {
   log: Logger;
   /** this process's keys and trust (src/common/security.ts) */
   security: Security;
+  /** jitter source in [0, 1] for the re-send backoff (tests); Math.random by default */
+  random?: () => number;
+  /** injected sleep (tests); a real timer by default */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 export interface StatResult {
@@ -113,9 +117,16 @@ export class StorageClient {
   private readonly whole = new Map<string, Promise<MessageOf<'file_response'>>>();
   private readonly wholeWaiters = new Map<string, WholeWaiter>();
   private closed = false;
+  /** re-sends after a timeout, since the client was made (tests, debugging) */
+  retries = 0;
+
+  private readonly random: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
 
   constructor(readonly o: StorageClientOptions) {
-    const { endpoint, nodeUuid, log, security, ...rest } = o;
+    const { endpoint, nodeUuid, log, security, random, sleep, ...rest } = o;
+    this.random = random ?? Math.random;
+    this.sleep = sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
     const merged: Record<string, unknown> = { ...STORAGE_CLIENT_DEFAULTS };
     for (const [k, v] of Object.entries(rest)) if (v !== undefined) merged[k] = v;
     this.cfg = validateClientConfig(merged);
@@ -366,8 +377,17 @@ export class StorageClient {
         });
       } catch (e) {
         if (!(e instanceof TimeoutError) || attempt >= this.cfg.retries) throw e;
+        await this.retryPause(attempt);
       }
     }
+  }
+
+  /** The pause before re-send number attempt + 1 (backoff with jitter), logged. */
+  private async retryPause(attempt: number): Promise<void> {
+    const ms = backoffDelayMs(attempt, { baseMs: this.cfg.retryBackoffBaseMs, maxMs: Math.max(this.cfg.retryBackoffBaseMs, this.cfg.retryBackoffMaxMs) }, this.random);
+    this.log.debug({ storage: this.o.endpoint, attempt: attempt + 1, pauseMs: ms }, 'storage request timed out; re-sending after a pause');
+    this.retries++;
+    await this.sleep(ms);
   }
 
   private onUnsolicited(m: Message): void {
@@ -430,8 +450,18 @@ export class StorageClient {
   // ---- plumbing ------------------------------------------------------------------------------
 
   private async request<T extends Message['type']>(want: T, m: Parameters<RpcClient['request']>[0]): Promise<MessageOf<T>> {
-    if (this.closed) throw new GridError('UNAVAILABLE', 'storage client is closed');
-    const r = await this.rpc.request(m, { timeoutMs: this.cfg.requestTimeoutMs, retries: this.cfg.retries });
+    let r: Message;
+    // re-sent with the same request_uuid after a timeout (the node answers a repeat as the first)
+    for (let attempt = 0; ; attempt++) {
+      if (this.closed) throw new GridError('UNAVAILABLE', 'storage client is closed');
+      try {
+        r = await this.rpc.request(m, { timeoutMs: this.cfg.requestTimeoutMs, retries: 0 });
+        break;
+      } catch (e) {
+        if (!(e instanceof TimeoutError) || attempt >= this.cfg.retries || this.closed) throw e;
+        await this.retryPause(attempt);
+      }
+    }
     if (r.type !== want) throw new GridError('REMOTE_ERROR', `storage answered ${m.type} with ${r.type}, expected ${want}`);
     return r as MessageOf<T>;
   }

@@ -73,6 +73,15 @@ export function loadStorageConfig(flags: Partial<Record<keyof StorageConfig, unk
 export const STORAGE_CLIENT_SETTINGS = new SettingsTable('storage client', {
   requestTimeoutMs: { type: 'int', default: 10_000, min: 1, max: DAY_MS, unit: 'ms', doc: 'time one request waits for its answer before it is re-sent (same request_uuid)' },
   retries: { type: 'int', default: 2, min: 0, max: 1000, doc: 're-sends of a request after a timeout before the call fails with TIMEOUT' },
+  retryBackoffBaseMs: {
+    type: 'int',
+    default: 100,
+    min: 0,
+    max: DAY_MS,
+    unit: 'ms',
+    doc: 'pause before the first re-send after a timeout; doubled per re-send up to retryBackoffMaxMs, with equal jitter (src/common/backoff.ts), so the workers of a storage node that stalled do not all re-send at once',
+  },
+  retryBackoffMaxMs: { type: 'int', default: 2000, min: 0, max: DAY_MS, unit: 'ms', doc: 'largest pause before a re-send (at least retryBackoffBaseMs is used)' },
   putChunkBytes: { type: 'int', default: 1 * MiB, min: 1, max: MAX_FRAME, unit: 'bytes', doc: 'bytes per file_put_request' },
   readChunkBytes: { type: 'int', default: 1 * MiB, min: 1, max: MAX_FRAME, unit: 'bytes', doc: "bytes per file_read_request of read()/downloadTo(); at most the server's maxReadBytes" },
   putWindowChunks: { type: 'int', default: 4, min: 1, max: 1024, doc: 'upload chunks in flight at once (pipelining window)' },

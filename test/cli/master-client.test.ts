@@ -209,6 +209,19 @@ describe('cli: MasterClient follows the leader of a replicated group (real socke
     assert.equal(ids.size, 1, 'one request_uuid throughout');
   });
 
+  it('backs off its pauses while no leader is known: masterLeaderWaitMs doubled up to masterLeaderWaitMaxMs, with equal jitter (src/common/backoff.ts)', async () => {
+    const candidate = await master((_m, n) => (n <= 6 ? { follower: undefined } : 'lead'));
+    const slept: number[] = [];
+    const mk = (random: () => number): MasterClient => {
+      const c = new MasterClient({ endpoint: candidate.endpoint, log, security: testSecurity(), masterRetryWindowMs: 60_000, masterRequestTimeoutMs: 1_000, masterLeaderWaitMs: 100, masterLeaderWaitMaxMs: 500, random, sleep: async (ms) => void slept.push(ms) });
+      closers.push(() => c.close());
+      return c;
+    };
+    assert.equal((await mk(() => 0).jobStatus(newUuid())).state, 1);
+    assert.deepEqual(slept, [50, 100, 200, 250, 250, 250], 'random 0: half of 100, 200, 400, 500 (capped), ...');
+    assert.equal(candidate.seen.length, 7, 'one attempt after each pause');
+  });
+
   it('ignores a hint that is not an endpoint (treated as no leader known) instead of crashing', async () => {
     const leader = await master(() => 'lead');
     const odd = await master(() => ({ follower: 'not-an-endpoint' }));
