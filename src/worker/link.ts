@@ -3,12 +3,22 @@
  * "Balancer -> worker (Paranoid Pirate)" and "Results"): when to heartbeat, when the
  * balancer counts as dead (reconnect), and which unacknowledged results to send again.
  * No sockets and no clock: the shell passes `nowMs` in and does what tick() returns.
+ *
+ * An unacknowledged result is re-sent with backoff and jitter (src/common/backoff.ts):
+ * resultResendMs doubled per re-send up to resultResendMaxMs, half of it random, so the
+ * workers of a balancer that stalled do not all re-send in the same tick, and a balancer that
+ * is slow to acknowledge is not sent more the longer it is slow. A reconnect (a new balancer
+ * socket) sends every pending result at once and starts the backoff again.
  */
+import { backoffDelayMs } from '../common/backoff';
 
 export interface LinkConfig {
   heartbeatIntervalMs: number;
   livenessMissed: number;
+  /** first re-send of an unacknowledged result, ms (with equal jitter: half to all of it) */
   resultResendMs: number;
+  /** largest pause between two re-sends of one result, ms (at least resultResendMs is used) */
+  resultResendMaxMs: number;
   maxUnackedResults: number;
 }
 
@@ -23,7 +33,8 @@ export interface LinkActions<R> {
 
 interface Unacked<R> {
   result: R;
-  lastSentMs: number;
+  /** when it is sent again unless acknowledged before */
+  nextSendMs: number;
   sends: number;
 }
 
@@ -38,11 +49,22 @@ export class BalancerLink<R> {
   private readonly unacked = new Map<string, Unacked<R>>();
   reconnects = 0;
 
+  /**
+   * @param random  jitter source in [0, 1] for the re-send backoff; the shell passes
+   *                Math.random, tests a constant
+   */
   constructor(
     readonly cfg: LinkConfig,
     nowMs: number,
+    private readonly random: () => number = Math.random,
   ) {
     this.lastHeardMs = nowMs;
+  }
+
+  /** When a result sent now for the sends-th time is due again. */
+  private nextSend(nowMs: number, sends: number): number {
+    const c = this.cfg;
+    return nowMs + backoffDelayMs(sends - 1, { baseMs: c.resultResendMs, maxMs: Math.max(c.resultResendMs, c.resultResendMaxMs) }, this.random);
   }
 
   /** Any message from the balancer proves it alive. */
@@ -62,7 +84,7 @@ export class BalancerLink<R> {
       this.unacked.delete(oldest);
       ok = false;
     }
-    this.unacked.set(key, { result, lastSentMs: nowMs, sends: 1 });
+    this.unacked.set(key, { result, nextSendMs: this.nextSend(nowMs, 1), sends: 1 });
     return ok;
   }
 
@@ -95,8 +117,9 @@ export class BalancerLink<R> {
     this.lastHeartbeatMs = -Infinity;
     const out: R[] = [];
     for (const u of this.unacked.values()) {
-      u.lastSentMs = nowMs;
-      u.sends++;
+      // a new socket, perhaps a new balancer: the backoff starts again
+      u.sends = 1;
+      u.nextSendMs = this.nextSend(nowMs, 1);
       out.push(u.result);
     }
     return out;
@@ -111,9 +134,9 @@ export class BalancerLink<R> {
     const resend: R[] = [];
     if (!reconnect) {
       for (const u of this.unacked.values()) {
-        if (nowMs - u.lastSentMs >= c.resultResendMs) {
-          u.lastSentMs = nowMs;
+        if (nowMs >= u.nextSendMs) {
           u.sends++;
+          u.nextSendMs = this.nextSend(nowMs, u.sends);
           resend.push(u.result);
         }
       }

@@ -9,7 +9,10 @@ import { BalancerLink, resultKey } from '../../src/worker/link';
 import { WORKER_DEFAULTS, loadWorkerConfig, sampleConfig, validateWorkerConfig } from '../../src/worker/config';
 import { clipUtf8 } from '../../src/worker/node';
 
-const CFG = { heartbeatIntervalMs: 100, livenessMissed: 3, resultResendMs: 250, maxUnackedResults: 3 };
+const CFG = { heartbeatIntervalMs: 100, livenessMissed: 3, resultResendMs: 250, resultResendMaxMs: 600, maxUnackedResults: 3 };
+/** jitter sources: the whole backoff pause, or half of it (equal jitter's two ends) */
+const FULL = (): number => 1;
+const HALF = (): number => 0;
 
 describe('worker balancer link (pure)', () => {
   it('heartbeats every interval and reconnects after livenessMissed silent intervals', () => {
@@ -27,20 +30,48 @@ describe('worker balancer link (pure)', () => {
     assert.equal(l.reconnects, 1);
   });
 
-  it('re-sends results until acked, keyed by job, task and attempt', () => {
-    const l = new BalancerLink<string>(CFG, 0);
+  it('re-sends results until acked, keyed by job, task and attempt, backing off: resultResendMs doubled up to resultResendMaxMs', () => {
+    const l = new BalancerLink<string>(CFG, 0, FULL);
     const k = resultKey('j', 1, 0);
     l.addResult(k, 'r1', 0);
     l.addResult(resultKey('j', 1, 1), 'r1b', 0);
     assert.deepEqual(l.tick(100).resend, []);
     l.heard(200);
-    assert.deepEqual(l.tick(250).resend, ['r1', 'r1b']);
+    assert.deepEqual(l.tick(249).resend, []);
+    assert.deepEqual(l.tick(250).resend, ['r1', 'r1b'], 'first re-send after resultResendMs');
     assert.deepEqual(l.tick(300).resend, []);
     assert.equal(l.ack(k), true);
     assert.equal(l.ack(k), false, 'a second ack is harmless');
     l.heard(450);
-    assert.deepEqual(l.tick(500).resend, ['r1b']);
-    assert.deepEqual(l.reconnected(600), ['r1b'], 'a reconnect sends every pending result at once');
+    assert.deepEqual(l.tick(500).resend, [], 'the second pause is twice the first: not at 500');
+    l.heard(700);
+    assert.deepEqual(l.tick(749).resend, []);
+    assert.deepEqual(l.tick(750).resend, ['r1b'], 'at 250 + 500');
+    l.heard(1000);
+    l.heard(1300);
+    assert.deepEqual(l.tick(1349).resend, []);
+    assert.deepEqual(l.tick(1350).resend, ['r1b'], 'capped at resultResendMaxMs: 750 + 600, not 750 + 1000');
+    assert.deepEqual(l.reconnected(1400), ['r1b'], 'a reconnect sends every pending result at once');
+    l.heard(1600);
+    assert.deepEqual(l.tick(1649).resend, []);
+    assert.deepEqual(l.tick(1650).resend, ['r1b'], 'and starts the backoff again: 1400 + 250');
+  });
+
+  it('jitters each re-send pause between half and all of it (equal jitter, src/common/backoff.ts)', () => {
+    const l = new BalancerLink<string>(CFG, 0, HALF);
+    l.addResult('k', 'r', 0);
+    assert.deepEqual(l.tick(124).resend, []);
+    assert.deepEqual(l.tick(125).resend, ['r'], 'half of 250');
+    l.heard(300);
+    assert.deepEqual(l.tick(374).resend, []);
+    assert.deepEqual(l.tick(375).resend, ['r'], 'half of 500');
+    let draw = 0;
+    const l2 = new BalancerLink<string>(CFG, 0, () => [0.5, 0.1, 0.9][draw++ % 3]!);
+    for (const k of ['a', 'b', 'c']) l2.addResult(k, k, 0);
+    // 125 + 0.5 * 125, 125 + 0.1 * 125, 125 + 0.9 * 125: three workers' results spread out
+    assert.deepEqual(l2.tick(138).resend, ['b']);
+    assert.deepEqual(l2.tick(188).resend, ['a']);
+    assert.deepEqual(l2.tick(238).resend, ['c']);
   });
 
   it('bounds unacked results, dropping the oldest', () => {

@@ -240,12 +240,12 @@ describe('worker node (real processes)', function () {
     assert.match((await client.readWhole(r!.log_file_uuid)).toString(), /hashed 2 inputs/);
     assert.match(r!.log_tail, /hashed 2 inputs/);
 
-    // not acknowledged: sent again every resultResendMs; acknowledged: no more
+    // not acknowledged: sent again (after resultResendMs, then backing off); acknowledged: no more
     await b.waitFor('task_result', (m) => m.job_uuid === d.job_uuid, 2);
     await b.sendTo(w.id, { type: 'result_ack', node_uuid: BALANCER_ID, job_uuid: d.job_uuid, task_index: 4, attempt: 0 });
     await until(async () => JSON.parse((await get(w.adminPort, '/status')).body).unackedResults === 0, 'the worker to take the ack');
     const n = b.of('task_result').filter((m) => m.job_uuid === d.job_uuid).length;
-    // the worker's own clock: 10 more heartbeats (100 ms each) span three resend intervals (300 ms)
+    // the worker's own clock: 10 more heartbeats (100 ms each) span more than the next re-send pause (at most 2 x 300 ms)
     await b.waitFor('worker_status', (m) => m.node_uuid === w.id, b.of('worker_status', w.id).length + 10);
     assert.equal(b.of('task_result').filter((m) => m.job_uuid === d.job_uuid).length, n, 'no re-send after result_ack');
 
