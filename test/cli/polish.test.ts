@@ -307,8 +307,12 @@ describe('cli polish on a real grid dev: results, cancelled counts, exit codes, 
       [[0, 0]],
     );
     const table = (await g.run(['jobs'])).stdout.split('\n');
-    assert.match(table[0]!, /^JOB +STATE +TASKS +OK +FAILED +CANCELLED +CREATED +PROGRAM$/);
+    assert.match(table[0]!, /^JOB +STATE +TASKS +OK +FAILED +CANCELLED +CREATED +OWNER +PROGRAM$/);
     assert.match(table.find((l) => l.startsWith(sleepJob))!, new RegExp(`^${sleepJob} cancelled +2 +0 +0 +2 `));
+    // the owner column: the submitting key's fingerprint, as in --json
+    const owner = list.find((j) => j.jobId === sleepJob) as unknown as { owner: string };
+    assert.match(owner.owner, /\S/);
+    assert.ok(table.find((l) => l.startsWith(sleepJob))!.includes(` ${owner.owner} `), 'the table shows the owner');
     // the dashboard's job list says the same
     const admin = g.masterNodes()[0]!.adminPort;
     const overview = await new Promise<{ jobs: { jobId: string; tasks: Record<string, number> }[] }>((res, rej) => {
