@@ -60,7 +60,13 @@ type RouterOptions = ConstructorParameters<typeof zmq.Router>[0];
  * proves this node's key (src/common/security.ts). Throws NOT_AUTHORIZED when no server key
  * is known for the endpoint.
  */
-export function clientSocket(security: Security, endpoint: string, o: DealerOptions = {}): zmq.Dealer {
+/**
+ * A DEALER connected to `endpoint` with the link's settings. `beforeConnect` runs on the
+ * socket before it connects: a watcher of its events (watchHandshake) must start there,
+ * since libzmq reports connect and handshake events only to an observer that exists when
+ * they happen, and a fast handshake can finish before the next line after connect runs.
+ */
+export function clientSocket(security: Security, endpoint: string, o: DealerOptions = {}, beforeConnect?: (d: zmq.Dealer) => void): zmq.Dealer {
   const base: DealerOptions = {
     linger: 0,
     maxMessageSize: MAX_INBOUND_FRAME_BYTES,
@@ -80,6 +86,7 @@ export function clientSocket(security: Security, endpoint: string, o: DealerOpti
     });
   }
   const d = new zmq.Dealer(base);
+  beforeConnect?.(d);
   d.connect(endpoint);
   return d;
 }
@@ -116,7 +123,7 @@ export function releaseServer(security: Security): void {
  * Watches a client socket's handshake events and calls onRefused once with a typed
  * NOT_AUTHORIZED error when the server refuses this key (ZAP said no) or the server is not
  * the one the trust dir names (CURVE could not be completed): the caller fails at once
- * instead of timing out.
+ * instead of timing out. Call it from clientSocket's beforeConnect, so no event is missed.
  */
 export function watchHandshake(sock: zmq.Dealer, security: Security, endpoint: string, onRefused: (e: GridError) => void): void {
   if (!security.on) return;
@@ -233,7 +240,18 @@ export class RpcClient {
     const opts = this.opts;
     let sock: zmq.Dealer;
     try {
-      sock = clientSocket(opts.security, opts.endpoint, { sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000 });
+      sock = clientSocket(opts.security, opts.endpoint, { sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000 }, (d) =>
+        watchHandshake(d, opts.security, opts.endpoint, (e) => {
+          if (this.refused) return;
+          this.refused = e;
+          this.opts.log.warn({ event: 'auth:refused', endpoint: opts.endpoint, err: e.message }, 'server refused the handshake');
+          for (const p of this.pending.values()) {
+            clearTimeout(p.timer);
+            p.reject(e);
+          }
+          this.pending.clear();
+        }),
+      );
     } catch (e) {
       if (!(e instanceof GridError)) throw e;
       this.noSocket = e;
@@ -242,16 +260,6 @@ export class RpcClient {
     this.noSocket = undefined;
     this.sock = sock;
     this.out = new SendQueue(sock);
-    watchHandshake(sock, opts.security, opts.endpoint, (e) => {
-      if (this.refused) return;
-      this.refused = e;
-      this.opts.log.warn({ event: 'auth:refused', endpoint: opts.endpoint, err: e.message }, 'server refused the handshake');
-      for (const p of this.pending.values()) {
-        clearTimeout(p.timer);
-        p.reject(e);
-      }
-      this.pending.clear();
-    });
     void this.loop(sock);
     return sock;
   }

@@ -223,7 +223,9 @@ export class WorkerNode {
   private connect(c: Conn): void {
     let sock: zmq.Dealer;
     try {
-      sock = clientSocket(this.security, c.endpoint, { sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000, sendTimeout: this.cfg.heartbeatIntervalMs });
+      sock = clientSocket(this.security, c.endpoint, { sendHighWaterMark: 10_000, receiveHighWaterMark: 10_000, sendTimeout: this.cfg.heartbeatIntervalMs }, (d) =>
+        watchHandshake(d, this.security, c.endpoint, (e) => this.log.error({ event: 'auth:refused', balancer: c.endpoint, err: e.message, hint: e.hint }, 'the balancer refused this worker')),
+      );
     } catch (e) {
       // no key known for this balancer yet (it enrolls when it starts): try again at the next liveness check
       this.log.warn({ balancer: c.endpoint, err: (e as Error).message }, 'balancer not reachable yet');
@@ -232,7 +234,6 @@ export class WorkerNode {
       c.lastHeardMs = Date.now();
       return;
     }
-    watchHandshake(sock, this.security, c.endpoint, (e) => this.log.error({ event: 'auth:refused', balancer: c.endpoint, err: e.message, hint: e.hint }, 'the balancer refused this worker'));
     c.sock = sock;
     c.out = new SendQueue(sock);
     c.lastHeardMs = Date.now();

@@ -1,9 +1,8 @@
 // A test DEALER that plays a balancer toward a master (real sockets), shared by the master's
 // node and Raft-group tests.
 import * as zmq from 'zeromq';
-import { clientSocket } from '../../src/common';
 import { Message, MessageInput, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, decode, encode, newUuid } from '../../src/messages';
-import { handshaken, testSecurity } from './security';
+import { testSecurity, watchedSocket } from './security';
 
 /**
  * A test DEALER that plays a balancer the way the real one talks: balancer_hello (lease
@@ -39,9 +38,9 @@ export class FakeBalancer {
   }
   /** A CURVE DEALER authorized as a balancer; hellos wait for its handshake (queued ones would arrive in a burst). */
   private open(endpoint: string): zmq.Dealer {
-    const sock = clientSocket(testSecurity('balancers'), endpoint);
+    const { sock, handshake } = watchedSocket(testSecurity('balancers'), endpoint);
     this.up = false;
-    this.chain = this.chain.then(() => handshaken(sock)).then(() => {
+    this.chain = this.chain.then(() => handshake).then(() => {
       this.up = true;
     });
     void (async () => {

@@ -12,7 +12,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { KeyRole, Security, authorizeKey, keyFingerprint, loadOrCreateKeyPair, silentLogger } from '../../src/common';
+import * as zmq from 'zeromq';
+import { KeyRole, Security, authorizeKey, clientSocket, keyFingerprint, loadOrCreateKeyPair, silentLogger } from '../../src/common';
 
 export const TEST_TRUST_DIR = process.env.GRID_TRUST_DIR && process.env.GRID_TEST_TRUST_OWNED !== undefined ? process.env.GRID_TRUST_DIR : makeTrust();
 
@@ -56,10 +57,27 @@ export function freshSecurity(name: string, roles: KeyRole[] = [], enroll = fals
 }
 
 /**
- * Resolves when the socket's CURVE handshake with its server completed: a fake peer that
- * sends before then has its messages queued and flushed at once later, which a test of
- * timing-sensitive exchanges (lease renewals) must not see.
+ * A client socket of `security` connected to `endpoint`, and the outcome of its first CURVE
+ * handshake: 'handshake' when it completed, 'handshake:error:auth' when ZAP refused the key,
+ * another 'handshake:error:*', or 'end' when the socket closed first. The observer starts
+ * before the socket connects (libzmq tells only an observer that already exists, and a
+ * handshake on loopback can finish before the line after connect runs). A fake peer that
+ * sends before the handshake has its messages queued and flushed at once later, which a
+ * test of timing-sensitive exchanges (lease renewals) must not see: it awaits `handshake`.
  */
-export async function handshaken(sock: { events: AsyncIterable<{ type: string }> }): Promise<void> {
-  for await (const ev of sock.events) if (ev.type === 'handshake' || ev.type === 'end') return;
+export function watchedSocket(security: Security, endpoint: string, o: ConstructorParameters<typeof zmq.Dealer>[0] = {}): { sock: zmq.Dealer; handshake: Promise<string> } {
+  let handshake!: Promise<string>;
+  const sock = clientSocket(security, endpoint, o, (d) => {
+    handshake = firstHandshake(d);
+  });
+  return { sock, handshake };
+}
+
+async function firstHandshake(d: zmq.Dealer): Promise<string> {
+  try {
+    for await (const ev of d.events) if (ev.type.startsWith('handshake') || ev.type === 'end') return ev.type;
+  } catch {
+    // socket closed
+  }
+  return 'end';
 }

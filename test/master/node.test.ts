@@ -14,7 +14,7 @@ import { waitFor } from '../helpers/grid';
 
 const submitMsg = (n: number, jobUuid?: string) => submitN(n, jobUuid, 1);
 import { ERROR_CODES, JobState, Message, MessageOf, NIL_UUID, PROTOCOL_VERSION, TaskOutcome, decode, encode, newUuid } from '../../src/messages';
-import { TEST_NODE_SECURITY, handshaken, testSecurity } from '../helpers/security';
+import { TEST_NODE_SECURITY, testSecurity } from '../helpers/security';
 import { clientSocket } from '../../src/common';
 
 const BIN = path.resolve(__dirname, '../../../bin/grid.js');
