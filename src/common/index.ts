@@ -15,3 +15,4 @@ export * from './keys';
 export * from './security';
 export * from './zap';
 export * from './backoff';
+export * from './ports';

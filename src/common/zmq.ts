@@ -25,7 +25,7 @@ import {
 import { bindError } from './bind-errors';
 import { GridError, RemoteError, TimeoutError } from './errors';
 import { KeyRole, keyFingerprint } from './keys';
-import { Security } from './security';
+import { Security, TRUST_RECHECK_MS } from './security';
 import { registerZapDomain, unregisterZapDomain } from './zap';
 
 /** Most messages queued in JS for one socket before send() refuses (backpressure). */
@@ -66,7 +66,7 @@ type RouterOptions = ConstructorParameters<typeof zmq.Router>[0];
  * since libzmq reports connect and handshake events only to an observer that exists when
  * they happen, and a fast handshake can finish before the next line after connect runs.
  */
-export function clientSocket(security: Security, endpoint: string, o: DealerOptions = {}, beforeConnect?: (d: zmq.Dealer) => void): zmq.Dealer {
+export function clientSocket(security: Security, endpoint: string, o: DealerOptions = {}, beforeConnect?: (d: zmq.Dealer, serverKey: string | undefined) => void): zmq.Dealer {
   const base: DealerOptions = {
     linger: 0,
     maxMessageSize: MAX_INBOUND_FRAME_BYTES,
@@ -75,8 +75,9 @@ export function clientSocket(security: Security, endpoint: string, o: DealerOpti
     handshakeInterval: HANDSHAKE_TIMEOUT_MS,
     ...o,
   };
+  let serverKey: string | undefined;
   if (security.on) {
-    const serverKey = security.serverKey(endpoint);
+    serverKey = security.serverKey(endpoint);
     Object.assign(base, {
       curveServerKey: serverKey,
       curvePublicKey: security.keys!.publicKey,
@@ -86,7 +87,7 @@ export function clientSocket(security: Security, endpoint: string, o: DealerOpti
     });
   }
   const d = new zmq.Dealer(base);
-  beforeConnect?.(d);
+  beforeConnect?.(d, serverKey);
   d.connect(endpoint);
   return d;
 }
@@ -148,6 +149,43 @@ export function watchHandshake(sock: zmq.Dealer, security: Security, endpoint: s
             ),
           );
         } else if (ev.type === 'end') return;
+      }
+    } catch {
+      // socket closed
+    }
+  })();
+}
+
+/**
+ * Calls onStale once when a connection attempt of `sock` failed or dropped (connect retry,
+ * disconnect, handshake error) and the trust dir's servers file now names another key for
+ * `endpoint` than `usedKey`, the one the socket was made with: the server was given a new
+ * key, or the line read was a stale one for a reused port that the server's own enrollment
+ * has since overridden. libzmq retries forever with the key it was given, so the owner must
+ * close the socket and make a new one (which reads the key again). The file is read at most
+ * once per TRUST_RECHECK_MS. Call from clientSocket's beforeConnect, with its serverKey.
+ */
+export function watchServerKey(sock: zmq.Dealer, security: Security, endpoint: string, usedKey: string | undefined, onStale: () => void): void {
+  if (!security.on || usedKey === undefined) return;
+  let checkedAt = -Infinity;
+  void (async () => {
+    try {
+      for await (const ev of sock.events) {
+        if (ev.type === 'end') return;
+        if (ev.type !== 'connect:retry' && ev.type !== 'disconnect' && !ev.type.startsWith('handshake:error')) continue;
+        const now = Date.now();
+        if (now - checkedAt < TRUST_RECHECK_MS) continue;
+        checkedAt = now;
+        let current: string | undefined;
+        try {
+          current = security.serverKey(endpoint);
+        } catch {
+          continue; // no line (any more): keep the socket; the servers file may be mid-edit
+        }
+        if (current !== usedKey) {
+          onStale();
+          return;
+        }
       }
     } catch {
       // socket closed

@@ -6,7 +6,7 @@
  */
 import * as zmq from 'zeromq';
 import { Logger } from 'pino';
-import { GridError, Security, clientSocket, notLeader, peerIdFromEndpoint } from '../common';
+import { GridError, Security, clientSocket, notLeader, peerIdFromEndpoint, watchServerKey } from '../common';
 import { newUuid } from '../messages';
 import { Entry, GroupCommitter, NotLeaderError, RaftCore, RaftMessage, RaftStorage, Ready, Snapshot, encodeRaft } from './raft';
 
@@ -110,7 +110,14 @@ export class Replica {
     if (d || this.stopped) return d;
     const ep = this.peerIds.get(id)!;
     try {
-      d = clientSocket(this.o.security, ep, { sendHighWaterMark: PEER_SEND_HWM, sendTimeout: 0, immediate: true });
+      d = clientSocket(this.o.security, ep, { sendHighWaterMark: PEER_SEND_HWM, sendTimeout: 0, immediate: true }, (sock, key) =>
+        watchServerKey(sock, this.o.security, ep, key, () => {
+          // made with a key the peer no longer holds: the next send makes a new socket
+          this.o.log.warn({ event: 'raft:peer-key-changed', peer: ep }, 'raft peer key changed in the servers file; reconnecting with the new key');
+          if (this.out.get(id) === sock) this.out.delete(id);
+          sock.close();
+        }),
+      );
     } catch (e) {
       if (!this.keyMissingLogged.has(id)) this.o.log.warn({ peer: ep, err: (e as Error).message }, 'raft peer not reachable yet: its key is unknown');
       this.keyMissingLogged.add(id);

@@ -10,6 +10,7 @@ import { checkJobIdArg, checkReadableFile, parseJobOptions } from '../../src/cli
 import { CLIENT_DEFAULTS, loadClientConfig, loadDevConfig } from '../../src/cli/config';
 import { DEV_DEFAULTS } from '../../src/cli/config';
 import { decideOnExit, mainEndpoint, mountsUnder, nodeName, parseDevOptions, plannedPorts, probeFreePorts } from '../../src/cli/dev';
+import { PORT_PROBE_MIN, ephemeralRange } from '../../src/common';
 import { DevState, readDevState, resolveEndpoints } from '../../src/cli/endpoints';
 import { outputPath, unsafeOutputName } from '../../src/cli/paths';
 import { makeTmpDir } from '../helpers/grid';
@@ -218,10 +219,12 @@ describe('cli: grid dev planning and crash policy', () => {
     assert.equal(nodeName('worker', 1, 3), 'worker-1');
   });
 
-  it('probes distinct free ports for a group under --port-base 0', async () => {
-    const ports = await probeFreePorts(5);
-    assert.equal(new Set(ports).size, 5);
-    for (const p of ports) assert.ok(p > 0 && p < 65536);
+  it('probes distinct free ports for a group under --port-base 0, below the ephemeral range, never one twice', async () => {
+    const ports = [...(await probeFreePorts(5)), ...(await probeFreePorts(5))];
+    assert.equal(new Set(ports).size, 10);
+    const [lo] = ephemeralRange();
+    // an outgoing connection or a port-0 listener can take a port inside the range before its owner binds it
+    for (const p of ports) assert.ok(p >= PORT_PROBE_MIN && p < lo, `port ${p} is not in [${PORT_PROBE_MIN}, ${lo})`);
   });
 
   it('finds each role\'s main endpoint in its ready message', () => {

@@ -24,7 +24,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { TaskOutcome, TaskState } from '../../src/messages';
 import { readExecutions } from '../../src/worker/journal';
-import { Grid, makeTmpDir, waitFor } from './grid';
+import { Grid, adminStatus, makeTmpDir, waitFor } from './grid';
 
 /** Files of one task: path relative to the task folder ('/' separated) -> bytes. */
 export type TaskFiles = Map<string, Buffer>;
@@ -222,7 +222,13 @@ export async function assertExactlyOnce(g: Grid, jobId: string, expected: TaskFi
     const dbPath = path.join(m.dataDir, 'jobs.db');
     const complete = !stale.has(m.name);
     if (complete) {
-      await waitFor(() => (readMaster(dbPath, jobId)?.accepted.size ?? 0) >= n, `${m.name} to apply the results of all ${n} tasks`, APPLY_WAIT_MS);
+      try {
+        await waitFor(() => (readMaster(dbPath, jobId)?.accepted.size ?? 0) >= n, `${m.name} to apply the results of all ${n} tasks`, APPLY_WAIT_MS);
+      } catch (e) {
+        // say where each master's Raft stands, so a lagging follower can be told from a lost entry
+        const raft = await Promise.all(masters.map(async (x) => `${x.name}: accepted ${readMaster(path.join(x.dataDir, 'jobs.db'), jobId)?.accepted.size ?? '-'}; raft ${JSON.stringify(((await adminStatus(x.adminPort)) as { raft?: unknown } | undefined)?.raft ?? 'no answer')}`));
+        throw new Error(`${(e as Error).message}\n${raft.join('\n')}\n--- dev (tail):\n${g.devOutput().slice(-4000)}`);
+      }
     }
     const st = readMaster(dbPath, jobId);
     if (!st) {

@@ -14,7 +14,6 @@
 import { ChildProcess, execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { unmountAllUnder } from '../../src/cli/dev';
@@ -65,16 +64,7 @@ export function runGrid(args: string[], o: RunOptions = {}): Promise<RunResult> 
 }
 
 /** A TCP port that was free a moment ago (for "nobody listens here" tests). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './masters';
 
 export function makeTmpDir(prefix = 'grid-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));

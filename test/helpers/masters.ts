@@ -2,23 +2,16 @@
 // ports, admin /status polling, a client that follows NOT_LEADER like the CLI does.
 import { ChildProcess, spawn } from 'node:child_process';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
-import { GridError, MasterCursor, RemoteError, RpcClient, leaderHint, silentLogger } from '../../src/common';
+import { GridError, MasterCursor, RemoteError, RpcClient, leaderHint, probeFreePorts, silentLogger } from '../../src/common';
 import { MessageInput, MessageOf, newUuid } from '../../src/messages';
 import { testSecurity } from './security';
 
 const BIN = path.resolve(__dirname, '../../../bin/grid.js');
 
+/** A free loopback port below the ephemeral range (src/common/ports.ts says why). */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
+  return (await probeFreePorts(1))[0]!;
 }
 
 function getJson(port: number, p: string): Promise<Record<string, unknown>> {

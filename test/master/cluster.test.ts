@@ -8,11 +8,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { RemoteError, RpcClient, leaderHint } from '../../src/common';
+import * as zmq from 'zeromq';
+import { RemoteError, RpcClient, addServer, leaderHint } from '../../src/common';
 import { JobState, MessageInput, MessageOf, newUuid } from '../../src/messages';
 import { Cluster, submitMsg } from '../helpers/masters';
 import { FakeBalancer } from '../helpers/fake-balancer';
-import { testSecurity } from '../helpers/security';
+import { TEST_TRUST_DIR, testSecurity } from '../helpers/security';
 
 
 const status = (job: string): MessageInput<'job_status_request'> => ({ type: 'job_status_request', node_uuid: newUuid(), request_uuid: newUuid(), job_uuid: job });
@@ -314,5 +315,41 @@ describe('an isolated Raft leader (real processes)', function () {
       assert.equal(e.code, 'NOT_LEADER');
     }
     assert.notEqual((await c.raft(l))!.role, 'leader');
+  });
+});
+
+// The servers file (docs/security.md) can name an old key for an endpoint: a port reused by a
+// new master, a master given a new key. A master that made its peer socket with that key
+// (peers are connected at start, before the peer enrolled its own line) must notice, when the
+// connection fails, that the file now names another key, and reconnect with it; libzmq alone
+// retries forever with the old one and the peer is never reached.
+describe('a Raft peer whose key in the servers file was stale (real processes)', function () {
+  this.timeout(120_000);
+  let root: string;
+  let c: Cluster;
+  afterEach(async () => {
+    await c?.stopAll();
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  it('is reached once it enrolls its real key: it catches up and applies everything', async () => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'grid-raft-stale-key-'));
+    const file = path.join(root, 'master.json');
+    fs.writeFileSync(file, '{}');
+    c = new Cluster(root, file);
+    await c.init(3);
+    const late = c.masters[2]!;
+    addServer(TEST_TRUST_DIR, late.endpoint, zmq.curveKeyPair().publicKey); // some earlier server's key
+    await Promise.all([c.start(0), c.start(1)]);
+    for (let i = 0; i < 3; i++) await c.request(submitMsg(2), 30_000);
+    const lead = (await c.raft(await c.leader()))!;
+    await c.start(2);
+    const t0 = Date.now();
+    for (;;) {
+      const r = await c.raft(2);
+      if (r && r.applied >= lead.applied) break;
+      if (Date.now() - t0 > 15_000) throw new Error(`master 2 was never reached with its real key: ${JSON.stringify(r)} vs leader applied ${lead.applied}`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
   });
 });

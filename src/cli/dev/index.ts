@@ -5,7 +5,7 @@
  * parsing is shared with the worker in common/mounts.ts.
  */
 export * from './plan';
-export { probeFreePorts } from './ports';
+export { probeFreePorts } from '../../common';
 export { DevSupervisor, SupervisorIo } from './supervisor';
 export { registerDevCommand } from './command';
 export { mountsUnder, unmountAllUnder } from '../../common/mounts';

@@ -28,13 +28,12 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { GridError, LOG_STDOUT_ENV, authorizeKey, clientTrustDir, keyFingerprint, loadOrCreateKeyPair } from '../../common';
+import { GridError, LOG_STDOUT_ENV, authorizeKey, clientTrustDir, keyFingerprint, loadOrCreateKeyPair, probeFreePorts } from '../../common';
 import { unmountAllUnder } from '../../common/mounts';
 import { DevConfig } from '../config';
 import { DevNodeState, DevState, devStatePath } from '../endpoints';
 import { LineTail } from './output';
 import { DevOptions, DevRole, Launcher, decideOnExit, defaultLauncher, mainEndpoint, nodeName, plannedPorts, tcp } from './plan';
-import { probeFreePorts } from './ports';
 
 interface Node extends DevNodeState {
   role: DevRole;
