@@ -35,7 +35,7 @@ export const MASTER_SETTINGS = new SettingsTable(
       max: 100_000,
       doc: 'most task_dispatch messages the leader sends the lease holder per hello (one batch; the next one goes with its next hello, every leaseRenewMs)',
     },
-    auxiliaryStartWaitMs: { type: 'int', default: 1000, min: 0, max: 600_000, unit: 'ms', doc: 'an auxiliary balancer gets a free lease only after asking this long (at start-up the primary goes first)' },
+    auxiliaryStartWaitMs: { type: 'int', default: 1000, min: 0, max: 600_000, unit: 'ms', doc: 'while no primary balancer has asked, an auxiliary gets a free lease only after asking this long (at start-up the primary goes first)' },
     maxKnownWorkers: { type: 'int', default: 10_000, min: 1, max: 1_000_000, doc: 'most workers the master tracks from worker_status forwarded by the active balancer' },
     maxJobList: { type: 'int', default: 1000, min: 1, max: 100_000, doc: "largest answer to 'grid jobs'" },
     peers: {

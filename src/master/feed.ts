@@ -41,9 +41,11 @@ export interface FeedSettings {
   /** most tasks in one feed batch (default 256) */
   feedBatchMax: number;
   /**
-   * an auxiliary is given a free lease only once it has been asking this long, ms (default
-   * 1000), so that at start-up a primary that starts a moment after it still goes first. At a
-   * failover the auxiliary has been asking (and refused) all along, so this adds nothing.
+   * while this leader has heard from no primary, an auxiliary is given a free lease only once
+   * it has been asking this long, ms (default 1000), so that at start-up a primary that starts
+   * a moment after it still goes first. Once a primary has asked, its last ask + leaseMs is
+   * the bound instead: at a failover even an auxiliary that has just restarted takes over
+   * when the dead primary's lease ends.
    */
   auxiliaryStartWaitMs: number;
 }
@@ -74,7 +76,8 @@ export type FeedEffect =
 export type FeedEvent =
   | { type: 'lease:proposed'; epoch: number; holder: string; role: BalancerRoleName }
   | { type: 'lease:granted'; epoch: number; holder: string; role: BalancerRoleName }
-  | { type: 'lease:expired'; epoch: number; holder: string }
+  /** lateMs: how long after the exact end of the lease this was noticed (the expiry itself is at log time - lateMs) */
+  | { type: 'lease:expired'; epoch: number; holder: string; lateMs: number }
   | { type: 'feed:reset'; epoch: number; open: number };
 
 /** Most auxiliaries whose asking time is remembered (a pair has one; scripts may send more). */
@@ -275,7 +278,10 @@ export class Feed {
     if (r.role === 'auxiliary') {
       // A primary that asked within a lease period, or that may be about to ask (the leader
       // is new), comes first: the auxiliary takes over only when the primary is gone.
-      const waitUntil = Math.max(Math.max(this.primaryAskedMs, this.leaderSinceMs) + this.s.leaseMs, (this.auxAsking.get(r.nodeUuid)?.firstMs ?? nowMs) + this.s.auxiliaryStartWaitMs);
+      // While no primary was heard at all (start-up), the auxiliary also waits until it has
+      // been asking auxiliaryStartWaitMs.
+      const startWaitUntil = this.primaryAskedMs === -Infinity ? (this.auxAsking.get(r.nodeUuid)?.firstMs ?? nowMs) + this.s.auxiliaryStartWaitMs : -Infinity;
+      const waitUntil = Math.max(Math.max(this.primaryAskedMs, this.leaderSinceMs) + this.s.leaseMs, startWaitUntil);
       if (nowMs < waitUntil) {
         this.refuse(out, r.nodeUuid, `the lease is free but a primary balancer asked or may ask; the auxiliary waits ${Math.ceil(waitUntil - nowMs)} ms more`);
         return waitUntil;
@@ -312,7 +318,7 @@ export class Feed {
   private noteExpiry(out: FeedEffect[], nowMs: number): void {
     if (this.holder && !this.expiredNoted && nowMs >= this.expiresAtMs && this.expiresAtMs > -Infinity) {
       this.expiredNoted = true;
-      this.emit(out, { type: 'lease:expired', epoch: this.epoch, holder: this.holder });
+      this.emit(out, { type: 'lease:expired', epoch: this.epoch, holder: this.holder, lateMs: Math.max(0, Math.round(nowMs - this.expiresAtMs)) });
     }
   }
 

@@ -262,7 +262,7 @@ export class WorkerNode {
     this.knownEpoch = epoch;
     this.followed = c;
     if (was && was !== c) this.counts.failovers++;
-    this.log.info({ balancer: c.endpoint, epoch, from: was?.endpoint ?? null }, 'following the active balancer');
+    this.log.info({ event: 'balancer:followed', balancer: c.endpoint, epoch, from: was?.endpoint ?? null, held: this.tasks.size, unacked: this.link.pending }, 'following the active balancer');
     void this.sendTo(c, this.holdingMessage(epoch));
     this.counts.holdingsSent++;
     for (const r of this.link.reconnected(Date.now())) void this.sendTo(c, r);

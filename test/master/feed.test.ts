@@ -94,6 +94,19 @@ describe('master feed: the lease arbiter (docs/balancer.md "The lease")', () => 
     assert.deepEqual(kinds(g.request(req(X), 5300)), ['propose'], 'no primary at all: the auxiliary after asking auxiliaryStartWaitMs');
   });
 
+  it('at a failover an auxiliary that has just restarted takes over when the primary\'s lease ends, not auxiliaryStartWaitMs after its first ask', () => {
+    const f = feed();
+    f.becameLeader(0, []);
+    grant(f, P, 0);
+    f.request(req(P, { epoch: 1, requestSeq: 2 }), 1000); // the primary's last renewal: its lease ends at 1400
+    // the auxiliary was restarted a moment ago: its first ask is 50 ms before the lease ends
+    const refused = f.request(req(X), 1350);
+    assert.deepEqual(kinds(refused), ['refuse'], 'the lease is still held');
+    const wakeAt = refused.find((e) => e.kind === 'wakeAt') as Extract<FeedEffect, { kind: 'wakeAt' }> | undefined;
+    assert.equal(wakeAt?.atMs, 1400, 'decided again right when the lease ends');
+    assert.deepEqual(kinds(f.wake(1400)), ['propose'], 'the primary is gone: no start-up wait (it would be until 1650)');
+  });
+
   it('a holder that lost its state (asks with epoch 0 after a restart) gets a new epoch', () => {
     const f = feed();
     f.becameLeader(0, []);
